@@ -1,0 +1,145 @@
+"""Loading DRDM models: the network plus the metadata needed to use it correctly.
+
+:func:`load_checkpoint` reads the authors' reference ``.pth`` state dicts with PyTorch's weights-only
+unpickler (nothing but tensors and plain containers is ever unpickled) and fills the metadata the file
+lacks from the reference configuration (SPEC §3.1 and §7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .network import RecResACNet
+from .noise import ForwardProcess
+
+# Metadata of the reference configurations: the .pth files carry weights only.
+REFERENCE_METADATA = {
+    2: dict(size=256, noise_preset="cmr-2d", trained_on="ACDC / M&Ms cardiac MRI slices (authors' training set)"),
+    3: dict(size=128, noise_preset="lct-3d", trained_on="lung CT volumes (authors' training set)"),
+}
+INTENSITY_MINMAX = "minmax-0-1"  # per image: (I - min) / (max - min + 1e-7), background ≈ 0
+_REQUIRED_KEYS = ("time_embed.weight", "te1.0.weight", "b1.0.conv0.weight", "conv_out.weight", "conv_out.bias")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a loadable DRDM checkpoint."""
+
+
+@dataclass
+class DRDMModel:
+    """A recovery network with what is needed to use it.
+
+    Attributes:
+        network: the :class:`RecResACNet` (eval mode).
+        ndims: 2 or 3.
+        size: side of the square/cubic working grid the model was trained on (voxels).
+        num_steps: number of diffusion levels T.
+        noise_preset: name of the :class:`ForwardProcess` preset it was trained with.
+        intensity: intensity normalisation expected on input (``"minmax-0-1"``).
+        name, source, sha256: where it came from.
+    """
+
+    network: RecResACNet
+    ndims: int
+    size: int
+    num_steps: int
+    noise_preset: str
+    intensity: str = INTENSITY_MINMAX
+    name: str = "custom"
+    source: str = ""
+    sha256: str = ""
+    trained_on: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def forward_process(self) -> ForwardProcess:
+        """The forward deformation process this model was trained with."""
+        return ForwardProcess.from_preset(self.noise_preset, image_size=self.size, num_steps=self.num_steps)
+
+    def to(self, device: torch.device | str) -> DRDMModel:
+        self.network.to(device)
+        return self
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "unreadable"
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise CheckpointError(
+                f"{path}: refused: the file needs unpickling of arbitrary Python objects, which is unsafe "
+                "(only weights-only checkpoints are loaded)"
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(error)})") from None
+    except Exception as error:  # torch.load raises many types on foreign bytes
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(error).__name__}: {_first_line(error)})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a DRDM checkpoint (expected a state dict of tensors)")
+    missing = [k for k in _REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a DRDM RecResACNet checkpoint (missing keys: {', '.join(missing)})")
+    return state
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> DRDMModel:
+    """Load a DRDM reference checkpoint (a RecResACNet state dict, ``.pth``) as a :class:`DRDMModel`.
+
+    The dimensionality, number of steps and embedding width are read from the tensor shapes; the working
+    size, noise preset and intensity normalisation come from the reference configuration for that
+    dimensionality. Raises :class:`CheckpointError` (a ``ValueError``) for anything else.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    state = _read_state_dict(path)
+    ndims = state["conv_out.weight"].dim() - 2
+    if ndims not in REFERENCE_METADATA or state["conv_out.weight"].shape[0] != ndims:
+        raise CheckpointError(f"{path}: conv_out has an unexpected shape {tuple(state['conv_out.weight'].shape)}")
+    num_steps, embed_dim = state["time_embed.weight"].shape
+    in_channels = state["b1.0.conv0.weight"].shape[1]
+    network = RecResACNet(ndims=ndims, in_channels=in_channels, num_steps=num_steps, embed_dim=embed_dim)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not fit RecResACNet: {_first_line(error)}") from None
+    network.eval().to(device)
+    meta = REFERENCE_METADATA[ndims]
+    return DRDMModel(network=network, ndims=ndims, size=meta["size"], num_steps=num_steps,
+                     noise_preset=meta["noise_preset"], name=path.stem, source=str(path),
+                     sha256=file_sha256(path), trained_on=meta["trained_on"])
+
+
+def untrained_model(ndims: int = 2, size: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> DRDMModel:
+    """A randomly initialised model with the reference configuration (for tests and smoke runs only)."""
+    if ndims not in REFERENCE_METADATA:
+        raise ValueError(f"ndims must be 2 or 3, got {ndims}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = RecResACNet(ndims=ndims).eval().to(device)
+    meta = REFERENCE_METADATA[ndims]
+    return DRDMModel(network=network, ndims=ndims, size=size or meta["size"], num_steps=network.num_steps,
+                     noise_preset=meta["noise_preset"], name=f"untrained-{ndims}d", trained_on="nothing (random weights)")

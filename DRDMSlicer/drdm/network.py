@@ -1,0 +1,178 @@
+"""RecResACNet: the recursive residual atrous U-Net of the DRDM reference (SPEC §3), 2D and 3D.
+
+The state-dict keys and their order equal the authors' published checkpoint, so
+``load_state_dict(torch.load(path, weights_only=True, map_location="cpu"), strict=True)`` works.
+The network returns displacements in the reference's *size units* (1.0 = ``S`` voxels, ``S`` = size of
+the first spatial axis), channel c along array axis c; :func:`size_units_to_voxels` converts once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .spatial import warp
+
+LEAK = 1e-6  # negative slope of the reference's leaky ReLU
+
+
+def sinusoid_table(num_steps: int, dim: int) -> torch.Tensor:
+    """The reference time table ``E[t, 2k] = sin(t·ω_k)``, ``E[t, 2k+1] = cos(t·ω_k)``, ``ω_k = 10000^(-4k/dim)``."""
+    # Frequencies in double precision, then float32 (this reproduces the published table bit for bit).
+    omega = torch.tensor([1.0 / 10000 ** (2.0 * j / dim) for j in range(0, dim, 2)], dtype=torch.float32)
+    steps = torch.arange(num_steps, dtype=torch.float32).unsqueeze(1)
+    table = torch.zeros(num_steps, dim)
+    table[:, 0::2] = torch.sin(steps * omega)
+    table[:, 1::2] = torch.cos(steps * omega[: dim // 2])
+    return table
+
+
+def _leaky(z: torch.Tensor) -> torch.Tensor:
+    return nn.functional.leaky_relu(z, LEAK)
+
+
+def _conv(ndims: int) -> type[nn.Module]:
+    return nn.Conv2d if ndims == 2 else nn.Conv3d
+
+
+class AtrousBlock(nn.Module):
+    """Residual atrous block ``A(c_in → c_out)``: conv0 (+ instance norm), dilations 1 and 3, residual."""
+
+    def __init__(self, ndims: int, c_in: int, c_out: int, norm: bool) -> None:
+        super().__init__()
+        conv = _conv(ndims)
+        if norm:  # registered first: the checkpoint lists ln before conv0
+            norm_cls = nn.InstanceNorm2d if ndims == 2 else nn.InstanceNorm3d
+            self.ln = norm_cls(c_out, affine=True, eps=1e-5)
+        else:
+            self.ln = None
+        self.conv0 = conv(c_in, c_out, 3, 1, 1)
+        self.convs = nn.ModuleList([conv(c_out, c_out, 3, 1, 1, dilation=1), conv(c_out, c_out, 3, 1, 3, dilation=3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv0(x)
+        if self.ln is not None:
+            y = self.ln(y)
+        r = self.convs[1](_leaky(self.convs[0](_leaky(y))))
+        return _leaky(r + y)
+
+
+def _time_mlp(embed_dim: int, channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(embed_dim, channels), nn.ReLU(), nn.Linear(channels, channels))
+
+
+def _stage(ndims: int, widths: tuple[int, int, int, int], norm: bool) -> nn.Sequential:
+    c0, c1, c2, c3 = widths
+    return nn.Sequential(AtrousBlock(ndims, c0, c1, norm), AtrousBlock(ndims, c1, c2, norm), AtrousBlock(ndims, c2, c3, norm))
+
+
+class RecResACNet(nn.Module):
+    """The DRDM recovery network (SPEC §3).
+
+    Args:
+        ndims: 2 or 3 spatial dimensions.
+        in_channels: image channels (the published models use 1).
+        num_steps: number of diffusion levels T (rows of the time table).
+        embed_dim: width of the sinusoidal time embedding.
+
+    ``forward(x, t, rec_num=2)``: ``x`` ``(N, in_channels, *spatial)`` with every size divisible by 8,
+    ``t`` integer levels ``(N,)`` (or an int); returns ``(N, ndims, *spatial)`` in size units.
+    """
+
+    def __init__(self, ndims: int = 2, in_channels: int = 1, num_steps: int = 80, embed_dim: int = 100) -> None:
+        super().__init__()
+        if ndims not in (2, 3):
+            raise ValueError(f"ndims must be 2 or 3, got {ndims}")
+        self.ndims, self.in_channels, self.num_steps, self.embed_dim = ndims, in_channels, num_steps, embed_dim
+        conv = _conv(ndims)
+        conv_t = nn.ConvTranspose2d if ndims == 2 else nn.ConvTranspose3d
+        # Registration order = the reference state-dict order (SPEC Appendix A).
+        self.time_embed = nn.Embedding(num_steps, embed_dim)
+        self.time_embed.weight.data.copy_(sinusoid_table(num_steps, embed_dim))
+        self.time_embed.weight.requires_grad_(False)
+        self.te1 = _time_mlp(embed_dim, 1)
+        self.b1 = _stage(ndims, (in_channels, 10, 10, 10), norm=True)
+        self.down1 = conv(10, 10, 4, 2, 1)
+        self.te2 = _time_mlp(embed_dim, 10)
+        self.b2 = _stage(ndims, (10, 20, 20, 20), norm=True)
+        self.down2 = conv(20, 20, 4, 2, 1)
+        self.te3 = _time_mlp(embed_dim, 20)
+        self.b3 = _stage(ndims, (20, 40, 40, 40), norm=True)
+        self.down3 = conv(40, 40, 4, 2, 1)
+        self.te_mid = _time_mlp(embed_dim, 40)
+        self.b_mid = _stage(ndims, (40, 20, 20, 40), norm=True)
+        self.up1 = conv_t(40, 40, 4, 2, 1)
+        self.te4 = _time_mlp(embed_dim, 80)
+        self.b4 = _stage(ndims, (80, 40, 20, 20), norm=False)
+        self.up2 = conv_t(20, 20, 4, 2, 1)
+        self.te5 = _time_mlp(embed_dim, 40)
+        self.b5 = _stage(ndims, (40, 20, 10, 10), norm=False)
+        self.up3 = conv_t(10, 10, 4, 2, 1)
+        self.te_out = _time_mlp(embed_dim, 20)
+        self.b_out = _stage(ndims, (20, 10, 10, 10), norm=False)
+        self.conv_out = conv(10, ndims, 3, 1, 1)
+
+    def _check_input(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        if x.dim() != self.ndims + 2:
+            raise ValueError(f"a {self.ndims}D network needs input (N, C, *{self.ndims} sizes), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"network expects {self.in_channels} input channel(s), got {x.shape[1]}")
+        if any(s % 8 for s in x.shape[2:]):
+            raise ValueError(f"every spatial size must be divisible by 8, got {tuple(x.shape[2:])}")
+        t = torch.as_tensor(t, device=x.device)
+        if t.is_floating_point():
+            raise ValueError("time steps must be integers")
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
+        if t.numel() != x.shape[0]:
+            raise ValueError(f"{t.numel()} time steps for a batch of {x.shape[0]}")
+        if t.device.type == "cpu" and (int(t.min()) < 0 or int(t.max()) >= self.num_steps):
+            raise ValueError(f"time steps must lie in [0, {self.num_steps - 1}]")
+        return t.long()
+
+    def _time_features(self, t: torch.Tensor) -> list[torch.Tensor]:
+        e = self.time_embed(t)
+        tail = (1,) * self.ndims
+        mlps = (self.te1, self.te2, self.te3, self.te_mid, self.te4, self.te5, self.te_out)
+        return [mlp(e).reshape(e.shape[0], -1, *tail) for mlp in mlps]
+
+    def unet(self, x: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        """One U-Net pass with the output limit; ``feats`` from the seven time MLPs. Size units."""
+        te1, te2, te3, te_mid, te4, te5, te_out = feats
+        o1 = self.b1(x + te1)
+        o2 = self.b2(self.down1(o1) + te2)
+        o3 = self.b3(self.down2(o2) + te3)
+        om = self.b_mid(self.down3(o3) * te_mid)
+        o4 = self.b4(torch.cat([o3, self.up1(om)], dim=1) + te4)
+        o5 = self.b5(torch.cat([o2, self.up2(o4)], dim=1) + te5)
+        out = self.b_out(torch.cat([o1, self.up3(o5)], dim=1) + te_out)
+        raw = self.conv_out(out)
+        size = x.shape[2]
+        return torch.clamp(raw * size, 1 - size, size - 1) / size
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | int, rec_num: int = 2) -> torch.Tensor:
+        if rec_num < 1:
+            raise ValueError(f"rec_num must be >= 1, got {rec_num}")
+        t = self._check_input(x, t)
+        feats = self._time_features(t)
+        size = x.shape[2]
+        field = None
+        image = x
+        for r in range(rec_num):
+            step = self.unet(image, feats)
+            step_vox = step * size
+            field = step if field is None else step + warp(field, step_vox, "linear", "border")
+            if r + 1 < rec_num:
+                image = warp(x, field * size, "linear", "zeros")
+        return field
+
+
+def size_units_to_voxels(field: torch.Tensor) -> torch.Tensor:
+    """Convert a network output (size units, ``S`` = first spatial size) to voxels."""
+    return field * field.shape[2]
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Number of trainable numbers in ``module``."""
+    return sum(math.prod(p.shape) for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,182 @@
+"""Algorithm 2 of DRDM: instance deformation by random forward noise and step-by-step learned recovery.
+
+``generate`` works on the model's grid: ``image`` is ``(N, 1, *spatial)`` at the model's size with
+intensities in the model's range. All fields are in voxels, channel i along array axis i.
+
+Modes:
+
+* ``"reference"`` — the authors' sampler (SPEC §5): forward field at the start level, then 80 network steps
+  ``t = 79 … 0``, each composed onto the running field with the preset's padding. Same random stream as
+  the reference: with a generator seeded ``s``, ``ddf_random`` equals the reference's for
+  ``torch.manual_seed(s)``.
+* ``"diffeomorphic"`` — topology preserving: the random field is integrated by scaling and squaring and
+  lifted geometrically (:class:`~drdm.noise.ForwardProcess`, ``diffeomorphic=True``), each network step
+  is used as a stationary velocity (its exponential is composed), and composition pads with the border.
+  Every field stays a diffeomorphism up to interpolation error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .metrics import field_statistics
+from .models import DRDMModel
+from .spatial import compose, integrate, jacobian_determinant, warp, warp_labels
+
+MODES = ("reference", "diffeomorphic")
+STEP_SQUARINGS = 4  # scaling-and-squaring steps for each network step in diffeomorphic mode
+STEP_HALVINGS = 6  # times a folding step is halved before it is skipped
+
+
+class GenerationCancelled(RuntimeError):
+    """Raised by :func:`generate` when its ``cancel`` callback returns True; nothing is returned."""
+
+
+@dataclass
+class GenerationResult:
+    """Output of :func:`generate` (fields in voxels of the model grid, channel i along array axis i).
+
+    Attributes:
+        ddf: ``(N, ndim, *spatial)`` final deformation (pull field: ``image = warp(input, ddf)``).
+        ddf_random: ``(N, ndim, *spatial)`` random forward field at the start level.
+        image: ``(N, 1, *spatial)`` input deformed by ``ddf``.
+        image_random: input deformed by ``ddf_random``.
+        labels, labels_random: deformed integer labels (``None`` without labels).
+        statistics: :func:`drdm.metrics.field_statistics` of ``ddf`` (one value per batch element).
+        statistics_random: the same for ``ddf_random``.
+    """
+
+    ddf: torch.Tensor
+    ddf_random: torch.Tensor
+    image: torch.Tensor
+    image_random: torch.Tensor
+    labels: torch.Tensor | None
+    labels_random: torch.Tensor | None
+    start_level: int
+    mode: str
+    levels: list[int] = field(default_factory=list)
+    statistics: dict[str, list[float]] = field(default_factory=dict)
+    statistics_random: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None, start_level: int, mode: str) -> None:
+    if not isinstance(image, torch.Tensor):
+        raise ValueError("image must be a torch tensor (N, 1, *spatial)")
+    spatial = image.dim() - 2
+    if spatial != model.ndims:
+        if model.ndims == 3 and spatial == 2:
+            raise ValueError("a 3D model cannot deform a 2D image")
+        raise ValueError(f"a {model.ndims}D model needs an image of shape (N, 1, *{model.ndims} sizes), got {tuple(image.shape)}")
+    if image.shape[1] != model.network.in_channels:
+        raise ValueError(f"image must have {model.network.in_channels} channel(s), got {image.shape[1]}")
+    if not image.is_floating_point():
+        raise ValueError("image must be a floating-point tensor")
+    if len(set(image.shape[2:])) != 1 or image.shape[2] % 8:
+        raise ValueError(f"image must be square/cubic with a side divisible by 8 (the model's grid is {model.size}), "
+                         f"got {tuple(image.shape[2:])}")
+    if not torch.isfinite(image).all():
+        raise ValueError("image contains NaN or infinite values")
+    if labels is not None:
+        if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
+            raise ValueError("labels must be an integer tensor (N, 1, *spatial)")
+        if labels.shape != (image.shape[0], 1) + tuple(image.shape[2:]):
+            raise ValueError(f"labels shape {tuple(labels.shape)} does not match image shape {tuple(image.shape)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if not 0 <= int(start_level) <= 2 * model.num_steps:
+        raise ValueError(f"start_level must lie in [0, {2 * model.num_steps}], got {start_level}")
+
+
+def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """Compose ``exp(step)`` onto a fold-free ``ddf`` (border padding) so that the result stays fold-free.
+
+    A batch element whose composition would fold (some voxel with ``det J ≤ 0``) has its step halved and
+    retried; after :data:`STEP_HALVINGS` tries that element keeps its previous field.
+    """
+    shape = (-1,) + (1,) * (ddf.dim() - 1)
+    scale = torch.ones(ddf.shape[0], dtype=ddf.dtype, device=ddf.device)
+    for _ in range(STEP_HALVINGS):
+        candidate = compose(ddf, integrate(step * scale.reshape(shape), STEP_SQUARINGS, "border"), "border")
+        folded = (jacobian_determinant(candidate) <= 0).flatten(1).any(1)
+        if not bool(folded.any()):
+            return candidate
+        scale = torch.where(folded, scale * 0.5, scale)
+    return torch.where(folded.reshape(shape), ddf, candidate)
+
+
+def generate(
+    model: DRDMModel,
+    image: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    start_level: int,
+    generator: torch.Generator | None = None,
+    mode: str = "reference",
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    rec_num: int = 2,
+    levels: list[int] | None = None,
+    label_method: str = "nearest",
+    image_interpolation: str | None = None,
+) -> GenerationResult:
+    """Deform ``image`` (and ``labels``) with a new DRDM deformation.
+
+    Args:
+        model: a loaded :class:`~drdm.models.DRDMModel`.
+        image: ``(N, 1, *spatial)`` float tensor on the model's grid (square/cubic, side divisible by 8),
+            intensities in the model's range ([0, 1] for the reference models).
+        labels: optional ``(N, 1, *spatial)`` integer label map; deformed with ``label_method``
+            (``"nearest"`` or ``"onehot"``), so label values are preserved exactly.
+        start_level: noise level T′ of the random field (reference CMR: 48 … 80).
+        generator: random source; the same seed gives identical bytes on CPU.
+        mode: ``"reference"`` or ``"diffeomorphic"`` (see module docstring).
+        progress: called as ``progress(step, total)`` after every recovery step.
+        cancel: polled before every step; returning True raises :class:`GenerationCancelled`.
+        rec_num: refinement passes per network call (reference: 2).
+        levels: recovery time steps in order (default ``T-1 … 0``, the reference's 80 steps).
+        image_interpolation: image warp mode (default: the model preset's, cubic for CMR).
+
+    Returns:
+        :class:`GenerationResult` (fields in voxels).
+    """
+    _validate(model, image, labels, start_level, mode)
+    process = model.forward_process()
+    interpolation = image_interpolation or process.image_interpolation
+    padding = process.composition_padding if mode == "reference" else "border"
+    diffeomorphic = mode == "diffeomorphic"
+    levels = list(range(model.num_steps - 1, -1, -1)) if levels is None else [int(t) for t in levels]
+    if any(not 0 <= t < model.num_steps for t in levels):
+        raise ValueError(f"recovery levels must lie in [0, {model.num_steps - 1}]")
+    network = model.network
+    size = image.shape[2]
+    batch = image.shape[0]
+    device = next(network.parameters()).device
+    image = image.to(device=device, dtype=torch.float32)
+
+    with torch.no_grad():
+        ddf_random, _ = process.sample(start_level, size, batch=batch, generator=generator,
+                                       device=device, diffeomorphic=diffeomorphic)
+        image_random = warp(image, ddf_random, interpolation, "zeros")
+        ddf, current = ddf_random, image_random
+        for index, t in enumerate(levels):
+            if cancel is not None and cancel():
+                raise GenerationCancelled(f"generation cancelled after {index} of {len(levels)} recovery steps")
+            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
+            step = network(current, t_batch, rec_num=rec_num) * size
+            ddf = _compose_without_folding(ddf, step) if diffeomorphic else compose(ddf, step, padding=padding)
+            current = warp(image, ddf, interpolation, "zeros")
+            if progress is not None:
+                progress(index + 1, len(levels))
+        moved_labels = moved_labels_random = None
+        if labels is not None:
+            labels = labels.to(device)
+            moved_labels = warp_labels(labels, ddf, label_method)
+            moved_labels_random = warp_labels(labels, ddf_random, label_method)
+    return GenerationResult(
+        ddf=ddf, ddf_random=ddf_random, image=current, image_random=image_random,
+        labels=moved_labels, labels_random=moved_labels_random, start_level=int(start_level), mode=mode,
+        levels=levels, statistics=field_statistics(ddf), statistics_random=field_statistics(ddf_random),
+    )

@@ -1,0 +1,125 @@
+"""drdm.network.RecResACNet against the published checkpoint and the rule-weighted 3D vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import tensor
+from drdm.network import RecResACNet, sinusoid_table, size_units_to_voxels
+
+
+@pytest.fixture(scope="module")
+def net2d(checkpoint_path):
+    state = torch.load(checkpoint_path, weights_only=True, map_location="cpu")
+    net = RecResACNet(ndims=2, in_channels=1, num_steps=80, embed_dim=100)
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+def test_state_dict_keys_and_order_match_checkpoint(checkpoint_path):
+    state = torch.load(checkpoint_path, weights_only=True, map_location="cpu")
+    ours = RecResACNet().state_dict()
+    assert list(ours) == list(state)
+    assert all(ours[k].shape == state[k].shape for k in state)
+
+
+def test_time_table_formula_equals_checkpoint(checkpoint_path):
+    state = torch.load(checkpoint_path, weights_only=True, map_location="cpu")
+    assert torch.equal(sinusoid_table(80, 100), state["time_embed.weight"])
+
+
+def test_time_mlps(net2d, vectors):
+    t = torch.tensor([40])
+    row = net2d.time_embed(t)
+    assert (row - tensor(vectors["dbg_time_embed_row"])).abs().max() <= 1e-5
+    names = ["te1", "te2", "te3", "te_mid", "te4", "te5", "te_out"]
+    for name, feature in zip(names, net2d._time_features(t)):
+        assert (feature.reshape(1, -1) - tensor(vectors[f"dbg_{name}"])).abs().max() <= 1e-5, name
+
+
+def test_outputs_two_passes(net2d, vectors):
+    x = tensor(vectors["net_x"])
+    with torch.no_grad():
+        for i, t in enumerate(vectors["net_t"]):
+            out = net2d(x, int(t), rec_num=2)
+            assert (out - tensor(vectors["net_out_rec2"][i : i + 1])).abs().max() <= 1e-5
+
+
+def test_output_single_pass_and_batched(net2d, vectors):
+    x = tensor(vectors["net_x"])
+    with torch.no_grad():
+        single = net2d(x, torch.from_numpy(vectors["net_rec1_t"]), rec_num=1)
+        batched = net2d(x.expand(len(vectors["net_t"]), -1, -1, -1), torch.from_numpy(vectors["net_t"]))
+    assert (single - tensor(vectors["net_out_rec1"])).abs().max() <= 1e-5
+    assert (batched - tensor(vectors["net_out_rec2"])).abs().max() <= 1e-5
+
+
+def test_output_other_size(net2d, vectors):
+    with torch.no_grad():
+        out = net2d(tensor(vectors["net_small_x"]), torch.from_numpy(vectors["net_small_t"]))
+    assert (out - tensor(vectors["net_small_out_rec2"])).abs().max() <= 1e-5
+
+
+def test_size_units_to_voxels():
+    field = torch.full((1, 2, 64, 64), 0.5)
+    assert torch.all(size_units_to_voxels(field) == 32.0)
+
+
+def rule_weights(net: RecResACNet, key_order: list[str], seed: int) -> dict[str, torch.Tensor]:
+    """The reference's deterministic weight rule (vectors README) with NumPy's legacy generator."""
+    rng = np.random.RandomState(seed)
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    weights = {}
+    for key in key_order:
+        shape = shapes[key]
+        if key == "time_embed.weight":
+            weights[key] = sinusoid_table(*shape)
+            continue
+        if len(shape) >= 2:
+            bound = 1.0 / np.sqrt(np.prod(shape[1:]))
+            values = rng.uniform(-bound, bound, shape)
+        elif key.endswith("ln.weight"):
+            values = 1.0 + rng.uniform(-0.1, 0.1, shape)
+        else:
+            values = rng.uniform(-0.1, 0.1, shape)
+        weights[key] = torch.from_numpy(values.astype(np.float32))
+    return weights
+
+
+def test_3d_network_with_rule_weights(vectors, checkpoint_path):
+    order = list(torch.load(checkpoint_path, weights_only=True, map_location="cpu"))  # Appendix A order
+    net = RecResACNet(ndims=3)
+    net.load_state_dict(rule_weights(net, order, int(vectors["net3_weight_seed"][0])), strict=True)
+    net.eval()
+    sums = [float(net.state_dict()[k].double().sum())
+            for k in ("b1.0.conv0.weight", "up1.weight", "conv_out.weight", "te4.2.weight")]
+    assert np.allclose(sums, vectors["net3_weight_checksums"], rtol=0, atol=1e-6)
+    x, t = tensor(vectors["net3_x"]), torch.from_numpy(vectors["net3_t"])
+    with torch.no_grad():
+        assert (net(x, t, rec_num=2) - tensor(vectors["net3_out_rec2"])).abs().max() <= 1e-5
+        assert (net(x, t, rec_num=1) - tensor(vectors["net3_out_rec1"])).abs().max() <= 1e-5
+
+
+def test_3d_has_same_keys_with_3d_shapes(checkpoint_path):
+    state2 = torch.load(checkpoint_path, weights_only=True, map_location="cpu")
+    state3 = RecResACNet(ndims=3).state_dict()
+    assert list(state3) == list(state2)
+    assert state3["conv_out.weight"].shape == (3, 10, 3, 3, 3)
+    assert sum(v.numel() for v in state3.values()) == 1_313_646
+
+
+@pytest.mark.parametrize(
+    "shape,t,message",
+    [((1, 1, 30, 32), 3, "divisible by 8"), ((1, 2, 32, 32), 3, "input channel"), ((1, 1, 32, 32, 32), 3, "2D network"),
+     ((1, 1, 32, 32), 80, "time steps"), ((1, 1, 32, 32), -1, "time steps"), ((2, 1, 32, 32), [1, 2, 3], "batch")],
+)
+def test_bad_inputs_raise_value_error(shape, t, message):
+    net = RecResACNet(ndims=2)
+    with pytest.raises(ValueError, match=message):
+        net(torch.zeros(shape), torch.tensor(t))
+
+
+def test_constructor_rejects_bad_ndims():
+    with pytest.raises(ValueError):
+        RecResACNet(ndims=4)

@@ -1,0 +1,70 @@
+"""Project layout and packaging rules: import paths, engine purity, torch requirement, CMake listing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import tomllib
+from conftest import REPO
+
+ENGINE = REPO / "DRDMSlicer" / "drdm"
+
+
+def test_layout():
+    for name in ("README.md", "LICENSE", "CMakeLists.txt", "DRDMSlicer.s4ext", "DRDMSlicer.json", "pyproject.toml",
+                 "DRDMSlicer", "Resources", "Testing", "benchmarks", ".ci/run", "DRDMSlicer/CMakeLists.txt"):
+        assert (REPO / name).exists(), name
+
+
+def test_import_without_install():
+    code = "import drdm, drdm.sampler, drdm.spatial; print(drdm.__file__)"
+    env = {"PYTHONPATH": str(REPO / "DRDMSlicer"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().startswith(str(ENGINE))
+
+
+def test_engine_imports_neither_qt_nor_slicer():
+    forbidden = re.compile(r"^\s*(import|from)\s+(qt|ctk|slicer|vtk|PythonQt|PySide\d?|PyQt\d?)\b", re.MULTILINE)
+    offenders = [p.name for p in ENGINE.rglob("*.py") if forbidden.search(p.read_text())]
+    assert offenders == []
+
+
+def test_only_spatial_calls_grid_sample():
+    users = sorted(p.name for p in ENGINE.rglob("*.py") if "grid_sample" in p.read_text())
+    assert users == ["spatial.py"]
+
+
+def test_torch_requirement_is_a_range_and_ci_pins_it():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    torch_req = [r for r in project["dependencies"] if r.startswith("torch")]
+    assert torch_req and "==" not in torch_req[0] and ">=" in torch_req[0]
+    assert "torch==2.13.0" in (REPO / "constraints" / "ci.txt").read_text()
+    assert "constraints/ci.txt" in (REPO / "scripts" / "setup_venv.sh").read_text()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    assert "bash scripts/test.sh" in readme and "bash scripts/demo.sh" in readme
+    assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_cmake_lists_every_python_file():
+    cmake = (REPO / "DRDMSlicer" / "CMakeLists.txt").read_text()
+    listed = set(re.findall(r"^\s+(\S+\.py)\s*$", cmake, re.MULTILINE))
+    present = {str(p.relative_to(REPO / "DRDMSlicer")) for p in (REPO / "DRDMSlicer").rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert present == listed
+
+
+def test_extensions_index_entry():
+    entry = json.loads((REPO / "DRDMSlicer.json").read_text())
+    assert {"$schema", "category", "scm_url"} <= set(entry)
+    allowed = {"$schema", "build_dependencies", "build_subdirectory", "category", "enabled", "scm_revision",
+               "scm_type", "scm_url", "tier", "dicom_support_rule"}
+    assert set(entry) <= allowed
+    assert entry["build_dependencies"] == ["PyTorch"]
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert "project(DRDMSlicer)" in cmake and 'set(EXTENSION_DEPENDS "PyTorch")' in cmake
