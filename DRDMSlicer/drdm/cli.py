@@ -1,54 +1,109 @@
-"""The ``drdm`` command line (``python -m drdm`` too)."""
+"""The ``drdm`` command line (``python -m drdm`` too).
+
+Every failure the user can cause ends in one ``drdm: error: …`` line and exit status 2; Ctrl-C ends with
+status 130. Output folders appear only when complete (built under a temporary name, then renamed).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import sys
-import time
 from pathlib import Path
 
+import numpy as np
+import SimpleITK as sitk
 import torch
 
 from . import __version__
-from .models import DRDMModel, load_checkpoint, untrained_model
+from .augment import find_inputs, parse_shard, plan_jobs, shard_jobs, write_manifest
+from .deform import INTERPOLATORS, LABEL_METHODS, DeformationResult, deform_image
+from .io import (
+    InputError,
+    check_writable,
+    displacement_voxels,
+    read_displacement_transform,
+    read_image,
+    read_labels,
+    spacing_array_order,
+    staged_directory,
+    write_image,
+    write_transform,
+)
+from .metrics import displacement_statistics, jacobian_statistics
+from .models import CheckpointError, DRDMModel, load_checkpoint, untrained_model
 from .phantoms import cardiac_phantom
-from .sampler import MODES, GenerationCancelled, generate
+from .qa import save_qa_figure
+from .sampler import MODES, SPEEDS, GenerationCancelled
+from .spatial import jacobian_determinant
+from .synthesize import synthesize_pair
 
 REFERENCE_CHECKPOINT_NAME = "cmr_recresacnet_2d.pth"
+MODEL_NAMES = {"cmr-2d": REFERENCE_CHECKPOINT_NAME}
 
 
 class UserError(Exception):
     """A failure explained to the user in one message (exit status 2)."""
 
 
+def drdm_home() -> Path:
+    """Model cache folder: ``$DRDM_HOME`` or ``~/.cache/drdm``."""
+    return Path(os.environ.get("DRDM_HOME", Path.home() / ".cache" / "drdm"))
+
+
 def find_default_checkpoint() -> Path | None:
-    """The checkpoint the demo uses: ``$DRDM_MODEL``, else the published CMR checkpoint in a ``shared/reference``
-    folder beside the source checkout (developer machines), else ``None``."""
+    """The default model: ``$DRDM_MODEL``, the cached ``cmr-2d`` model, or the published CMR checkpoint in a
+    ``shared/reference`` folder beside the source checkout (developer machines); ``None`` if none exists."""
     env = os.environ.get("DRDM_MODEL")
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
+    cached = drdm_home() / "models" / REFERENCE_CHECKPOINT_NAME
+    if cached.is_file():
+        return cached
+    for parent in Path(__file__).resolve().parents:
         candidate = parent.parent / "shared" / "reference" / REFERENCE_CHECKPOINT_NAME
         if candidate.is_file():
             return candidate
     return None
 
 
-def _load_model(path: str | None) -> DRDMModel:
-    checkpoint = Path(path) if path else find_default_checkpoint()
-    if checkpoint is None:
-        print("No trained model found (set DRDM_MODEL or pass --model); using an UNTRAINED network, so the\n"
-              "recovery steps are meaningless: this run only exercises the pipeline.", file=sys.stderr)
-        return untrained_model(2)
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available to PyTorch here")
+    return torch.device(name)
+
+
+def load_model(spec: str | None, device: torch.device, allow_untrained: bool = False) -> DRDMModel:
+    """A model from a file path, a known name (``cmr-2d``) or the default."""
+    if spec in MODEL_NAMES:
+        path = drdm_home() / "models" / MODEL_NAMES[spec]
+        fallback = find_default_checkpoint()
+        if not path.is_file() and fallback is not None and fallback.name == MODEL_NAMES[spec]:
+            path = fallback
+        if not path.is_file():
+            raise UserError(f"model {spec!r} is not installed (expected {path})")
+    elif spec:
+        path = Path(spec)
+    else:
+        path = find_default_checkpoint()
+        if path is None:
+            if allow_untrained:
+                print("drdm: no trained model found (set DRDM_MODEL or pass --model); using an UNTRAINED network:\n"
+                      "      the recovery steps are meaningless, this run only exercises the pipeline.", file=sys.stderr)
+                return untrained_model(2, device=device)
+            raise UserError("no model given and no default model installed: pass --model PATH")
     try:
-        return load_checkpoint(checkpoint)
-    except ValueError as error:
+        return load_checkpoint(path, device=device)
+    except CheckpointError as error:
         raise UserError(str(error)) from None
 
 
-def _progress_bar(total_label: str):
+def progress_bar(description: str):
+    """A ``progress(step, total)`` callback drawing a tqdm bar with ETA."""
     from tqdm import tqdm
 
     bar = None
@@ -56,7 +111,7 @@ def _progress_bar(total_label: str):
     def update(step: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=total_label, unit="step")
+            bar = tqdm(total=total, desc=description, unit="step", leave=False, file=sys.stderr)
         bar.update(step - bar.n)
         if step == total:
             bar.close()
@@ -64,53 +119,258 @@ def _progress_bar(total_label: str):
     return update
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Deform the procedural cardiac phantom with the default model and print the field statistics."""
-    model = _load_model(args.model)
-    image, labels = cardiac_phantom(model.size, ndims=model.ndims, seed=args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    print(f"model: {model.name} ({model.ndims}D, {model.size} voxels, preset {model.noise_preset})")
-    start = time.perf_counter()
-    result = generate(model, image, labels, start_level=args.level, generator=generator, mode=args.mode,
-                      progress=_progress_bar("recovering"))
-    seconds = time.perf_counter() - start
-    stats, rand = result.statistics, result.statistics_random
-    print(f"level T'={args.level}, mode={args.mode}, seed={args.seed}, {seconds:.1f} s")
-    print(f"random field : mean |u| {rand['mean_vox'][0]:.2f} px, p95 {rand['p95_vox'][0]:.2f} px, "
-          f"folding {100 * rand['folding_fraction'][0]:.2f} %")
-    print(f"final field  : mean |u| {stats['mean_vox'][0]:.2f} px, p95 {stats['p95_vox'][0]:.2f} px, "
-          f"folding {100 * stats['folding_fraction'][0]:.2f} %, det J in "
-          f"[{stats['det_min'][0]:.3f}, {stats['det_max'][0]:.3f}]")
-    kept = sorted(int(v) for v in torch.unique(result.labels))
-    print(f"deformed labels keep their values: {kept}")
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def write_sample(folder: Path, image: sitk.Image, labels: sitk.Image | None, result: DeformationResult,
+                 title: str, qa: bool = True) -> None:
+    """Write one sample's files into ``folder`` (a staging folder)."""
+    write_image(result.image, folder / "image.nii.gz")
+    if result.labels is not None:
+        write_image(result.labels, folder / "labels.nii.gz")
+    write_transform(result.transform, folder / "transform.h5")
+    write_image(result.field, folder / "ddf.nii.gz")
+    write_image(result.jacobian, folder / "jacobian.nii.gz")
+    (folder / "stats.json").write_text(json.dumps(result.statistics, indent=2) + "\n")
+    if not qa:
+        return
+    save_qa_figure(
+        folder / "qa.png", sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(result.image), result.ddf[0].numpy(),
+        sitk.GetArrayFromImage(result.jacobian), spacing_array_order(image),
+        labels=sitk.GetArrayFromImage(labels) if labels is not None else None,
+        deformed_labels=sitk.GetArrayFromImage(result.labels) if result.labels is not None else None,
+        slice_axis=result.grid.slice_axis, title=title)
+
+
+def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMModel, args: argparse.Namespace,
+                     stem: str, out: Path) -> list[Path]:
+    """Run ``count`` deformations and write one folder each; returns the folders."""
+    level = args.level if args.level is not None else model.forward_process().first_level
+    base_seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    folders = []
+    for k in range(args.count):
+        seed = base_seed + k
+        final = out / f"{stem}_T{level}_seed{seed}"
+        with staged_directory(final) as staging:
+            result = deform_image(model, image, labels, level=level, seed=seed, mode=args.mode, speed=args.speed,
+                                  interpolation=args.interpolation, label_method=args.label_method,
+                                  slice_axis=args.slice_axis, progress=progress_bar(f"sample {k + 1}/{args.count}"))
+            title = f"{stem}: T'={level}, seed {seed}, {args.mode}/{args.speed}, model {model.name}"
+            write_sample(staging, image, labels, result, title)
+        s = result.statistics
+        print(f"{final}: mean |u| {s['mean_mm']:.2f} mm ({s['mean_percent_fov']:.1f} % FOV), p95 {s['p95_mm']:.2f} mm, "
+              f"folding {100 * s['folding_fraction']:.3f} %, det J [{s['det_min']:.3f}, {s['det_max']:.3f}], "
+              f"{s['seconds']:.1f} s")
+        folders.append(final)
+    return folders
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """``drdm generate``: deform one image (and labels) ``--count`` times."""
+    image = read_image(args.image)
+    labels = read_labels(args.labels, image) if args.labels else None
+    out = check_writable(args.out)
+    model = load_model(args.model, resolve_device(args.device))
+    generate_samples(image, labels, model, args, _stem(Path(args.image)), out)
     return 0
+
+
+def run_augment(args: argparse.Namespace) -> int:
+    """``drdm augment``: Algorithm 3 over a data set and a set of levels, resumable and shardable."""
+    shard = parse_shard(args.shard)
+    pairs = find_inputs(args.inputs, args.label_suffix)
+    out = check_writable(args.out)
+    model = load_model(args.model, resolve_device(args.device))
+    levels = args.levels or [model.forward_process().first_level]
+    jobs = plan_jobs(pairs, levels, args.per_level, args.seed if args.seed is not None else 0)
+    mine = shard_jobs(jobs, shard)
+    todo = [job for job in mine if not (out / job.folder).exists()]
+    print(f"{len(jobs)} jobs in all, {len(mine)} in shard {shard[0]}/{shard[1]}, {len(mine) - len(todo)} already done")
+    from tqdm import tqdm
+
+    for job in tqdm(todo, desc="augment", unit="sample", file=sys.stderr):
+        image = read_image(job.image)
+        labels = read_labels(job.labels, image) if job.labels else None
+        with staged_directory(out / job.folder) as staging:
+            result = deform_image(model, image, labels, level=job.level, seed=job.seed, mode=args.mode,
+                                  speed=args.speed, interpolation=args.interpolation, label_method=args.label_method)
+            write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=not args.no_qa)
+        write_manifest(out, mine, shard)
+    manifest = write_manifest(out, mine, shard)
+    print(f"manifest: {manifest}")
+    return 0
+
+
+def run_synthesize(args: argparse.Namespace) -> int:
+    """``drdm synthesize``: Algorithm 4, moving/fixed pairs with the ground-truth transform."""
+    image = read_image(args.image)
+    labels = read_labels(args.labels, image) if args.labels else None
+    out = check_writable(args.out)
+    model = load_model(args.model, resolve_device(args.device))
+    first = model.forward_process().first_level
+    level_aug = args.level if args.level is not None else first
+    level_syn = args.level_syn if args.level_syn is not None else level_aug
+    base_seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    stem = _stem(Path(args.image))
+    for k in range(args.count):
+        seed = base_seed + 2 * k
+        final = out / f"{stem}_pair_T{level_aug}-{level_syn}_seed{seed}"
+        with staged_directory(final) as staging:
+            pair = synthesize_pair(model, image, labels, level_aug=level_aug, level_syn=level_syn, seed=seed,
+                                   mode=args.mode, speed=args.speed, interpolation=args.interpolation,
+                                   label_method=args.label_method, progress=progress_bar(f"pair {k + 1}/{args.count}"))
+            write_image(pair.moving, staging / "moving.nii.gz")
+            write_image(pair.fixed, staging / "fixed.nii.gz")
+            if labels is not None:
+                write_image(pair.moving_labels, staging / "moving_labels.nii.gz")
+                write_image(pair.fixed_labels, staging / "fixed_labels.nii.gz")
+            syn = pair.synthesis
+            write_transform(syn.transform, staging / "transform.h5")
+            write_image(syn.field, staging / "ddf.nii.gz")
+            write_image(syn.jacobian, staging / "jacobian.nii.gz")
+            stats = {"ground_truth": syn.statistics, "augmentation": pair.augmentation.statistics,
+                     "direction": "transform.h5 maps fixed-grid points to moving-image points: "
+                                  "Resample(moving, fixed, transform) reproduces fixed"}
+            (staging / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+            save_qa_figure(staging / "qa.png", sitk.GetArrayFromImage(pair.moving), sitk.GetArrayFromImage(pair.fixed),
+                           syn.ddf[0].numpy(), sitk.GetArrayFromImage(syn.jacobian), spacing_array_order(image),
+                           labels=sitk.GetArrayFromImage(pair.moving_labels) if labels is not None else None,
+                           deformed_labels=sitk.GetArrayFromImage(pair.fixed_labels) if labels is not None else None,
+                           slice_axis=syn.grid.slice_axis, title=f"{stem}: moving (left) and fixed (second), seed {seed}")
+        s = syn.statistics
+        print(f"{final}: ground truth mean |u| {s['mean_mm']:.2f} mm, folding {100 * s['folding_fraction']:.3f} %")
+    return 0
+
+
+def run_jacobian(args: argparse.Namespace) -> int:
+    """``drdm jacobian``: det J map and statistics of any ITK displacement-field transform."""
+    reference = read_image(args.reference, "reference image")
+    field = read_displacement_transform(args.transform)
+    ddf = displacement_voxels(field, reference)
+    det = jacobian_determinant(ddf)[0]
+    stats = {k: v[0] for k, v in displacement_statistics(ddf, spacing_array_order(reference)).items()}
+    stats.update({k: v[0] for k, v in jacobian_statistics(ddf).items()})
+    out = Path(args.out)
+    check_writable(out.parent)
+    image = sitk.GetImageFromArray(det.float().numpy())
+    image.CopyInformation(reference)
+    write_image(image, out)
+    print(json.dumps(stats, indent=2))
+    print(f"det J map written to {out}", file=sys.stderr)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``drdm demo``: ``generate`` on the bundled cardiac phantom with the default model."""
+    device = resolve_device(args.device)
+    model = load_model(args.model, device, allow_untrained=True)
+    phantom, phantom_labels = cardiac_phantom(model.size, model.ndims, seed=0)
+    image = sitk.GetImageFromArray(phantom[0, 0].numpy())
+    labels = sitk.GetImageFromArray(phantom_labels[0, 0].numpy().astype(np.uint8))
+    spacing = (1.25,) * model.ndims
+    image.SetSpacing(spacing)
+    labels.SetSpacing(spacing)
+    out = check_writable(args.out)
+    print(f"model: {model.name} ({model.ndims}D, grid {model.size}, preset {model.noise_preset})")
+    args.count, args.interpolation, args.label_method, args.slice_axis = 1, "linear", "nearest", None
+    stem = "phantom"
+    for old in out.glob(f"{stem}_T*"):
+        if old.is_dir() and (old / "stats.json").is_file():  # a previous demo run: replace it
+            import shutil
+
+            shutil.rmtree(old)
+    folders = generate_samples(image, labels, model, args, stem, out)
+    print(f"QA picture: {folders[0] / 'qa.png'}")
+    return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="checkpoint file or model name (cmr-2d); default: the installed default model")
+    parser.add_argument("--level", type=int, help="start noise level T' (default: the model's first level, 48 for cmr-2d)")
+    parser.add_argument("--seed", type=int, help="random seed of the first sample (default: random, recorded in stats.json)")
+    parser.add_argument("--mode", choices=MODES, default="diffeomorphic",
+                        help="diffeomorphic (topology preserving, default) or reference (the authors' sampler)")
+    parser.add_argument("--speed", choices=SPEEDS, default="faithful", help="faithful (reference schedule) or fast")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drdm", description="Deformation-Recovery Diffusion Model (DRDM)")
     parser.add_argument("--version", action="version", version=f"drdm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="deform a bundled phantom with the default model")
-    demo.add_argument("--model", help="checkpoint file (default: $DRDM_MODEL or the published CMR model)")
-    demo.add_argument("--level", type=int, default=56, help="start noise level T' (default 56)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--mode", choices=MODES, default="diffeomorphic")
-    demo.set_defaults(func=run_demo)
+
+    gen = commands.add_parser("generate", help="deform an image (and labels) with new DRDM deformations")
+    gen.add_argument("image", help="image file (NIfTI, NRRD, MHA, ...) or DICOM series folder")
+    gen.add_argument("--labels", help="integer label map on the image's grid")
+    _add_model_options(gen)
+    gen.add_argument("--count", type=int, default=1, help="number of samples (seeds seed, seed+1, ...)")
+    gen.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear",
+                     help="SimpleITK interpolator of the written image (the transform reproduces it)")
+    gen.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
+    gen.add_argument("--slice-axis", type=int, choices=(0, 1, 2),
+                     help="2D model on a 3D volume: array axis (0=z, 1=y, 2=x) to slice; default the largest spacing")
+    gen.add_argument("--out", required=True, help="output folder (one sub-folder per sample)")
+    gen.set_defaults(func=run_generate)
+
+    aug = commands.add_parser("augment", help="Algorithm 3: augment a data set at several levels (resumable)")
+    aug.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    aug.add_argument("--label-suffix", help="labels are <image stem><suffix>.<ext> beside each image (e.g. _gt)")
+    _add_model_options(aug)
+    aug.add_argument("--levels", type=int, nargs="+", help="start levels T' (default: the model's first level)")
+    aug.add_argument("--per-level", type=int, default=1, help="samples per image and level")
+    aug.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")
+    aug.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
+    aug.add_argument("--shard", default="0/1", help="i/n: run only jobs j with j mod n == i")
+    aug.add_argument("--no-qa", action="store_true", help="skip the QA pictures")
+    aug.add_argument("--out", required=True)
+    aug.set_defaults(func=run_augment)
+
+    syn = commands.add_parser("synthesize", help="Algorithm 4: registration pairs with a ground-truth transform")
+    syn.add_argument("image")
+    syn.add_argument("--labels")
+    _add_model_options(syn)
+    syn.add_argument("--level-syn", type=int, help="level of the ground-truth deformation (default: --level)")
+    syn.add_argument("--count", type=int, default=1)
+    syn.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")
+    syn.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
+    syn.add_argument("--out", required=True)
+    syn.set_defaults(func=run_synthesize)
+
+    jac = commands.add_parser("jacobian", help="det J map and statistics of an ITK displacement-field transform")
+    jac.add_argument("transform", help=".h5/.tfm displacement-field transform or a displacement vector image")
+    jac.add_argument("--reference", required=True, help="image whose grid the map is computed on")
+    jac.add_argument("--out", default="jacobian.nii.gz", help="det J image to write (default jacobian.nii.gz)")
+    jac.set_defaults(func=run_jacobian)
+
+    demo = commands.add_parser("demo", help="deform the bundled phantom with the default model into ./drdm-demo/")
+    _add_model_options(demo)
+    demo.add_argument("--out", default="drdm-demo")
+    demo.set_defaults(func=run_demo, seed=None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "count", 1) < 1 or getattr(args, "per_level", 1) < 1:
+        parser.error("--count and --per-level must be at least 1")
+    if args.command == "demo" and args.seed is None:
+        args.seed = 0
     try:
         return args.func(args)
-    except UserError as error:
+    except (UserError, InputError, ValueError) as error:
         print(f"drdm: error: {error}", file=sys.stderr)
         return 2
-    except ValueError as error:
-        print(f"drdm: error: {error}", file=sys.stderr)
+    except MemoryError:
+        print("drdm: error: out of memory; try a smaller volume, --device cuda or a smaller --count", file=sys.stderr)
         return 2
     except (GenerationCancelled, KeyboardInterrupt):
-        print("drdm: cancelled", file=sys.stderr)
+        print("\ndrdm: cancelled; unfinished outputs were removed", file=sys.stderr)
         return 130
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 
 from .network import RecResACNet
-from .noise import ForwardProcess
+from .noise import PRESETS, ForwardProcess
 
 # Metadata of the reference configurations: the .pth files carry weights only.
 REFERENCE_METADATA = {
     2: dict(size=256, noise_preset="cmr-2d", trained_on="ACDC / M&Ms cardiac MRI slices (authors' training set)"),
     3: dict(size=128, noise_preset="lct-3d", trained_on="lung CT volumes (authors' training set)"),
 }
+METADATA_KEYS = ("size", "noise_preset", "intensity", "name", "trained_on")
 INTENSITY_MINMAX = "minmax-0-1"  # per image: (I - min) / (max - min + 1e-7), background ≈ 0
 _REQUIRED_KEYS = ("time_embed.weight", "te1.0.weight", "b1.0.conv0.weight", "conv_out.weight", "conv_out.bias")
 
@@ -95,14 +96,19 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(error)})") from None
     except Exception as error:  # torch.load raises many types on foreign bytes
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(error).__name__}: {_first_line(error)})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        metadata = state.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise CheckpointError(f"{path}: 'metadata' must be a dictionary")
         state = state["state_dict"]
+    else:
+        metadata = {}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a DRDM checkpoint (expected a state dict of tensors)")
     missing = [k for k in _REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path}: not a DRDM RecResACNet checkpoint (missing keys: {', '.join(missing)})")
-    return state
+    return state, metadata
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> DRDMModel:
@@ -110,12 +116,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> DRD
 
     The dimensionality, number of steps and embedding width are read from the tensor shapes; the working
     size, noise preset and intensity normalisation come from the reference configuration for that
-    dimensionality. Raises :class:`CheckpointError` (a ``ValueError``) for anything else.
+    dimensionality, unless the file is ``{"state_dict": ..., "metadata": {...}}`` (:func:`save_checkpoint`),
+    whose metadata wins. Raises :class:`CheckpointError` (a ``ValueError``) for anything else.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    state = _read_state_dict(path)
+    state, stored = _read_state_dict(path)
     ndims = state["conv_out.weight"].dim() - 2
     if ndims not in REFERENCE_METADATA or state["conv_out.weight"].shape[0] != ndims:
         raise CheckpointError(f"{path}: conv_out has an unexpected shape {tuple(state['conv_out.weight'].shape)}")
@@ -127,10 +134,25 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> DRD
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit RecResACNet: {_first_line(error)}") from None
     network.eval().to(device)
-    meta = REFERENCE_METADATA[ndims]
-    return DRDMModel(network=network, ndims=ndims, size=meta["size"], num_steps=num_steps,
-                     noise_preset=meta["noise_preset"], name=path.stem, source=str(path),
-                     sha256=file_sha256(path), trained_on=meta["trained_on"])
+    meta = {**REFERENCE_METADATA[ndims], **{k: v for k, v in stored.items() if k in METADATA_KEYS}}
+    if meta["noise_preset"] not in PRESETS or PRESETS[meta["noise_preset"]]["ndims"] != ndims:
+        raise CheckpointError(f"{path}: noise preset {meta['noise_preset']!r} does not fit a {ndims}D network")
+    if int(meta["size"]) % 8 or int(meta["size"]) < 8:
+        raise CheckpointError(f"{path}: working size {meta['size']} is not a positive multiple of 8")
+    return DRDMModel(network=network, ndims=ndims, size=int(meta["size"]), num_steps=num_steps,
+                     noise_preset=meta["noise_preset"], intensity=meta.get("intensity", INTENSITY_MINMAX),
+                     name=str(meta.get("name", path.stem)), source=str(path), sha256=file_sha256(path),
+                     trained_on=str(meta["trained_on"]))
+
+
+def save_checkpoint(model: DRDMModel, path: str | Path) -> Path:
+    """Save weights and metadata as a weights-only loadable ``.pth`` (``{"state_dict", "metadata"}``)."""
+    path = Path(path)
+    metadata = {"size": model.size, "noise_preset": model.noise_preset, "intensity": model.intensity,
+                "name": model.name, "trained_on": model.trained_on}
+    state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
+    torch.save({"state_dict": state, "metadata": metadata}, path)
+    return path
 
 
 def untrained_model(ndims: int = 2, size: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> DRDMModel:

@@ -27,6 +27,8 @@ from .models import DRDMModel
 from .spatial import compose, integrate, jacobian_determinant, warp, warp_labels
 
 MODES = ("reference", "diffeomorphic")
+SPEEDS = ("faithful", "fast")
+FAST_STRIDE = 2  # fast speed: every second level from the start level down, one refinement pass
 STEP_SQUARINGS = 4  # scaling-and-squaring steps for each network step in diffeomorphic mode
 STEP_HALVINGS = 6  # times a folding step is halved before it is skipped
 
@@ -121,6 +123,7 @@ def generate(
     levels: list[int] | None = None,
     label_method: str = "nearest",
     image_interpolation: str | None = None,
+    speed: str = "faithful",
 ) -> GenerationResult:
     """Deform ``image`` (and ``labels``) with a new DRDM deformation.
 
@@ -138,6 +141,9 @@ def generate(
         rec_num: refinement passes per network call (reference: 2).
         levels: recovery time steps in order (default ``T-1 … 0``, the reference's 80 steps).
         image_interpolation: image warp mode (default: the model preset's, cubic for CMR).
+        speed: ``"faithful"`` (the reference schedule: ``levels`` and ``rec_num`` as given) or ``"fast"``
+            (recovery starts at the start level instead of ``T-1`` and visits every second level, with one
+            refinement pass; ignores ``levels``/``rec_num``). See ``benchmarks/`` for its measured quality.
 
     Returns:
         :class:`GenerationResult` (fields in voxels).
@@ -147,6 +153,11 @@ def generate(
     interpolation = image_interpolation or process.image_interpolation
     padding = process.composition_padding if mode == "reference" else "border"
     diffeomorphic = mode == "diffeomorphic"
+    if speed not in SPEEDS:
+        raise ValueError(f"unknown speed {speed!r}; choose one of {SPEEDS}")
+    if speed == "fast":
+        top = min(int(start_level), model.num_steps) - 1
+        levels, rec_num = list(range(top, -1, -FAST_STRIDE)), 1
     levels = list(range(model.num_steps - 1, -1, -1)) if levels is None else [int(t) for t in levels]
     if any(not 0 <= t < model.num_steps for t in levels):
         raise ValueError(f"recovery levels must lie in [0, {model.num_steps - 1}]")

@@ -124,6 +124,30 @@ def _cubic_gather(x: torch.Tensor, ddf: torch.Tensor, padding: str) -> torch.Ten
     return out
 
 
+def sample_at(x: torch.Tensor, positions: torch.Tensor, mode: str = "linear", padding: str = "zeros") -> torch.Tensor:
+    """Interpolate ``x`` at continuous index positions (the general form of :func:`warp`).
+
+    Args:
+        x: ``(N, C, *in_spatial)``.
+        positions: ``(N, ndim, *out_spatial)``, channel i = continuous index along array axis i of ``x``.
+        mode, padding: as for :func:`warp` (cubic only for 2D here).
+
+    Returns:
+        ``(N, C, *out_spatial)``.
+    """
+    ndim = positions.dim() - 2
+    if x.dim() != positions.dim() or positions.shape[1] != ndim or ndim not in (2, 3):
+        raise ValueError(f"positions {tuple(positions.shape)} do not fit an input of shape {tuple(x.shape)}")
+    if mode not in INTERPOLATION_MODES or padding not in PADDING_MODES:
+        raise ValueError(f"unknown mode/padding {mode!r}/{padding!r}")
+    if mode == "cubic" and ndim == 3:
+        raise ValueError("cubic sampling at arbitrary positions is 2D only; use warp() for 3D cubic warps")
+    half = _half_extent(tuple(x.shape[2:]), positions.device, positions.dtype)
+    grid = positions.movedim(1, -1).flip(-1) / half - 1.0
+    torch_mode = {"linear": "bilinear", "cubic": "bicubic", "nearest": "nearest"}[mode]
+    return F.grid_sample(x, grid.to(x.dtype), mode=torch_mode, padding_mode=padding, align_corners=True)
+
+
 def warp(x: torch.Tensor, ddf: torch.Tensor, mode: str = "linear", padding: str = "zeros") -> torch.Tensor:
     """Pull-back warp: ``out(p) = x(p + ddf(p))``.
 

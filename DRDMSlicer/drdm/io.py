@@ -1,0 +1,277 @@
+"""Reading and writing images, label maps and displacement-field transforms (SimpleITK, LPS, mm).
+
+Every read is validated (one clear :class:`InputError` per problem); every write is atomic (a temporary
+file in the target folder, then a rename), and inputs are never written to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".nii.gz", ".nii", ".nrrd", ".mha")
+INTEGER_PIXEL_IDS = {
+    sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
+    sitk.sitkUInt64, sitk.sitkInt64,
+}
+
+sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK prints harmless header warnings to stderr
+
+
+class InputError(ValueError):
+    """An input the user gave cannot be used; the message says why in one line."""
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def read_image(path: str | Path, what: str = "image") -> sitk.Image:
+    """Read a 2D/3D scalar image (NIfTI, NRRD, MHA, ... or a DICOM series folder) and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path}: no such file or folder")
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise InputError(f"{what} {path}: folder holds no DICOM series")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            image = reader.Execute()
+        else:
+            _check_complete(path, what)
+            image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        detail = next((line.strip() for line in str(error).splitlines() if line.strip().startswith("ITK")), "")
+        suffix = f": {detail}" if detail else ""
+        raise InputError(f"{what} {path}: cannot be read (corrupt, truncated or unsupported format){suffix}") from None
+    validate_image(image, f"{what} {path}")
+    return image
+
+
+def _check_complete(path: Path, what: str) -> None:
+    """ITK zero-fills truncated gzip files silently; read the gzip stream to its end marker first."""
+    if not path.name.lower().endswith(".gz"):
+        return
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as error:
+        raise InputError(f"{what} {path}: cannot be read (corrupt or truncated gzip data: {error})") from None
+
+
+def validate_image(image: sitk.Image, label: str) -> None:
+    """Raise :class:`InputError` for 4D, multi-component, empty or non-finite images."""
+    if image.GetDimension() not in (2, 3):
+        raise InputError(f"{label}: {image.GetDimension()}D images are not supported (2D or 3D only)")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{label}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (RGB/vector); "
+                         "a scalar image is needed")
+    if 0 in image.GetSize() or image.GetNumberOfPixels() == 0:
+        raise InputError(f"{label}: is empty (size {image.GetSize()})")
+    if image.GetDimension() == 3 and sum(s > 1 for s in image.GetSize()) < 2:
+        raise InputError(f"{label}: has fewer than two axes longer than one voxel (size {image.GetSize()})")
+    array = sitk.GetArrayViewFromImage(image)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError(f"{label}: contains NaN or infinite voxels")
+
+
+def read_labels(path: str | Path, reference: sitk.Image) -> sitk.Image:
+    """Read an integer label map that lies on ``reference``'s grid."""
+    labels = read_image(path, "labels")
+    if labels.GetPixelID() not in INTEGER_PIXEL_IDS:
+        array = sitk.GetArrayViewFromImage(labels)
+        if not np.array_equal(array, np.round(array)):
+            raise InputError(f"labels {path}: voxel values are not integers ({labels.GetPixelIDTypeAsString()})")
+        labels = sitk.Cast(labels, sitk.sitkInt32)
+    mismatch = geometry_mismatch(labels, reference)
+    if mismatch:
+        raise InputError(f"labels {path}: geometry differs from the image ({mismatch})")
+    return labels
+
+
+def geometry_mismatch(a: sitk.Image, b: sitk.Image) -> str:
+    """Describe how two images' grids differ ('' when they agree to 1e-4 relative / 1e-6 direction)."""
+    if a.GetDimension() != b.GetDimension():
+        return f"{a.GetDimension()}D vs {b.GetDimension()}D"
+    if a.GetSize() != b.GetSize():
+        return f"size {a.GetSize()} vs {b.GetSize()}"
+    if not np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-4, atol=1e-6):
+        return f"spacing {a.GetSpacing()} vs {b.GetSpacing()}"
+    scale = max(max(a.GetSpacing()), 1e-3)
+    if not np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=1e-3 * scale):
+        return f"origin {a.GetOrigin()} vs {b.GetOrigin()}"
+    if not np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-5):
+        return "direction cosines differ"
+    return ""
+
+
+def spacing_array_order(image: sitk.Image) -> tuple[float, ...]:
+    """Spacing in array (z, y, x) order."""
+    return tuple(float(s) for s in image.GetSpacing()[::-1])
+
+
+def image_array(image: sitk.Image) -> torch.Tensor:
+    """The image as a float64 tensor in array order."""
+    return torch.from_numpy(sitk.GetArrayFromImage(image).astype(np.float64))
+
+
+# -- displacement fields --------------------------------------------------------------------------
+
+
+def displacement_image(ddf: torch.Tensor, reference: sitk.Image) -> sitk.Image:
+    """Voxel field on ``reference``'s grid -> ITK displacement image (float64 vectors, LPS millimetres).
+
+    ``ddf``: ``(1, ndim, *shape)`` or ``(ndim, *shape)``, channel i along array axis i, in voxels (pull).
+    The vector at each voxel is ``Direction · (spacing ⊙ u_ijk)`` with ``u_ijk`` the channels in
+    (i, j, k) = reversed array order, as ITK's DisplacementFieldTransform expects.
+    """
+    field = ddf[0] if ddf.dim() == reference.GetDimension() + 2 else ddf
+    ndim = reference.GetDimension()
+    u_ijk = field.flip(0).to(torch.float64).cpu().numpy()  # (ndim, *array shape), channel = i, j, k
+    direction = np.array(reference.GetDirection(), dtype=np.float64).reshape(ndim, ndim)
+    matrix = direction * np.array(reference.GetSpacing(), dtype=np.float64)[None, :]
+    vectors = np.tensordot(matrix, u_ijk, axes=([1], [0]))  # (ndim, *shape), physical x, y, z
+    image = sitk.GetImageFromArray(np.moveaxis(vectors, 0, -1), isVector=True)
+    image.CopyInformation(reference)
+    return image
+
+
+def displacement_voxels(field_image: sitk.Image, reference: sitk.Image | None = None) -> torch.Tensor:
+    """Inverse of :func:`displacement_image`: an ITK displacement image -> ``(1, ndim, *shape)`` voxels,
+    channel i along array axis i of the field image's grid (resampled onto ``reference`` if given)."""
+    if reference is not None and geometry_mismatch(field_image, reference):
+        resampler = sitk.ResampleImageFilter()
+        resampler.SetReferenceImage(reference)
+        resampler.SetInterpolator(sitk.sitkLinear)
+        field_image = resampler.Execute(sitk.Cast(field_image, sitk.sitkVectorFloat64))
+    ndim = field_image.GetDimension()
+    vectors = np.moveaxis(sitk.GetArrayFromImage(field_image).astype(np.float64), -1, 0)
+    direction = np.array(field_image.GetDirection(), dtype=np.float64).reshape(ndim, ndim)
+    matrix = direction * np.array(field_image.GetSpacing(), dtype=np.float64)[None, :]
+    u_ijk = np.tensordot(np.linalg.inv(matrix), vectors, axes=([1], [0]))
+    return torch.from_numpy(u_ijk[::-1].copy()).unsqueeze(0)
+
+
+def displacement_transform(field_image: sitk.Image) -> sitk.DisplacementFieldTransform:
+    """An ITK displacement-field transform (the field image is copied, not consumed)."""
+    copy = sitk.Image(field_image)
+    return sitk.DisplacementFieldTransform(sitk.Cast(copy, sitk.sitkVectorFloat64))
+
+
+def read_displacement_transform(path: str | Path) -> sitk.Image:
+    """Read a displacement field from an ITK transform file (.h5/.tfm) or a vector image; returns the field image."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"transform {path}: no such file")
+    if _suffix(path) in (".h5", ".hdf5", ".tfm", ".txt"):
+        try:
+            transform = sitk.ReadTransform(str(path))
+        except RuntimeError:
+            raise InputError(f"transform {path}: cannot be read as an ITK transform") from None
+        transform = _unwrap(transform)
+        if transform.GetTransformEnum() != sitk.sitkDisplacementField:
+            raise InputError(f"transform {path}: is a {transform.GetName()}, not a displacement-field transform")
+        return sitk.DisplacementFieldTransform(transform).GetDisplacementField()
+    image = read_vector_image(path)
+    return image
+
+
+def _unwrap(transform: sitk.Transform) -> sitk.Transform:
+    """The single transform inside a composite (ITK writes composites to .h5)."""
+    if transform.GetTransformEnum() == sitk.sitkComposite:
+        composite = sitk.CompositeTransform(transform)
+        if composite.GetNumberOfTransforms() == 1:
+            return composite.GetNthTransform(0)
+    return transform
+
+
+def read_vector_image(path: Path) -> sitk.Image:
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise InputError(f"field {path}: cannot be read") from None
+    if image.GetNumberOfComponentsPerPixel() != image.GetDimension():
+        raise InputError(f"field {path}: needs {image.GetDimension()} components per voxel, "
+                         f"has {image.GetNumberOfComponentsPerPixel()}")
+    return image
+
+
+# -- atomic writes --------------------------------------------------------------------------------
+
+
+def _temporary_sibling(path: Path) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=_suffix(path), dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:
+    """Write an image atomically (format from the extension)."""
+    path = Path(path)
+    temporary = _temporary_sibling(path)
+    try:
+        sitk.WriteImage(image, str(temporary), compress)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_transform(transform: sitk.Transform, path: str | Path) -> Path:
+    """Write an ITK transform atomically (``.h5`` HDF5 or ``.tfm``/``.txt`` text)."""
+    path = Path(path)
+    temporary = _temporary_sibling(path)
+    try:
+        sitk.WriteTransform(transform, str(temporary))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def staged_directory(final: str | Path) -> Iterator[Path]:
+    """Build a folder under a temporary name and rename it to ``final`` only if the block succeeds.
+
+    On any exception (including Ctrl-C) the partial folder is removed and ``final`` is left untouched.
+    Refuses to replace an existing ``final``.
+    """
+    final = Path(final)
+    if final.exists():
+        raise InputError(f"output {final} already exists; choose another --out folder or remove it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        yield staging
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and make sure files can be written there."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=".drdm-write-test-", dir=folder)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as error:
+        raise InputError(f"output folder {folder} is not writable ({error.strerror or error})") from None
+    return folder

@@ -1,0 +1,104 @@
+"""The QA picture of a deformation: original, deformed, deformation grid, det J map, label contours.
+
+2D images give one row; 3D volumes give one row per central slice (the sliced axis only, for a 2D model
+on a 3D stack; otherwise the three orthogonal central slices). Pixels are drawn with their physical aspect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+GRID_LINES = 24  # deformation-grid lines across the longer side
+
+
+def _views(shape: tuple[int, ...], slice_axis: int | None) -> list[tuple[int | None, int]]:
+    if len(shape) == 2:
+        return [(None, 0)]
+    axes = [slice_axis] if slice_axis is not None else [0, 1, 2]
+    return [(axis, shape[axis] // 2) for axis in axes]
+
+
+def _cut(volume: np.ndarray, axis: int | None, index: int) -> np.ndarray:
+    return volume if axis is None else np.take(volume, index, axis=axis)
+
+
+def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray, ddf: np.ndarray, det: np.ndarray,
+                   spacing: tuple[float, ...], labels: np.ndarray | None = None,
+                   deformed_labels: np.ndarray | None = None, slice_axis: int | None = None,
+                   title: str = "") -> Path:
+    """Draw the QA montage to ``path`` (PNG).
+
+    Args:
+        original, deformed, det: arrays in array order (``(z, y, x)`` or ``(y, x)``).
+        ddf: ``(ndim, *shape)`` displacement in voxels, channel i along array axis i (pull field).
+        spacing: mm per voxel, array order.
+        labels, deformed_labels: optional integer maps drawn as contours.
+        slice_axis: for 3D, show only the central slice across this axis.
+    """
+    views = _views(original.shape, slice_axis)
+    fig, axes = plt.subplots(len(views), 4, figsize=(16, 4.2 * len(views)), squeeze=False)
+    low, high = np.percentile(original, [0.5, 99.5])
+    det_norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(2.0, float(np.nanmax(det))))
+    det_image = None
+    for row, (axis, index) in enumerate(views):
+        plane_axes = [a for a in range(original.ndim) if a != axis]
+        aspect = spacing[plane_axes[0]] / spacing[plane_axes[1]]
+        a, b = plane_axes
+        orig2d, def2d = _cut(original, axis, index), _cut(deformed, axis, index)
+        u_a, u_b = _cut(ddf[a], axis, index), _cut(ddf[b], axis, index)
+        det2d = _cut(det, axis, index)
+        panels = axes[row]
+        panels[0].imshow(orig2d, cmap="gray", vmin=low, vmax=high, aspect=aspect)
+        panels[1].imshow(def2d, cmap="gray", vmin=low, vmax=high, aspect=aspect)
+        panels[2].imshow(def2d, cmap="gray", vmin=low, vmax=high, aspect=aspect)
+        _draw_grid(panels[2], u_a, u_b)
+        det_image = panels[3].imshow(det2d, cmap="RdBu_r", norm=det_norm, aspect=aspect)
+        folded = np.ma.masked_where(det2d > 0, np.ones_like(det2d))
+        panels[3].imshow(folded, cmap="spring", vmin=0, vmax=1, aspect=aspect, interpolation="nearest")
+        if labels is not None:
+            _contours(panels[0], _cut(labels, axis, index))
+        if deformed_labels is not None:
+            _contours(panels[1], _cut(deformed_labels, axis, index))
+        where = "" if axis is None else f" — slice {index} across axis {'zyx'[axis] if original.ndim == 3 else axis}"
+        n_folded = int((det2d <= 0).sum())
+        titles = ["original", "deformed", "deformation grid", f"det J (folded: {n_folded} px, magenta)"]
+        for panel, text in zip(panels, titles):
+            panel.set_title(text + (where if panel is panels[0] else ""), fontsize=10)
+            panel.set_xticks([])
+            panel.set_yticks([])
+    fig.colorbar(det_image, ax=axes[:, 3].tolist(), fraction=0.046, pad=0.02, label="det J (1 = volume kept)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    path = Path(path)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _draw_grid(panel, u_a: np.ndarray, u_b: np.ndarray) -> None:
+    """Draw where the lines of a regular grid of the original image go (the inverse of the pull field is not
+    needed: each deformed pixel p shows original point p + u(p), so we draw the level sets of p + u(p))."""
+    rows, cols = u_a.shape
+    pos_a = np.arange(rows)[:, None] + u_a
+    pos_b = np.arange(cols)[None, :] + u_b
+    step = max(rows, cols) / GRID_LINES
+    levels_a = np.arange(0, rows, step)
+    levels_b = np.arange(0, cols, step)
+    panel.contour(pos_a, levels=levels_a, colors="yellow", linewidths=0.6)
+    panel.contour(pos_b, levels=levels_b, colors="yellow", linewidths=0.6)
+
+
+def _contours(panel, labels: np.ndarray) -> None:
+    values = [v for v in np.unique(labels) if v != 0]
+    colours = plt.get_cmap("tab10")
+    for i, value in enumerate(values[:10]):
+        mask = (labels == value).astype(float)
+        if mask.any() and not mask.all():
+            panel.contour(mask, levels=[0.5], colors=[colours(i)], linewidths=1.0)

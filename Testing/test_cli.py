@@ -1,0 +1,358 @@
+"""The drdm command line in physical space: geometry kept, transform reproduces the output, bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from conftest import DATA
+from drdm.cli import main
+from drdm.io import displacement_image, displacement_transform
+from drdm.models import save_checkpoint, untrained_model
+
+
+def rotation(ndim: int) -> tuple[float, ...]:
+    if ndim == 2:
+        a = np.deg2rad(20)
+        return tuple(np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).ravel())
+    a, b = np.deg2rad(25), np.deg2rad(-12)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    return tuple((rz @ ry).ravel())
+
+
+def blob_image(size: tuple[int, ...], spacing: tuple[float, ...], seed: int = 0,
+               smooth: bool = False) -> tuple[sitk.Image, sitk.Image]:
+    """A blob image (int16, with noise or, if ``smooth``, a smooth texture) and labels {0, 2, 5} with oblique
+    geometry; size/spacing in ITK (x, y, z) order."""
+    g = np.random.default_rng(seed)
+    shape = size[::-1]
+    coords = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    radius = np.sqrt(sum(c**2 for c in coords))
+    if smooth:
+        texture = 120 * np.sin(5 * coords[-1]) * np.cos(4 * coords[-2])
+    else:
+        texture = 30 * g.standard_normal(shape)
+    array = 400 * np.exp(-4 * radius**2) + texture
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[radius < 0.45] = 5
+    labels[(radius >= 0.45) & (radius < 0.7)] = 2
+    image = sitk.GetImageFromArray(array.astype(np.int16))
+    label_image = sitk.GetImageFromArray(labels)
+    for im in (image, label_image):
+        im.SetSpacing(spacing)
+        im.SetOrigin(tuple(10.0 * (i + 1) * (-1) ** i for i in range(len(size))))
+        im.SetDirection(rotation(len(size)))
+    return image, label_image
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def only_sample(out: Path) -> Path:
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def assert_same_geometry(a: sitk.Image, b: sitk.Image) -> None:
+    assert a.GetSize() == b.GetSize()
+    assert np.allclose(a.GetSpacing(), b.GetSpacing()) and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
+    assert np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-6)
+
+
+def check_sample(folder: Path, image_path: Path, labels_path: Path | None, interpolator: int = sitk.sitkLinear) -> dict:
+    """Geometry kept, transform.h5 reproduces image.nii.gz, labels keep their values; returns stats.json."""
+    original = sitk.ReadImage(str(image_path))
+    deformed = sitk.ReadImage(str(folder / "image.nii.gz"))
+    for name in ("image.nii.gz", "jacobian.nii.gz", "ddf.nii.gz"):
+        assert_same_geometry(sitk.ReadImage(str(folder / name)), original)
+    transform = sitk.ReadTransform(str(folder / "transform.h5"))
+    again = sitk.Resample(original, original, transform, interpolator)
+    ours, theirs = sitk.GetArrayFromImage(deformed).astype(float), sitk.GetArrayFromImage(again).astype(float)
+    value_range = float(np.ptp(sitk.GetArrayFromImage(original)))
+    assert np.abs(ours - theirs).max() <= 1e-3 * value_range
+    assert np.abs(ours - sitk.GetArrayFromImage(original)).max() > 0.05 * value_range  # it did deform
+    if labels_path is not None:
+        labels_in = sitk.GetArrayFromImage(sitk.ReadImage(str(labels_path)))
+        labels_out_image = sitk.ReadImage(str(folder / "labels.nii.gz"))
+        assert_same_geometry(labels_out_image, original)
+        labels_out = sitk.GetArrayFromImage(labels_out_image)
+        assert set(np.unique(labels_out)) <= set(np.unique(labels_in))
+        assert len(np.unique(labels_out)) >= len(np.unique(labels_in)) - 1
+    stats = json.loads((folder / "stats.json").read_text())
+    assert (folder / "qa.png").stat().st_size > 10_000
+    return stats
+
+
+@pytest.fixture(scope="module")
+def model3d_path(tmp_path_factory) -> Path:
+    """A 16³ 3D model whose recovery steps are zero (conv_out zeroed): the deformation is the random forward
+    field alone, which is what the geometry tests need (an untrained network would move everything away)."""
+    model = untrained_model(3, size=16, seed=3)
+    torch.nn.init.zeros_(model.network.conv_out.weight)
+    torch.nn.init.zeros_(model.network.conv_out.bias)
+    return save_checkpoint(model, tmp_path_factory.mktemp("models") / "tiny3d.pth")
+
+
+def test_displacement_image_is_lps_physical():
+    """A one-voxel pull along array axis 2 (ITK i) moves content by exactly one voxel, with oblique direction."""
+    image, _ = blob_image((20, 18, 12), (0.8, 1.1, 2.5))
+    ddf = torch.zeros(1, 3, 12, 18, 20)
+    ddf[:, 2] = 1.0
+    transform = displacement_transform(displacement_image(ddf, image))
+    moved = sitk.GetArrayFromImage(sitk.Resample(image, image, transform, sitk.sitkLinear))
+    original = sitk.GetArrayFromImage(image)
+    assert np.abs(moved[:, :, :-1].astype(float) - original[:, :, 1:]).max() <= 1
+    ddf = torch.zeros(1, 3, 12, 18, 20)
+    ddf[:, 0] = -1.0  # pull from the previous slice
+    moved = sitk.GetArrayFromImage(sitk.Resample(image, image, displacement_transform(displacement_image(ddf, image)),
+                                                 sitk.sitkLinear))
+    assert np.abs(moved[1:].astype(float) - original[:-1]).max() <= 1
+
+
+def test_generate_oblique_anisotropic_3d(tmp_path, model3d_path):
+    image, labels = blob_image((40, 36, 24), (0.8, 1.1, 2.5))
+    image_path, labels_path = tmp_path / "vol.nrrd", tmp_path / "vol_labels.nrrd"
+    sitk.WriteImage(image, str(image_path))
+    sitk.WriteImage(labels, str(labels_path))
+    before = digest(image_path), digest(labels_path)
+    out = tmp_path / "out"
+    code = main(["generate", str(image_path), "--labels", str(labels_path), "--model", str(model3d_path),
+                 "--level", "79", "--seed", "1", "--speed", "fast", "--out", str(out)])
+    assert code == 0
+    stats = check_sample(only_sample(out), image_path, labels_path)
+    assert stats["folding_fraction"] == 0.0 and stats["seed"] == 1 and stats["level"] == 79
+    assert (digest(image_path), digest(labels_path)) == before
+
+
+def test_generate_2d_oblique_with_published_model(tmp_path, checkpoint_path):
+    image, labels = blob_image((200, 180), (0.9, 1.3))
+    image_path, labels_path = tmp_path / "slice.nii.gz", tmp_path / "slice_labels.nii.gz"
+    sitk.WriteImage(image, str(image_path))
+    sitk.WriteImage(labels, str(labels_path))
+    out = tmp_path / "out"
+    code = main(["generate", str(image_path), "--labels", str(labels_path), "--model", str(checkpoint_path),
+                 "--level", "48", "--seed", "2", "--speed", "fast", "--interpolation", "bspline", "--out", str(out)])
+    assert code == 0
+    check_sample(only_sample(out), image_path, labels_path, sitk.sitkBSpline)
+
+
+def test_generate_thick_slice_cardiac_stack(tmp_path, checkpoint_path):
+    source = DATA / "cmr" / "patient001_frame01.nii.gz"
+    if not source.exists():
+        pytest.skip(f"sample data not available: {source}")
+    image = sitk.ReadImage(str(source))[:, :, 4:7]  # three thick slices keep the test fast
+    labels = sitk.ReadImage(str(DATA / "cmr" / "patient001_frame01_gt.nii.gz"))[:, :, 4:7]
+    image_path, labels_path = tmp_path / "stack.nii.gz", tmp_path / "stack_gt.nii.gz"
+    sitk.WriteImage(image, str(image_path))
+    sitk.WriteImage(labels, str(labels_path))
+    out = tmp_path / "out"
+    code = main(["generate", str(image_path), "--labels", str(labels_path), "--model", str(checkpoint_path),
+                 "--level", "56", "--seed", "0", "--speed", "fast", "--out", str(out)])
+    assert code == 0
+    folder = only_sample(out)
+    stats = check_sample(folder, image_path, labels_path)
+    assert stats["slice_axis"] == 0  # the 10 mm axis
+    ddf = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "ddf.nii.gz")))
+    assert np.abs(ddf[..., 2]).max() < 1e-6  # no through-plane (z) displacement
+    assert stats["folding_fraction"] == 0.0
+
+
+def test_count_and_seed_reproducibility(tmp_path, model3d_path):
+    image, _ = blob_image((24, 24, 16), (1.0, 1.0, 2.0))
+    image_path = tmp_path / "v.mha"
+    sitk.WriteImage(image, str(image_path))
+    args = ["generate", str(image_path), "--model", str(model3d_path), "--level", "30", "--seed", "7",
+            "--speed", "fast"]
+    assert main(args + ["--count", "2", "--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    folders = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert folders == ["v_T30_seed7", "v_T30_seed8"]
+    first = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "a" / "v_T30_seed7" / "ddf.nii.gz")))
+    again = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "b" / "v_T30_seed7" / "ddf.nii.gz")))
+    assert np.array_equal(first, again)
+
+
+def test_jacobian_command_on_written_transform(tmp_path, model3d_path, capsys):
+    image, _ = blob_image((24, 24, 16), (1.0, 0.7, 2.0))
+    image_path = tmp_path / "v.nii.gz"
+    sitk.WriteImage(image, str(image_path))
+    assert main(["generate", str(image_path), "--model", str(model3d_path), "--level", "30", "--seed", "3",
+                 "--speed", "fast", "--out", str(tmp_path / "g")]) == 0
+    folder = only_sample(tmp_path / "g")
+    capsys.readouterr()
+    out = tmp_path / "detj.nii.gz"
+    assert main(["jacobian", str(folder / "transform.h5"), "--reference", str(image_path), "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    ours = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "jacobian.nii.gz")))
+    assert np.abs(ours - written).max() < 1e-4
+    stored = json.loads((folder / "stats.json").read_text())
+    assert abs(printed["mean_mm"] - stored["mean_mm"]) < 1e-6
+
+
+def test_python_dash_m_and_demo(tmp_path, checkpoint_path):
+    env = {"PATH": "/usr/bin:/bin", "DRDM_MODEL": str(checkpoint_path), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-m", "drdm", "demo", "--speed", "fast", "--out", str(tmp_path / "demo")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "QA picture:" in done.stdout
+    folder = only_sample(tmp_path / "demo")
+    assert (folder / "qa.png").is_file() and (folder / "labels.nii.gz").is_file()
+
+
+# -- bad inputs: one clear line, exit 2, nothing written, inputs untouched ----------------------------------
+
+
+def write(image: sitk.Image, path: Path) -> Path:
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Path) -> tuple[list[str], list[Path], str]:
+    """Build one bad-input case: (CLI arguments, input files, expected message fragment)."""
+    good, good_labels = blob_image((24, 24, 16), (1.0, 1.0, 2.0))
+    image = write(good, tmp_path / "good.nii.gz")
+    model = str(model3d_path)
+    if name == "missing file":
+        return [str(tmp_path / "nope.nii.gz"), "--model", model], [], "no such file"
+    if name == "corrupt file":
+        broken = tmp_path / "broken.nii.gz"
+        broken.write_bytes(image.read_bytes()[:300])
+        return [str(broken), "--model", model], [broken], "cannot be read"
+    if name == "empty volume":
+        empty = tmp_path / "empty.nhdr"
+        empty.write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 0 0 0\nencoding: raw\ndata file: empty.raw\n")
+        (tmp_path / "empty.raw").write_bytes(b"")
+        return [str(empty), "--model", model], [empty], ""
+    if name == "4D image":
+        four = write(sitk.Image([4, 4, 4, 3], sitk.sitkFloat32), tmp_path / "four.nii.gz")
+        return [str(four), "--model", model], [four], "4D"
+    if name == "RGB image":
+        rgb = write(sitk.Image([16, 16], sitk.sitkVectorUInt8, 3), tmp_path / "rgb.png")
+        return [str(rgb), "--model", model], [rgb], "components"
+    if name == "NaN voxels":
+        array = sitk.GetArrayFromImage(good).astype(np.float32)
+        array[3, 4, 5] = np.nan
+        nan = write(sitk.GetImageFromArray(array), tmp_path / "nan.mha")  # ITK reads NIfTI NaN as 0
+        return [str(nan), "--model", model], [nan], "NaN"
+    if name == "constant image":
+        const = write(sitk.Image([16, 16, 8], sitk.sitkInt16) + 7, tmp_path / "const.nii.gz")
+        return [str(const), "--model", model], [const], "constant"
+    if name == "labels geometry":
+        other = sitk.Image(good_labels)
+        other.SetSpacing((1.0, 1.0, 3.0))
+        moved = write(other, tmp_path / "moved_labels.nii.gz")
+        return [str(image), "--labels", str(moved), "--model", model], [image, moved], "geometry differs"
+    if name == "non-integer labels":
+        frac = sitk.Cast(good_labels, sitk.sitkFloat32) * 0.5
+        frac_path = write(frac, tmp_path / "frac_labels.nii.gz")
+        return [str(image), "--labels", str(frac_path), "--model", model], [image, frac_path], "not integers"
+    if name == "3D model on 2D image":
+        flat = write(good[:, :, 3], tmp_path / "flat.nii.gz")
+        return [str(flat), "--model", model], [flat], "3D model cannot deform a 2D image"
+    if name == "not a DRDM checkpoint":
+        fake = tmp_path / "fake.pth"
+        torch.save({"weight": torch.zeros(3)}, fake)
+        return [str(image), "--model", str(fake)], [image, fake], "not a DRDM"
+    if name == "level out of range":
+        return [str(image), "--model", model, "--level", "500"], [image], "out of range"
+    if name == "output not writable":
+        blocker = tmp_path / "a_file"
+        blocker.write_text("x")
+        return [str(image), "--model", model, "--out", str(blocker / "sub")], [image], "not writable"
+    if name == "too large for memory":
+        return [str(image), "--model", model, "--memory-limit-test"], [image], "GiB of memory"
+    raise AssertionError(name)
+
+
+BAD_CASES = ["missing file", "corrupt file", "empty volume", "4D image", "RGB image", "NaN voxels", "constant image",
+             "labels geometry", "non-integer labels", "3D model on 2D image", "not a DRDM checkpoint",
+             "level out of range", "output not writable", "too large for memory"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input(case, tmp_path, model3d_path, checkpoint_path, capsys, monkeypatch):
+    args, inputs, message = bad_case(tmp_path, case, model3d_path, checkpoint_path)
+    if "--memory-limit-test" in args:
+        args.remove("--memory-limit-test")
+        monkeypatch.setenv("DRDM_MEMORY_LIMIT_BYTES", "1000000")
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    before = {p: digest(p) for p in inputs}
+    capsys.readouterr()
+    code = main(["generate"] + args + ["--speed", "fast", "--seed", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("drdm: error:") and len(err.splitlines()) == 1, err
+    assert message.lower() in err.lower(), err
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())
+    assert {p: digest(p) for p in inputs} == before
+
+
+# -- augment (Algorithm 3) and synthesize (Algorithm 4) ----------------------------------------------------
+
+
+def test_augment_shards_manifest_and_resume(tmp_path, model3d_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, seed in (("case1", 0), ("case2", 1)):
+        image, labels = blob_image((20, 20, 12), (1.0, 1.0, 2.0), seed)
+        sitk.WriteImage(image, str(data / f"{name}.nii.gz"))
+        sitk.WriteImage(labels, str(data / f"{name}_gt.nii.gz"))
+    out = tmp_path / "aug"
+    base = ["augment", str(data), "--label-suffix", "_gt", "--model", str(model3d_path), "--levels", "30", "60",
+            "--speed", "fast", "--no-qa", "--out", str(out)]
+    assert main(base + ["--shard", "0/2"]) == 0
+    assert main(base + ["--shard", "1/2"]) == 0
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == ["case1_T30_seed0", "case1_T60_seed1", "case2_T30_seed2", "case2_T60_seed3"]
+    rows = []
+    for manifest in ("manifest-shard0of2.csv", "manifest-shard1of2.csv"):
+        import csv
+
+        with open(out / manifest) as handle:
+            rows += list(csv.DictReader(handle))
+    assert sorted(int(r["job"]) for r in rows) == [0, 1, 2, 3]
+    assert all(r["labels"].endswith("_gt.nii.gz") and Path(r["out_labels"]).is_file() for r in rows)
+    # resume: a finished job is not redone, a missing one is
+    kept = out / "case1_T30_seed0" / "image.nii.gz"
+    stamp = kept.stat().st_mtime_ns
+    import shutil
+
+    shutil.rmtree(out / "case2_T60_seed3")
+    assert main(base) == 0
+    assert (out / "case2_T60_seed3" / "image.nii.gz").is_file() and kept.stat().st_mtime_ns == stamp
+
+
+def test_synthesize_pair_direction(tmp_path, model3d_path):
+    image, labels = blob_image((28, 24, 14), (0.9, 1.2, 2.0), smooth=True)
+    image_path, labels_path = tmp_path / "v.nii.gz", tmp_path / "v_gt.nii.gz"
+    sitk.WriteImage(image, str(image_path))
+    sitk.WriteImage(labels, str(labels_path))
+    out = tmp_path / "syn"
+    assert main(["synthesize", str(image_path), "--labels", str(labels_path), "--model", str(model3d_path),
+                 "--level", "79", "--seed", "4", "--speed", "fast", "--out", str(out)]) == 0
+    folder = only_sample(out)
+    moving = sitk.ReadImage(str(folder / "moving.nii.gz"), sitk.sitkFloat64)
+    fixed = sitk.ReadImage(str(folder / "fixed.nii.gz"), sitk.sitkFloat64)
+    transform = sitk.ReadTransform(str(folder / "transform.h5"))
+    mapped = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear))
+    fixed_array, moving_array = sitk.GetArrayFromImage(fixed), sitk.GetArrayFromImage(moving)
+    inner = (slice(2, -2),) * 3
+    error = np.abs(mapped - fixed_array)[inner].mean()
+    before = np.abs(moving_array - fixed_array)[inner].mean()
+    assert error < 0.5 * before  # the ground truth registers moving onto fixed (interpolation error remains)
+    for name in ("moving_labels.nii.gz", "fixed_labels.nii.gz"):
+        values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / name)))))
+        assert values <= {0, 2, 5}
