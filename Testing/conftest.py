@@ -33,7 +33,7 @@ def vectors() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def noise_stats() -> dict:
-    return json.loads(_require(REFERENCE / "noise_stats.json").read_text())
+    return json.loads(_require(REFERENCE / "noise_stats.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +50,14 @@ def cmr_model(checkpoint_path):
 
 def tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def field_only_model(ndims: int, size: int, seed: int = 0):
+    """An untrained model whose network outputs zero (conv_out zeroed): the deformation is the random forward
+    field alone. Tests of geometry and plumbing use it; an untrained network would move everything away."""
+    from drdm.models import untrained_model
+
+    model = untrained_model(ndims, size=size, seed=seed)
+    torch.nn.init.zeros_(model.network.conv_out.weight)
+    torch.nn.init.zeros_(model.network.conv_out.bias)
+    return model

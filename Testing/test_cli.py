@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import DATA
+from conftest import DATA, field_only_model
 from drdm.cli import main
 from drdm.io import displacement_image, displacement_transform
-from drdm.models import save_checkpoint, untrained_model
+from drdm.models import save_checkpoint
 
 
 def rotation(ndim: int) -> tuple[float, ...]:
@@ -88,19 +88,14 @@ def check_sample(folder: Path, image_path: Path, labels_path: Path | None, inter
         labels_out = sitk.GetArrayFromImage(labels_out_image)
         assert set(np.unique(labels_out)) <= set(np.unique(labels_in))
         assert len(np.unique(labels_out)) >= len(np.unique(labels_in)) - 1
-    stats = json.loads((folder / "stats.json").read_text())
+    stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
     assert (folder / "qa.png").stat().st_size > 10_000
     return stats
 
 
 @pytest.fixture(scope="module")
 def model3d_path(tmp_path_factory) -> Path:
-    """A 16³ 3D model whose recovery steps are zero (conv_out zeroed): the deformation is the random forward
-    field alone, which is what the geometry tests need (an untrained network would move everything away)."""
-    model = untrained_model(3, size=16, seed=3)
-    torch.nn.init.zeros_(model.network.conv_out.weight)
-    torch.nn.init.zeros_(model.network.conv_out.bias)
-    return save_checkpoint(model, tmp_path_factory.mktemp("models") / "tiny3d.pth")
+    return save_checkpoint(field_only_model(3, 16, seed=3), tmp_path_factory.mktemp("models") / "tiny3d.pth")
 
 
 def test_displacement_image_is_lps_physical():
@@ -196,7 +191,7 @@ def test_jacobian_command_on_written_transform(tmp_path, model3d_path, capsys):
     ours = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     written = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "jacobian.nii.gz")))
     assert np.abs(ours - written).max() < 1e-4
-    stored = json.loads((folder / "stats.json").read_text())
+    stored = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
     assert abs(printed["mean_mm"] - stored["mean_mm"]) < 1e-6
 
 
@@ -231,7 +226,8 @@ def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Pat
         return [str(broken), "--model", model], [broken], "cannot be read"
     if name == "empty volume":
         empty = tmp_path / "empty.nhdr"
-        empty.write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 0 0 0\nencoding: raw\ndata file: empty.raw\n")
+        header = "NRRD0004\ntype: short\ndimension: 3\nsizes: 0 0 0\nencoding: raw\ndata file: empty.raw\n"
+        empty.write_text(header, encoding="utf-8")
         (tmp_path / "empty.raw").write_bytes(b"")
         return [str(empty), "--model", model], [empty], ""
     if name == "4D image":
@@ -268,7 +264,7 @@ def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Pat
         return [str(image), "--model", model, "--level", "500"], [image], "out of range"
     if name == "output not writable":
         blocker = tmp_path / "a_file"
-        blocker.write_text("x")
+        blocker.write_text("x", encoding="utf-8")
         return [str(image), "--model", model, "--out", str(blocker / "sub")], [image], "not writable"
     if name == "too large for memory":
         return [str(image), "--model", model, "--memory-limit-test"], [image], "GiB of memory"
@@ -321,7 +317,7 @@ def test_augment_shards_manifest_and_resume(tmp_path, model3d_path):
     for manifest in ("manifest-shard0of2.csv", "manifest-shard1of2.csv"):
         import csv
 
-        with open(out / manifest) as handle:
+        with open(out / manifest, encoding="utf-8") as handle:
             rows += list(csv.DictReader(handle))
     assert sorted(int(r["job"]) for r in rows) == [0, 1, 2, 3]
     assert all(r["labels"].endswith("_gt.nii.gz") and Path(r["out_labels"]).is_file() for r in rows)

@@ -28,31 +28,31 @@ def test_import_without_install():
 
 def test_engine_imports_neither_qt_nor_slicer():
     forbidden = re.compile(r"^\s*(import|from)\s+(qt|ctk|slicer|vtk|PythonQt|PySide\d?|PyQt\d?)\b", re.MULTILINE)
-    offenders = [p.name for p in ENGINE.rglob("*.py") if forbidden.search(p.read_text())]
+    offenders = [p.name for p in ENGINE.rglob("*.py") if forbidden.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
 
 
 def test_only_spatial_calls_grid_sample():
-    users = sorted(p.name for p in ENGINE.rglob("*.py") if "grid_sample" in p.read_text())
+    users = sorted(p.name for p in ENGINE.rglob("*.py") if "grid_sample" in p.read_text(encoding="utf-8"))
     assert users == ["spatial.py"]
 
 
 def test_torch_requirement_is_a_range_and_ci_pins_it():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     torch_req = [r for r in project["dependencies"] if r.startswith("torch")]
     assert torch_req and "==" not in torch_req[0] and ">=" in torch_req[0]
-    assert "torch==2.13.0" in (REPO / "constraints" / "ci.txt").read_text()
-    assert "constraints/ci.txt" in (REPO / "scripts" / "setup_venv.sh").read_text()
+    assert "torch==2.13.0" in (REPO / "constraints" / "ci.txt").read_text(encoding="utf-8")
+    assert "constraints/ci.txt" in (REPO / "scripts" / "setup_venv.sh").read_text(encoding="utf-8")
 
 
 def test_ci_runs_the_readme_test_command():
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "bash scripts/test.sh" in readme and "bash scripts/demo.sh" in readme
-    assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+    assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
 
 
 def test_cmake_lists_every_python_file():
-    cmake = (REPO / "DRDMSlicer" / "CMakeLists.txt").read_text()
+    cmake = (REPO / "DRDMSlicer" / "CMakeLists.txt").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\s+(\S+\.py)\s*$", cmake, re.MULTILINE))
     present = {str(p.relative_to(REPO / "DRDMSlicer")) for p in (REPO / "DRDMSlicer").rglob("*.py")
                if "__pycache__" not in p.parts}
@@ -60,11 +60,11 @@ def test_cmake_lists_every_python_file():
 
 
 def test_extensions_index_entry():
-    entry = json.loads((REPO / "DRDMSlicer.json").read_text())
+    entry = json.loads((REPO / "DRDMSlicer.json").read_text(encoding="utf-8"))
     assert {"$schema", "category", "scm_url"} <= set(entry)
     allowed = {"$schema", "build_dependencies", "build_subdirectory", "category", "enabled", "scm_revision",
                "scm_type", "scm_url", "tier", "dicom_support_rule"}
     assert set(entry) <= allowed
     assert entry["build_dependencies"] == ["PyTorch"]
-    cmake = (REPO / "CMakeLists.txt").read_text()
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "project(DRDMSlicer)" in cmake and 'set(EXTENSION_DEPENDS "PyTorch")' in cmake

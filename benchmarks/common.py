@@ -16,7 +16,7 @@ def machine_description() -> dict[str, object]:
     """CPU, thread settings and library versions, recorded with every result."""
     cpu = "unknown"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break

@@ -39,7 +39,7 @@ def main() -> None:
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     payload = {"level": args.level, "seeds": args.seeds, "machine": machine_description(), "runs": rows, "summary": summary}
-    (out / "diffeomorphic_table.json").write_text(json.dumps(payload, indent=1))
+    (out / "diffeomorphic_table.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
     lines = [f"# Reference vs diffeomorphic sampler, CMR sample, T' = {args.level}, {args.seeds} seeds", "",
              "| mode | folding interior % (mean / max) | mean abs u px | p95 abs u px | det J min |", "|---|---|---|---|---|"]
     for mode, s in summary.items():
@@ -48,7 +48,7 @@ def main() -> None:
                      f"{s['p95_vox']['mean']:.2f} | {s['det_min']['min']:.4f} |")
     ratio = summary["diffeomorphic"]["mean_vox"]["mean"] / summary["reference"]["mean_vox"]["mean"]
     lines += ["", f"mean |u| ratio diffeomorphic / reference: {ratio:.3f}"]
-    (out / "diffeomorphic_table.md").write_text("\n".join(lines) + "\n")
+    (out / "diffeomorphic_table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--configs", nargs="+", default=["2d_256", "3d_64"])
     args = parser.parse_args()
-    stats = json.loads((SHARED / "reference" / "noise_stats.json").read_text())["configs"]
+    stats = json.loads((SHARED / "reference" / "noise_stats.json").read_text(encoding="utf-8"))["configs"]
     results: dict[str, dict] = {}
     for name in args.configs:
         meta = stats[name]["meta"]
@@ -58,7 +58,8 @@ def main() -> None:
                           flush=True)
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "noise_statistics.json").write_text(json.dumps({"machine": machine_description(), "results": results}, indent=1))
+    payload = {"machine": machine_description(), "results": results}
+    (out / "noise_statistics.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
     lines = ["# Forward process: ours / reference (mean over the reference's draws and seeds)", "",
              "| config | t | warp mean | warp p95 | warp fold | target mean | target p95 | target fold |",
              "|---|---|---|---|---|---|---|---|"]
@@ -70,7 +71,7 @@ def main() -> None:
                     v = fields[field][stat]
                     cells.append(f"{v['ratio']:.4f}" if v["ratio"] is not None else f"(0 vs {v['ours']:.2g})")
             lines.append(f"| {config} | {t} | " + " | ".join(cells) + " |")
-    (out / "noise_statistics.md").write_text("\n".join(lines) + "\n")
+    (out / "noise_statistics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

@@ -115,7 +115,7 @@ def write_manifest(out: Path, jobs: list[Job], shard: tuple[int, int]) -> Path:
         stats_file = folder / "stats.json"
         if not stats_file.is_file():
             continue
-        stats = json.loads(stats_file.read_text())
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
         writer.writerow({
             "job": job.index, "image": str(job.image), "labels": str(job.labels or ""), "level": job.level,
             "seed": job.seed, "folder": str(folder), "out_image": str(folder / "image.nii.gz"),
@@ -125,6 +125,6 @@ def write_manifest(out: Path, jobs: list[Job], shard: tuple[int, int]) -> Path:
         })
     path = out / name
     temporary = out / f".{name}.partial-{os.getpid()}"
-    temporary.write_text(buffer.getvalue())
+    temporary.write_text(buffer.getvalue(), encoding="utf-8")
     os.replace(temporary, path)
     return path

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -33,73 +32,21 @@ from .io import (
     write_transform,
 )
 from .metrics import displacement_statistics, jacobian_statistics
-from .models import CheckpointError, DRDMModel, load_checkpoint, untrained_model
+from .models import DRDMModel, find_default_checkpoint, load_model_spec, resolve_device, untrained_model
 from .phantoms import cardiac_phantom
 from .qa import save_qa_figure
 from .sampler import MODES, SPEEDS, GenerationCancelled
 from .spatial import jacobian_determinant
 from .synthesize import synthesize_pair
 
-REFERENCE_CHECKPOINT_NAME = "cmr_recresacnet_2d.pth"
-MODEL_NAMES = {"cmr-2d": REFERENCE_CHECKPOINT_NAME}
-
-
-class UserError(Exception):
-    """A failure explained to the user in one message (exit status 2)."""
-
-
-def drdm_home() -> Path:
-    """Model cache folder: ``$DRDM_HOME`` or ``~/.cache/drdm``."""
-    return Path(os.environ.get("DRDM_HOME", Path.home() / ".cache" / "drdm"))
-
-
-def find_default_checkpoint() -> Path | None:
-    """The default model: ``$DRDM_MODEL``, the cached ``cmr-2d`` model, or the published CMR checkpoint in a
-    ``shared/reference`` folder beside the source checkout (developer machines); ``None`` if none exists."""
-    env = os.environ.get("DRDM_MODEL")
-    if env:
-        return Path(env)
-    cached = drdm_home() / "models" / REFERENCE_CHECKPOINT_NAME
-    if cached.is_file():
-        return cached
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent.parent / "shared" / "reference" / REFERENCE_CHECKPOINT_NAME
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available to PyTorch here")
-    return torch.device(name)
-
 
 def load_model(spec: str | None, device: torch.device, allow_untrained: bool = False) -> DRDMModel:
-    """A model from a file path, a known name (``cmr-2d``) or the default."""
-    if spec in MODEL_NAMES:
-        path = drdm_home() / "models" / MODEL_NAMES[spec]
-        fallback = find_default_checkpoint()
-        if not path.is_file() and fallback is not None and fallback.name == MODEL_NAMES[spec]:
-            path = fallback
-        if not path.is_file():
-            raise UserError(f"model {spec!r} is not installed (expected {path})")
-    elif spec:
-        path = Path(spec)
-    else:
-        path = find_default_checkpoint()
-        if path is None:
-            if allow_untrained:
-                print("drdm: no trained model found (set DRDM_MODEL or pass --model); using an UNTRAINED network:\n"
-                      "      the recovery steps are meaningless, this run only exercises the pipeline.", file=sys.stderr)
-                return untrained_model(2, device=device)
-            raise UserError("no model given and no default model installed: pass --model PATH")
-    try:
-        return load_checkpoint(path, device=device)
-    except CheckpointError as error:
-        raise UserError(str(error)) from None
+    """:func:`drdm.models.load_model_spec`, or an untrained network (with a warning) for the demo."""
+    if not spec and find_default_checkpoint() is None and allow_untrained:
+        print("drdm: no trained model found (set DRDM_MODEL or pass --model); using an UNTRAINED network:\n"
+              "      the recovery steps are meaningless, this run only exercises the pipeline.", file=sys.stderr)
+        return untrained_model(2, device=device)
+    return load_model_spec(spec, device)
 
 
 def progress_bar(description: str):
@@ -136,7 +83,7 @@ def write_sample(folder: Path, image: sitk.Image, labels: sitk.Image | None, res
     write_transform(result.transform, folder / "transform.h5")
     write_image(result.field, folder / "ddf.nii.gz")
     write_image(result.jacobian, folder / "jacobian.nii.gz")
-    (folder / "stats.json").write_text(json.dumps(result.statistics, indent=2) + "\n")
+    (folder / "stats.json").write_text(json.dumps(result.statistics, indent=2) + "\n", encoding="utf-8")
     if not qa:
         return
     save_qa_figure(
@@ -236,7 +183,7 @@ def run_synthesize(args: argparse.Namespace) -> int:
             stats = {"ground_truth": syn.statistics, "augmentation": pair.augmentation.statistics,
                      "direction": "transform.h5 maps fixed-grid points to moving-image points: "
                                   "Resample(moving, fixed, transform) reproduces fixed"}
-            (staging / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+            (staging / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
             save_qa_figure(staging / "qa.png", sitk.GetArrayFromImage(pair.moving), sitk.GetArrayFromImage(pair.fixed),
                            syn.ddf[0].numpy(), sitk.GetArrayFromImage(syn.jacobian), spacing_array_order(image),
                            labels=sitk.GetArrayFromImage(pair.moving_labels) if labels is not None else None,
@@ -363,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seed = 0
     try:
         return args.func(args)
-    except (UserError, InputError, ValueError) as error:
+    except (InputError, ValueError) as error:  # CheckpointError is a ValueError
         print(f"drdm: error: {error}", file=sys.stderr)
         return 2
     except MemoryError:

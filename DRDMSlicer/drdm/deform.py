@@ -61,7 +61,7 @@ def available_memory_bytes() -> int | None:
     if override:
         return int(override)
     try:
-        with open("/proc/meminfo") as handle:
+        with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
@@ -108,6 +108,37 @@ def warp_label_image(labels: sitk.Image, transform: sitk.Transform, method: str)
     return out
 
 
+def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,
+                  generator: torch.Generator | None, mode: str = "diffeomorphic", speed: str = "faithful",
+                  slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
+    """A DRDM deformation field for an image array, on the array's own grid.
+
+    Args:
+        array: the image in array order (``(z, y, x)`` or ``(y, x)``), any real dtype, any device.
+        spacing: mm per voxel in array order.
+
+    Returns:
+        ``(ddf, grid, generation)``: ``ddf`` ``(1, ndim, *array.shape)`` float32 on the CPU, in voxels of the
+        array, channel i along array axis i (pull field); the working grid used; the working-grid result.
+    """
+    if not 0 <= level <= model.num_steps:
+        raise InputError(f"level {level} is out of range: choose 0 to {model.num_steps}")
+    if not torch.isfinite(array).all():
+        raise InputError("image contains NaN or infinite values")
+    if float(array.max() - array.min()) == 0.0:
+        raise InputError("image is constant: there is nothing to deform")
+    try:
+        grid = plan_working_grid(tuple(array.shape), tuple(spacing), model.ndims, model.size, slice_axis)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    check_memory(grid)
+    working = grid.to_working(array.to(model.device))
+    result = generate(model, working, start_level=level, generator=generator, mode=mode, speed=speed,
+                      progress=progress, cancel=cancel)
+    return grid.field_to_original(result.ddf).cpu(), grid, result
+
+
 def deform_image(
     model: DRDMModel,
     image: sitk.Image,
@@ -139,24 +170,11 @@ def deform_image(
         raise InputError(f"unknown interpolation {interpolation!r}; choose one of {sorted(INTERPOLATORS)}")
     if label_method not in LABEL_METHODS:
         raise InputError(f"unknown label method {label_method!r}; choose one of {LABEL_METHODS}")
-    if not 0 <= level <= model.num_steps:
-        raise InputError(f"level {level} is out of range: choose 0 … {model.num_steps}")
-    array = image_array(image)
-    if float(array.max() - array.min()) == 0.0:
-        raise InputError("image is constant: there is nothing to deform")
-    try:
-        grid = plan_working_grid(tuple(array.shape), spacing_array_order(image), model.ndims, model.size, slice_axis)
-    except ValueError as error:
-        raise InputError(str(error)) from None
-    check_memory(grid)
     started = time.perf_counter()
+    ddf, grid, result = compute_field(model, image_array(image), spacing_array_order(image), level=level,
+                                      generator=torch.Generator().manual_seed(int(seed)), mode=mode, speed=speed,
+                                      slice_axis=slice_axis, progress=progress, cancel=cancel)
     device = model.device
-    working = grid.to_working(array.to(device))
-    generator = torch.Generator().manual_seed(int(seed))
-    result = generate(model, working, start_level=level, generator=generator, mode=mode, speed=speed,
-                      progress=progress, cancel=cancel)
-    ddf = grid.field_to_original(result.ddf).cpu()
-    del array, working
     field_image = displacement_image(ddf, image)
     transform = displacement_transform(field_image)
     deformed = sitk.Resample(image, image, transform, INTERPOLATORS[interpolation], 0.0, image.GetPixelID())

@@ -8,6 +8,7 @@ lacks from the reference configuration (SPEC §3.1 and §7).
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,3 +166,61 @@ def untrained_model(ndims: int = 2, size: int | None = None, seed: int = 0, devi
     meta = REFERENCE_METADATA[ndims]
     return DRDMModel(network=network, ndims=ndims, size=size or meta["size"], num_steps=network.num_steps,
                      noise_preset=meta["noise_preset"], name=f"untrained-{ndims}d", trained_on="nothing (random weights)")
+
+
+REFERENCE_CHECKPOINT_NAME = "cmr_recresacnet_2d.pth"
+MODEL_NAMES = {"cmr-2d": REFERENCE_CHECKPOINT_NAME}  # registry names -> file names in the model cache
+
+
+def drdm_home() -> Path:
+    """Model cache folder: ``$DRDM_HOME`` or ``~/.cache/drdm``."""
+    return Path(os.environ.get("DRDM_HOME", Path.home() / ".cache" / "drdm"))
+
+
+def find_default_checkpoint() -> Path | None:
+    """The default model: ``$DRDM_MODEL``, the cached ``cmr-2d`` model, or the published CMR checkpoint in a
+    ``shared/reference`` folder beside the source checkout (developer machines); ``None`` if none exists."""
+    env = os.environ.get("DRDM_MODEL")
+    if env:
+        return Path(env)
+    cached = drdm_home() / "models" / REFERENCE_CHECKPOINT_NAME
+    if cached.is_file():
+        return cached
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent.parent / "shared" / "reference" / REFERENCE_CHECKPOINT_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``; a clear ``ValueError`` if CUDA is missing."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda: no CUDA GPU is available to PyTorch here")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def load_model_spec(spec: str | os.PathLike | None, device: torch.device | str = "cpu") -> DRDMModel:
+    """A model from a checkpoint path, a registry name (``cmr-2d``) or, for ``None``, the default model.
+
+    Raises :class:`CheckpointError` (a ``ValueError``) with a message for the user.
+    """
+    if spec is not None and str(spec) in MODEL_NAMES:
+        name = str(spec)
+        path = drdm_home() / "models" / MODEL_NAMES[name]
+        fallback = find_default_checkpoint()
+        if not path.is_file() and fallback is not None and fallback.name == MODEL_NAMES[name]:
+            path = fallback
+        if not path.is_file():
+            raise CheckpointError(f"model {name!r} is not installed (expected {path})")
+    elif spec:
+        path = Path(spec)
+    else:
+        path = find_default_checkpoint()
+        if path is None:
+            raise CheckpointError("no model given and no default model installed: pass a model file")
+    return load_checkpoint(path, device=device)

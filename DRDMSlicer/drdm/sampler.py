@@ -28,7 +28,7 @@ from .spatial import compose, integrate, jacobian_determinant, warp, warp_labels
 
 MODES = ("reference", "diffeomorphic")
 SPEEDS = ("faithful", "fast")
-FAST_STRIDE = 2  # fast speed: every second level from the start level down, one refinement pass
+FAST_STRIDE = 4  # fast speed: every fourth level of the reference schedule (79, 75, ..., 3), two passes
 STEP_SQUARINGS = 4  # scaling-and-squaring steps for each network step in diffeomorphic mode
 STEP_HALVINGS = 6  # times a folding step is halved before it is skipped
 
@@ -142,8 +142,9 @@ def generate(
         levels: recovery time steps in order (default ``T-1 … 0``, the reference's 80 steps).
         image_interpolation: image warp mode (default: the model preset's, cubic for CMR).
         speed: ``"faithful"`` (the reference schedule: ``levels`` and ``rec_num`` as given) or ``"fast"``
-            (recovery starts at the start level instead of ``T-1`` and visits every second level, with one
-            refinement pass; ignores ``levels``/``rec_num``). See ``benchmarks/`` for its measured quality.
+            (every fourth level of the reference schedule, 20 network calls instead of 80; ignores ``levels``).
+            Measured on the CMR sample (diffeomorphic mode, T' = 56): 4.2× faster, mean/p95 |u| within 3 %,
+            no folding (``benchmarks/fast_modes.py``).
 
     Returns:
         :class:`GenerationResult` (fields in voxels).
@@ -156,8 +157,7 @@ def generate(
     if speed not in SPEEDS:
         raise ValueError(f"unknown speed {speed!r}; choose one of {SPEEDS}")
     if speed == "fast":
-        top = min(int(start_level), model.num_steps) - 1
-        levels, rec_num = list(range(top, -1, -FAST_STRIDE)), 1
+        levels = list(range(model.num_steps - 1, -1, -FAST_STRIDE))
     levels = list(range(model.num_steps - 1, -1, -1)) if levels is None else [int(t) for t in levels]
     if any(not 0 <= t < model.num_steps for t in levels):
         raise ValueError(f"recovery levels must lie in [0, {model.num_steps - 1}]")

@@ -1,0 +1,245 @@
+"""DeformationLogic: DRDM deformations of MRML volumes and segmentations (Qt-free; runs on slicer-core).
+
+Every sample is computed completely before any node is added, so a cancelled or failed run leaves the
+scene exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+from drdm.deform import DeformationResult, deform_image
+from drdm.io import InputError
+from drdm.models import MODEL_NAMES, DRDMModel, load_model_spec, resolve_device
+
+from .mrml import labels_from_segmentation, new_volume_like, segmentation_from_labels, set_pull_field, volume_to_sitk
+
+JACOBIAN_COLOR_NODE_NAME = "DRDM det J (1 = volume kept)"
+JACOBIAN_RANGE = (0.0, 2.0)
+
+
+@dataclass
+class DeformationSample:
+    """The nodes of one generated deformation (all in one subject-hierarchy folder)."""
+
+    volumeNode: slicer.vtkMRMLScalarVolumeNode
+    transformNode: slicer.vtkMRMLGridTransformNode
+    segmentationNode: slicer.vtkMRMLSegmentationNode | None
+    jacobianNode: slicer.vtkMRMLScalarVolumeNode
+    tableNode: slicer.vtkMRMLTableNode
+    folderItemID: int
+    statistics: dict = field(default_factory=dict)
+
+
+def resolve_model(model: str | os.PathLike | DRDMModel, device: str = "auto") -> DRDMModel:
+    """A loaded model (on ``device``: auto, cpu or cuda) from a model object, a checkpoint path or a registry name."""
+    target = resolve_device(device)
+    if isinstance(model, DRDMModel):
+        return model.to(target) if device != "auto" else model
+    spec = str(model)
+    if spec not in MODEL_NAMES and not Path(spec).is_file():
+        raise ValueError(f"model {spec!r}: no such model name or file")
+    return load_model_spec(spec, target)  # CheckpointError is a ValueError
+
+
+class DeformationLogic:
+    """Generate DRDM deformations of volumes in a scene.
+
+    Example::
+
+        logic = DeformationLogic(scene)
+        samples = logic.generate(volumeNode, segmentationNode, model="cmr-2d", level=56, seed=0)
+        samples[0].volumeNode, samples[0].transformNode, samples[0].jacobianNode
+    """
+
+    def __init__(self, scene: slicer.vtkMRMLScene) -> None:
+        self.scene = scene
+
+    # -- validation ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_volume(volumeNode) -> None:
+        if volumeNode is None:
+            raise ValueError("select an input volume")
+        if not volumeNode.IsA("vtkMRMLScalarVolumeNode") or volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
+            raise ValueError(f"{volumeNode.GetName()}: a scalar volume is needed (not a vector, 4D or label map volume)")
+        data = volumeNode.GetImageData()
+        if data is None or 0 in data.GetDimensions():
+            raise ValueError(f"{volumeNode.GetName()}: the volume holds no voxels")
+        if data.GetNumberOfScalarComponents() != 1:
+            raise ValueError(f"{volumeNode.GetName()}: has {data.GetNumberOfScalarComponents()} components per voxel "
+                             "(4D/RGB); a scalar volume is needed")
+
+    @staticmethod
+    def _segments(segmentationNode) -> list[tuple[str, str, tuple[float, float, float]]]:
+        segmentation = segmentationNode.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        if not ids:
+            raise ValueError(f"{segmentationNode.GetName()}: the segmentation has no segments")
+        return [(sid, segmentation.GetSegment(sid).GetName(), tuple(segmentation.GetSegment(sid).GetColor())) for sid in ids]
+
+    # -- main entry point ---------------------------------------------------------------------------
+
+    def generate(self, volumeNode, segmentationNode=None, *, model, level: int, seed: int, count: int = 1,
+                 mode: str = "reference", speed: str = "fast", progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None, device: str = "auto") -> list[DeformationSample]:
+        """Generate ``count`` deformations (seeds ``seed``, ``seed + 1``, …) of ``volumeNode``.
+
+        ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
+        run with :class:`drdm.sampler.GenerationCancelled` and no node is added. Bad input raises
+        ``ValueError`` with a message for the user; the scene is then unchanged too.
+        """
+        self._check_volume(volumeNode)
+        if count < 1:
+            raise ValueError("the number of samples must be at least 1")
+        loaded = resolve_model(model, device)
+        segments = self._segments(segmentationNode) if segmentationNode is not None else None
+        image = volume_to_sitk(volumeNode)
+        labels = None
+        if segments is not None:
+            array = labels_from_segmentation(segmentationNode, volumeNode, [s[0] for s in segments])
+            if not array.any():
+                raise ValueError(f"{segmentationNode.GetName()}: the segments are empty on the input volume's grid")
+            labels = sitk.GetImageFromArray(array)
+            labels.CopyInformation(image)
+        results: list[tuple[int, DeformationResult]] = []
+        for k in range(count):
+            def step(done: int, total: int, k: int = k) -> None:
+                if progress is not None:
+                    progress(k * total + done, count * total)
+
+            try:
+                result = deform_image(loaded, image, labels, level=level, seed=seed + k, mode=mode, speed=speed,
+                                      progress=step, cancel=cancel)
+            except InputError as error:
+                raise ValueError(str(error)) from None
+            except MemoryError:
+                raise ValueError("out of memory: try a smaller volume or the GPU") from None
+            results.append((seed + k, result))
+        return [self._add_sample_nodes(volumeNode, segmentationNode, segments, s, level, mode, speed, r, loaded)
+                for s, r in results]
+
+    # -- node creation ------------------------------------------------------------------------------
+
+    def _add_sample_nodes(self, volumeNode, segmentationNode, segments, seed: int, level: int, mode: str, speed: str,
+                          result: DeformationResult, model: DRDMModel) -> DeformationSample:
+        scene = self.scene
+        base = f"{volumeNode.GetName()} DRDM T{level} seed{seed}"
+        volume = new_volume_like(scene, volumeNode, sitk.GetArrayFromImage(result.image), f"{base} volume")
+        transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"{base} transform")
+        set_pull_field(transform, result.ddf, volumeNode)
+        jacobian = new_volume_like(scene, volumeNode, sitk.GetArrayFromImage(result.jacobian).astype(np.float32),
+                                   f"{base} det J")
+        self._style_jacobian(jacobian)
+        segmentation = None
+        if segments is not None:
+            segmentation = segmentation_from_labels(scene, sitk.GetArrayFromImage(result.labels), volumeNode, segments,
+                                                    f"{base} segmentation")
+        stats = dict(result.statistics, mode=mode, speed=speed, model=model.name)
+        table = self._statistics_table(stats, f"{base} statistics")
+        folder = self._folder(base, [volume, transform, jacobian, table] + ([segmentation] if segmentation else []))
+        self._show_jacobian_overlay(volume, jacobian)
+        return DeformationSample(volume, transform, segmentation, jacobian, table, folder, stats)
+
+    def _folder(self, name: str, nodes: list) -> int:
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        folder = sh.CreateFolderItem(sh.GetSceneItemID(), name)
+        for node in nodes:
+            item = sh.GetItemByDataNode(node)
+            if item:
+                sh.SetItemParent(item, folder)
+            else:  # no subject-hierarchy plugin added the item (headless scenes)
+                sh.CreateItem(folder, node)
+        return folder
+
+    def _statistics_table(self, stats: dict, name: str) -> slicer.vtkMRMLTableNode:
+        table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+        keys, values = vtk.vtkStringArray(), vtk.vtkStringArray()
+        keys.SetName("statistic")
+        values.SetName("value")
+        for key, value in stats.items():
+            keys.InsertNextValue(str(key))
+            values.InsertNextValue(f"{value:.6g}" if isinstance(value, float) else str(value))
+        table.AddColumn(keys)
+        table.AddColumn(values)
+        return table
+
+    def jacobian_color_node(self) -> slicer.vtkMRMLColorTableNode:
+        """The diverging colour table of det J maps (created once per scene): blue < 1 < red, magenta ≤ 0."""
+        existing = self.scene.GetFirstNodeByName(JACOBIAN_COLOR_NODE_NAME)
+        if existing is not None:
+            return existing
+        node = self.scene.AddNewNodeByClass("vtkMRMLColorTableNode", JACOBIAN_COLOR_NODE_NAME)
+        node.SetTypeToUser()
+        node.SetNumberOfColors(256)
+        node.SetColor(0, "folded", 1.0, 0.0, 1.0, 1.0)  # det J <= 0
+        for index in range(1, 256):
+            t = (index - 1) / 254.0  # 0 .. 1 over (0, 2]
+            if t < 0.5:
+                s = t / 0.5
+                colour = (0.1 + 0.9 * s, 0.3 + 0.7 * s, 1.0)
+            else:
+                s = (t - 0.5) / 0.5
+                colour = (1.0, 1.0 - 0.8 * s, 1.0 - 0.9 * s)
+            node.SetColor(index, f"{JACOBIAN_RANGE[1] * t:.3f}", *colour, 1.0)
+        node.SetSaveWithScene(True)
+        return node
+
+    def _style_jacobian(self, jacobian) -> None:
+        display = jacobian.GetDisplayNode()
+        display.SetAndObserveColorNodeID(self.jacobian_color_node().GetID())
+        display.AutoWindowLevelOff()
+        low, high = JACOBIAN_RANGE
+        display.SetWindowLevelMinMax(low - (high - low) / 254.0, high)  # values <= 0 take the first (magenta) colour
+
+    def _show_jacobian_overlay(self, volume, jacobian) -> None:
+        """Deformed volume as background, det J as a half-transparent foreground, in every slice view."""
+        composites = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+        for index in range(composites.GetNumberOfItems()):
+            composite = composites.GetItemAsObject(index)
+            composite.SetBackgroundVolumeID(volume.GetID())
+            composite.SetForegroundVolumeID(jacobian.GetID())
+            composite.SetForegroundOpacity(0.5)
+
+    # -- export -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def export_transform(transformNode, path: str | os.PathLike) -> Path:
+        """Write a transform node to ``.h5``/``.tfm``/``.nii.gz`` (ITK, LPS) through a transform storage node."""
+        path = Path(path)
+        name = path.name.lower()
+        if not name.endswith((".h5", ".tfm", ".txt", ".nii.gz", ".nii", ".nrrd", ".mha")):
+            raise ValueError(f"{path}: choose a .h5, .tfm or .nii.gz file")
+        storage = slicer.vtkMRMLTransformStorageNode()
+        storage.SetFileName(str(path))
+        if not storage.WriteData(transformNode) or not path.is_file():
+            raise ValueError(f"{path}: the transform could not be written")
+        return path
+
+    def export_all(self, samples: list[DeformationSample], folder: str | os.PathLike) -> list[Path]:
+        """Write every sample's volume (.nrrd), det J (.nrrd), transform (.h5), segmentation (.seg.nrrd) and
+        statistics (.csv) into ``folder``; returns the files written."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for sample in samples:
+            stem = sample.volumeNode.GetName().removesuffix(" volume").replace(" ", "_")
+            pairs = [(sample.volumeNode, slicer.vtkMRMLVolumeArchetypeStorageNode(), f"{stem}_volume.nrrd"),
+                     (sample.jacobianNode, slicer.vtkMRMLVolumeArchetypeStorageNode(), f"{stem}_detJ.nrrd"),
+                     (sample.tableNode, slicer.vtkMRMLTableStorageNode(), f"{stem}_statistics.csv")]
+            if sample.segmentationNode is not None:
+                pairs.append((sample.segmentationNode, slicer.vtkMRMLSegmentationStorageNode(), f"{stem}_segmentation.seg.nrrd"))
+            for node, storage, filename in pairs:
+                storage.SetFileName(str(folder / filename))
+                if not storage.WriteData(node):
+                    raise ValueError(f"{folder / filename}: could not be written")
+                written.append(folder / filename)
+            written.append(self.export_transform(sample.transformNode, folder / f"{stem}_transform.h5"))
+        return written

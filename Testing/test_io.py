@@ -1,0 +1,113 @@
+"""drdm.io: transform files round-trip, voxel <-> physical fields, truncated files, DICOM folders, atomicity."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from drdm import io
+
+
+def oblique_image(size=(12, 10, 8), spacing=(0.7, 1.3, 2.1)) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.random.default_rng(0).random(size[::-1]).astype(np.float32))
+    image.SetSpacing(spacing)
+    image.SetOrigin((3.0, -4.0, 5.0))
+    angle = np.deg2rad(30)
+    image.SetDirection((np.cos(angle), -np.sin(angle), 0, np.sin(angle), np.cos(angle), 0, 0, 0, 1))
+    return image
+
+
+def test_voxel_field_round_trip_through_physical():
+    image = oblique_image()
+    ddf = torch.randn(1, 3, 8, 10, 12, dtype=torch.float64)
+    back = io.displacement_voxels(io.displacement_image(ddf, image))
+    assert torch.allclose(back, ddf, atol=1e-10)
+    vectors = sitk.GetArrayFromImage(io.displacement_image(ddf, image))
+    # 1 voxel along array axis 2 (ITK i) is spacing_x mm along the first direction column
+    unit = torch.zeros(1, 3, 8, 10, 12)
+    unit[:, 2] = 1.0
+    vector = sitk.GetArrayFromImage(io.displacement_image(unit, image))[0, 0, 0]
+    assert np.allclose(vector, 0.7 * np.array(image.GetDirection()).reshape(3, 3)[:, 0])
+    assert vectors.shape == (8, 10, 12, 3)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".tfm"])
+def test_transform_files_round_trip(tmp_path, suffix):
+    image = oblique_image()
+    ddf = torch.randn(1, 3, 8, 10, 12, dtype=torch.float64)
+    path = io.write_transform(io.displacement_transform(io.displacement_image(ddf, image)), tmp_path / f"t{suffix}")
+    field = io.read_displacement_transform(path)
+    assert torch.allclose(io.displacement_voxels(field, image), ddf, atol=1e-6)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary files left
+
+
+def test_read_rejects_truncated_gzip(tmp_path):
+    path = tmp_path / "x.nii.gz"
+    sitk.WriteImage(oblique_image(), str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(io.InputError, match="truncated"):
+        io.read_image(path)
+    with gzip.open(tmp_path / "ok.nii.gz", "wb") as handle:
+        handle.write(gzip.decompress(data))
+    assert io.read_image(tmp_path / "ok.nii.gz").GetSize() == (12, 10, 8)
+
+
+def test_dicom_series_folder(tmp_path):
+    image = sitk.Cast(oblique_image() * 1000, sitk.sitkInt16)
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    series = "1.2.826.0.1.3680043.2.1125." + str(int(time.time()))
+    direction = image.GetDirection()
+    for k in range(image.GetDepth()):
+        plane = image[:, :, k]
+        plane.SetMetaData("0020|000e", series)
+        plane.SetMetaData("0020|0037", "\\".join(str(v) for v in direction[0:3] + direction[3:6]))
+        plane.SetMetaData("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k))))
+        plane.SetMetaData("0020|0013", str(k))
+        plane.SetMetaData("0008|0060", "MR")
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(plane)
+    read = io.read_image(folder)
+    assert read.GetSize() == image.GetSize()
+    assert np.allclose(read.GetSpacing(), image.GetSpacing(), atol=1e-3)
+    assert np.array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(image))
+
+
+def test_empty_folder_is_not_a_series(tmp_path):
+    with pytest.raises(io.InputError, match="no DICOM series"):
+        io.read_image(tmp_path)
+
+
+def test_staged_directory_is_all_or_nothing(tmp_path):
+    final = tmp_path / "sample"
+    with pytest.raises(RuntimeError):
+        with io.staged_directory(final) as staging:
+            (staging / "image.nii.gz").write_text("half", encoding="utf-8")
+            raise RuntimeError("interrupted")
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+    with io.staged_directory(final) as staging:
+        (staging / "a.txt").write_text("done", encoding="utf-8")
+    assert (final / "a.txt").read_text(encoding="utf-8") == "done"
+    with pytest.raises(io.InputError, match="already exists"):
+        with io.staged_directory(final):
+            pass
+
+
+def test_labels_must_match_geometry(tmp_path):
+    image = oblique_image()
+    labels = sitk.Cast(image > 0.5, sitk.sitkUInt8)
+    path = tmp_path / "l.nrrd"
+    sitk.WriteImage(labels, str(path))
+    assert io.read_labels(path, image).GetPixelID() == sitk.sitkUInt8
+    shifted = sitk.Image(labels)
+    shifted.SetOrigin((0.0, 0.0, 0.0))
+    sitk.WriteImage(shifted, str(path))
+    with pytest.raises(io.InputError, match="origin"):
+        io.read_labels(path, image)

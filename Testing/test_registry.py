@@ -1,0 +1,62 @@
+"""drdm.registry: verified downloads from a local HTTP server (a good and a tampered file), cache reuse."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+
+import pytest
+from drdm import registry
+
+
+@pytest.fixture()
+def server(tmp_path, checkpoint_path):
+    """Serve the published checkpoint and a tampered copy on 127.0.0.1."""
+    root = tmp_path / "www"
+    root.mkdir()
+    shutil.copy(checkpoint_path, root / "good.pth")
+    tampered = bytearray(checkpoint_path.read_bytes())
+    tampered[-100] ^= 0xFF
+    (root / "tampered.pth").write_bytes(bytes(tampered))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.log_message = lambda *args: None
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_fetch_verifies_and_caches(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
+    seen = []
+    path = registry.fetch("cmr-2d", progress=lambda done, total: seen.append((done, total)), url=f"{server}/good.pth")
+    assert path == registry.cached_path("cmr-2d") and registry.verify("cmr-2d")
+    assert seen[-1][0] == seen[-1][1] == path.stat().st_size
+    stamp = path.stat().st_mtime_ns
+    assert registry.fetch("cmr-2d", url=f"{server}/tampered.pth") == path  # cached and valid: not downloaded again
+    assert path.stat().st_mtime_ns == stamp
+    from drdm.models import load_model_spec
+
+    assert load_model_spec("cmr-2d").sha256 == registry.entry("cmr-2d").sha256
+
+
+def test_tampered_download_is_deleted(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
+    with pytest.raises(registry.RegistryError, match="tampered"):
+        registry.fetch("cmr-2d", url=f"{server}/tampered.pth")
+    folder = registry.cache_folder()
+    assert not registry.cached_path("cmr-2d").exists() and list(folder.iterdir()) == []
+
+
+def test_unreachable_and_unavailable(tmp_path, monkeypatch, server):
+    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
+    with pytest.raises(registry.RegistryError, match="failed"):
+        registry.fetch("cmr-2d", url=f"{server}/missing.pth")
+    with pytest.raises(registry.RegistryError, match="not available"):
+        registry.fetch("lct-3d")
+    with pytest.raises(registry.RegistryError, match="unknown model"):
+        registry.fetch("brain-7d")

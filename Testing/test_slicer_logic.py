@@ -1,0 +1,282 @@
+"""DRDMSlicerLib on the real MRML core (slicer-core): outputs, directions, round trips, cancel, errors."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from conftest import DATA, REPO, field_only_model
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+vtk = pytest.importorskip("vtk")
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy  # noqa: E402
+
+sys.path.insert(0, str(REPO / "DRDMSlicer"))
+from drdm.sampler import GenerationCancelled  # noqa: E402
+from DRDMSlicerLib.logic import DeformationLogic  # noqa: E402
+from DRDMSlicerLib.mrml import set_pull_field, volume_array  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def scene_bundle():
+    """One scene per session with the logics Slicer would register (SLICER.md §2.1)."""
+    scene = slicer.vtkMRMLScene()
+    app_logic = slicer.vtkSlicerApplicationLogic()
+    app_logic.SetMRMLScene(scene)
+    colors = app_logic.GetColorLogic()
+    colors.SetMRMLScene(scene)
+    colors.AddDefaultColorNodes()
+    app_logic.SetModuleLogic("Colors", colors)
+    logics = {}
+    for name, logic in (("Volumes", slicer.vtkSlicerVolumesLogic()), ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
+                        ("Transforms", slicer.vtkSlicerTransformLogic()),
+                        ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic())):
+        logic.SetMRMLScene(scene)
+        logic.SetMRMLApplicationLogic(app_logic)
+        app_logic.SetModuleLogic(name, logic)
+        logics[name] = logic
+    return types.SimpleNamespace(scene=scene, app_logic=app_logic, logics=logics)
+
+
+@pytest.fixture()
+def scene(scene_bundle):
+    scene_bundle.scene.Clear(0)
+    return scene_bundle.scene
+
+
+@pytest.fixture(scope="module")
+def field_only_3d():
+    return field_only_model(3, 16, seed=1)
+
+
+def add_volume(scene, array: np.ndarray, spacing, origin, directions, name="input"):
+    data = vtk.vtkImageData()
+    data.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    data.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(array).ravel().astype(np.float32), deep=True))
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetSpacing(*spacing)
+    node.SetOrigin(*origin)
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            matrix.SetElement(r, c, directions[r][c])
+    node.SetIJKToRASDirectionMatrix(matrix)
+    node.SetAndObserveImageData(data)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def oblique_volume(scene, shape=(20, 30, 36)):
+    a, b = np.deg2rad(25), np.deg2rad(15)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    k, j, i = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    array = 100 * np.exp(-3 * (i**2 + j**2 + k**2)) + 40 * np.sin(4 * i) * np.cos(3 * j) + 20 * k
+    return add_volume(scene, array, (1.2, 0.9, 2.5), (12.0, -20.0, 7.0), rz @ rx)
+
+
+def add_segmentation(scene, volume, labels: np.ndarray, names_colours):
+    from DRDMSlicerLib.mrml import segmentation_from_labels
+
+    segments = [(n, n, c) for n, c in names_colours]
+    return segmentation_from_labels(scene, labels, volume, segments, "input segmentation")
+
+
+def harden_onto_input_grid(scene, logics, volume, transform):
+    """What hardening ``transform`` onto a copy of ``volume`` computes, on the input's own lattice.
+
+    ``hardenTransform`` resamples with vtkImageReslice through the node's TransformFromParent but grows the
+    extent (its lattice is shifted by fractions of a voxel, SLICER.md §2.4), so the same reslice is run here
+    onto the input lattice; the hardened copy is still made, to check that hardening works on our node.
+    """
+    copy = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "hardened")
+    copy.Copy(volume)
+    image = vtk.vtkImageData()
+    image.DeepCopy(volume.GetImageData())
+    copy.SetAndObserveImageData(image)
+    copy.SetAndObserveTransformNodeID(transform.GetID())
+    assert logics["Transforms"].hardenTransform(copy) and copy.GetParentTransformNode() is None
+    ijk_to_ras, ras_to_ijk = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(ijk_to_ras)
+    volume.GetRASToIJKMatrix(ras_to_ijk)
+    chain = vtk.vtkGeneralTransform()
+    chain.PostMultiply()
+    chain.Concatenate(ijk_to_ras)
+    chain.Concatenate(transform.GetTransformFromParent())
+    chain.Concatenate(ras_to_ijk)
+    reslice = vtk.vtkImageReslice()
+    reslice.SetInputData(volume.GetImageData())
+    reslice.SetResliceTransform(chain)
+    reslice.SetInterpolationModeToLinear()
+    dims = volume.GetImageData().GetDimensions()
+    reslice.SetOutputOrigin(0, 0, 0)
+    reslice.SetOutputSpacing(1, 1, 1)
+    reslice.SetOutputExtent(0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1)
+    reslice.SetBackgroundLevel(0)
+    reslice.Update()
+    return vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars()).reshape(dims[::-1])
+
+
+def test_oblique_volume_outputs_and_hardening(scene, scene_bundle, field_only_3d, tmp_path):
+    volume = oblique_volume(scene)
+    labels = np.zeros(volume_array(volume).shape, dtype=np.int32)
+    labels[6:14, 8:22, 10:26] = 1
+    labels[8:12, 12:18, 14:20] = 2
+    colours = [("liver", (0.9, 0.4, 0.2)), ("lesion", (0.2, 0.8, 0.3))]
+    segmentation = add_segmentation(scene, volume, labels, colours)
+    nodes_before = scene.GetNumberOfNodes()
+    logic = DeformationLogic(scene)
+    calls = []
+    [sample] = logic.generate(volume, segmentation, model=field_only_3d, level=79, seed=3, mode="diffeomorphic",
+                              progress=lambda s, n: calls.append((s, n)))
+    assert calls[-1][0] == calls[-1][1]
+    assert scene.GetNumberOfNodes() > nodes_before
+    # deformed volume on the input grid
+    m_in, m_out = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(m_in)
+    sample.volumeNode.GetIJKToRASMatrix(m_out)
+    assert all(abs(m_in.GetElement(r, c) - m_out.GetElement(r, c)) < 1e-9 for r in range(4) for c in range(4))
+    deformed = volume_array(sample.volumeNode)
+    original = volume_array(volume)
+    value_range = float(np.ptp(original))
+    assert np.abs(deformed - original).max() > 0.05 * value_range
+    # hardening the transform onto a copy of the input reproduces the deformed volume inside the field of view
+    hardened = harden_onto_input_grid(scene, scene_bundle.logics, volume, sample.transformNode)
+    inside = (slice(2, -2),) * 3
+    assert np.abs(hardened - deformed)[inside].max() <= 1e-3 * value_range
+    # transform: a grid transform with the pull field as FromParent
+    assert sample.transformNode.IsA("vtkMRMLGridTransformNode")
+    assert sample.transformNode.GetTransformFromParent() is not None
+    # the exported .h5, read by SimpleITK, resamples the input into the same image
+    path = logic.export_transform(sample.transformNode, tmp_path / "t.h5")
+    from DRDMSlicerLib.mrml import volume_to_sitk
+
+    image = volume_to_sitk(volume)
+    again = sitk.GetArrayFromImage(sitk.Resample(image, image, sitk.ReadTransform(str(path)), sitk.sitkLinear))
+    assert np.abs(again - deformed)[inside].max() <= 1e-3 * value_range
+    for suffix in (".tfm", ".nii.gz"):
+        assert logic.export_transform(sample.transformNode, tmp_path / f"t{suffix}").stat().st_size > 0
+    # segmentation keeps names, colours and label values
+    seg = sample.segmentationNode.GetSegmentation()
+    assert [seg.GetSegment(seg.GetNthSegmentID(i)).GetName() for i in range(seg.GetNumberOfSegments())] == ["liver", "lesion"]
+    assert np.allclose(seg.GetSegment(seg.GetNthSegmentID(0)).GetColor(), colours[0][1])
+    # det J map with the diverging colour table, statistics table, one subject-hierarchy folder
+    display = sample.jacobianNode.GetDisplayNode()
+    assert display.GetColorNode().GetName().startswith("DRDM det J")
+    assert display.GetWindowLevelMin() < 0 < 1 < display.GetWindowLevelMax()
+    assert volume_array(sample.jacobianNode).min() > 0  # diffeomorphic: nothing folded
+    assert sample.tableNode.GetNumberOfRows() > 5
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    assert "T79 seed3" in sh.GetItemName(sample.folderItemID)
+    assert sh.GetItemParent(sh.GetItemByDataNode(sample.volumeNode)) == sample.folderItemID
+
+
+def test_step_edge_direction(scene, scene_bundle):
+    """SLICER.md §2.10: a uniform +2 mm pull along R stored as FromParent moves an edge 2 mm toward −R."""
+    shape = (4, 6, 40)
+    array = np.zeros(shape)
+    array[..., 20:] = 100.0  # edge between i = 19 and 20, i along R (identity directions, 1 mm)
+    volume = add_volume(scene, array, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "edge pull")
+    ddf = torch.zeros(1, 3, *shape)
+    ddf[:, 2] = 2.0  # +2 voxels = +2 mm along i = R
+    set_pull_field(transform, ddf, volume)
+    hardened = harden_onto_input_grid(scene, scene_bundle.logics, volume, transform)
+    row = hardened[2, 3]
+    assert row[17] == 0 and row[18] == 100.0  # the edge moved from 19.5 to 17.5: 2 mm toward −R
+
+
+def test_mrb_round_trip(scene, scene_bundle, field_only_3d, tmp_path):
+    volume = oblique_volume(scene, (12, 16, 16))
+    labels = np.zeros(volume_array(volume).shape, dtype=np.int32)
+    labels[3:9, 4:12, 4:12] = 1
+    segmentation = add_segmentation(scene, volume, labels, [("organ", (1.0, 0.0, 0.0))])
+    [sample] = DeformationLogic(scene).generate(volume, segmentation, model=field_only_3d, level=60, seed=0)
+    bundle = tmp_path / "scene.mrb"
+    assert scene.WriteToMRB(str(bundle))
+    u_before = slicer.util.arrayFromGridTransform(sample.transformNode).copy()
+    names = [sample.volumeNode.GetName(), sample.jacobianNode.GetName(), sample.segmentationNode.GetName(),
+             sample.tableNode.GetName(), sample.transformNode.GetName()]
+    arrays = [volume_array(sample.volumeNode), volume_array(sample.jacobianNode)]
+    fresh = slicer.vtkMRMLScene()
+    app_logic = slicer.vtkSlicerApplicationLogic()
+    app_logic.SetMRMLScene(fresh)
+    remote_io = slicer.vtkMRMLRemoteIOLogic()
+    remote_io.SetMRMLScene(fresh)
+    remote_io.SetMRMLApplicationLogic(app_logic)
+    remote_io.GetCacheManager().SetRemoteCacheDirectory(str(tmp_path / "cache"))
+    io_logic = slicer.vtkDataIOManagerLogic()
+    io_logic.SetMRMLScene(fresh)
+    io_logic.SetMRMLApplicationLogic(app_logic)
+    io_logic.SetAndObserveDataIOManager(remote_io.GetDataIOManager())
+    remote_io.AddDataIOToScene()
+    assert fresh.ReadFromMRB(str(bundle))
+    for name in names:
+        assert fresh.GetFirstNodeByName(name) is not None, name
+    for name, array in zip(names[:2], arrays):
+        assert np.array_equal(volume_array(fresh.GetFirstNodeByName(name)), array)
+    u_after = slicer.util.arrayFromGridTransform(fresh.GetFirstNodeByName(names[4]))
+    assert np.allclose(u_after, u_before)
+
+
+def test_cancel_leaves_scene_unchanged(scene, field_only_3d):
+    volume = oblique_volume(scene, (12, 16, 16))
+    before = scene.GetNumberOfNodes()
+    polls = []
+
+    def cancel():
+        polls.append(1)
+        return len(polls) > 3
+
+    with pytest.raises(GenerationCancelled):
+        DeformationLogic(scene).generate(volume, model=field_only_3d, level=60, seed=0, count=2, cancel=cancel)
+    assert scene.GetNumberOfNodes() == before
+
+
+@pytest.mark.parametrize("case", ["no volume", "4D volume", "model dimension", "empty segmentation", "bad model file"])
+def test_errors_leave_scene_unchanged(scene, field_only_3d, case, tmp_path):
+    volume = oblique_volume(scene, (12, 16, 16))
+    args, kwargs = [volume], dict(model=field_only_3d, level=40, seed=0)
+    if case == "no volume":
+        args = [None]
+    elif case == "4D volume":
+        vector = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "rgb")
+        data = vtk.vtkImageData()
+        data.SetDimensions(8, 8, 8)
+        data.AllocateScalars(vtk.VTK_FLOAT, 3)
+        vector.SetAndObserveImageData(data)
+        args = [vector]
+    elif case == "model dimension":
+        flat = add_volume(scene, np.random.default_rng(0).random((1, 32, 32)), (1, 1, 1), (0, 0, 0), np.eye(3), "slice")
+        args = [flat]
+    elif case == "empty segmentation":
+        empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
+        args = [volume, empty]
+    elif case == "bad model file":
+        kwargs["model"] = str(tmp_path / "missing.pth")
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError) as error:
+        DeformationLogic(scene).generate(*args, **kwargs)
+    assert scene.GetNumberOfNodes() == before
+    assert str(error.value) and "\n" not in str(error.value)
+
+
+def test_cmr_sample_with_published_model(scene, scene_bundle, cmr_model):
+    source = DATA / "cmr" / "patient001_frame01.nii.gz"
+    if not source.exists():
+        pytest.skip(f"sample data not available: {source}")
+    image = sitk.ReadImage(str(source))[:, :, 4:6]
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    ras = np.diag([-1.0, -1.0, 1.0])
+    volume = add_volume(scene, array, image.GetSpacing(), tuple(ras @ np.array(image.GetOrigin())), ras @ direction, "cmr")
+    [sample] = DeformationLogic(scene).generate(volume, model=cmr_model, level=56, seed=1, mode="diffeomorphic")
+    deformed = volume_array(sample.volumeNode)
+    hardened = harden_onto_input_grid(scene, scene_bundle.logics, volume, sample.transformNode)
+    inside = (slice(None), slice(2, -2), slice(2, -2))
+    assert np.abs(hardened - deformed)[inside].max() <= 1e-3 * float(np.ptp(array))
+    assert np.abs(deformed - array).max() > 0.05 * float(np.ptp(array))
