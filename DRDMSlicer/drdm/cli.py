@@ -242,7 +242,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed of the first sample (default: random, recorded in stats.json)")
     parser.add_argument("--mode", choices=MODES, default="diffeomorphic",
                         help="diffeomorphic (topology preserving, default) or reference (the authors' sampler)")
-    parser.add_argument("--speed", choices=SPEEDS, default="faithful", help="faithful (reference schedule) or fast")
+    parser.add_argument("--speed", choices=SPEEDS, default="fast",
+                        help="fast (default: 20 network calls, about 4x faster, field statistics within 10 %%) or "
+                             "faithful (the reference's 80)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
 
