@@ -206,9 +206,13 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ensure_requirements()
             from drdm.sampler import GenerationCancelled
 
+            model = self.currentModel()
+            if isinstance(model, str):
+                self.logic.ensureModel(model, progress=self.downloadProgress)
+
             try:
                 self._samples = self.logic.generate(
-                    params.inputVolume, params.inputSegmentation, model=self.currentModel(), level=params.level,
+                    params.inputVolume, params.inputSegmentation, model=model, level=params.level,
                     seed=params.seed, count=params.count, mode=params.mode, speed=params.speed, device=params.device,
                     progress=progress, cancel=lambda: self._cancelRequested)
             except GenerationCancelled:
@@ -225,6 +229,12 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._running = False
             self.ui.progressBar.value = 0
             self.updateButtons()
+
+    def downloadProgress(self, done: int, total) -> None:
+        self.ui.progressBar.maximum = total or 0
+        self.ui.progressBar.value = done
+        self.ui.statusLabel.text = _("Downloading the model: {mb:.1f} MB").format(mb=done / 1e6)
+        slicer.app.processEvents()
 
     def onCancel(self) -> None:
         self._cancelRequested = True
@@ -274,6 +284,10 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         return DRDMSlicerParameterNode(super().getParameterNode())
+
+    def ensureModel(self, name: str, progress=None):
+        """Download a registry model (sha256-verified) if it is not available yet."""
+        return self.deformation.ensure_model(name, progress)
 
     def loadModel(self, path: str):
         from drdm.models import load_checkpoint

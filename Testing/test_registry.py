@@ -60,3 +60,17 @@ def test_unreachable_and_unavailable(tmp_path, monkeypatch, server):
         registry.fetch("lct-3d")
     with pytest.raises(registry.RegistryError, match="unknown model"):
         registry.fetch("brain-7d")
+
+
+def test_models_command(server, tmp_path, monkeypatch, capsys):
+    from drdm.cli import main
+
+    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
+    assert main(["models", "verify", "cmr-2d"]) == 1
+    assert main(["models", "fetch", "cmr-2d", "--url", f"{server}/tampered.pth"]) == 2
+    assert "tampered" in capsys.readouterr().err
+    assert main(["models", "fetch", "cmr-2d", "--url", f"{server}/good.pth"]) == 0
+    assert main(["models", "verify", "cmr-2d"]) == 0
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "cmr-2d" in listing and "cached" in listing and "lct-3d" in listing and "unavailable" in listing

@@ -62,6 +62,20 @@ class DeformationLogic:
     def __init__(self, scene: slicer.vtkMRMLScene) -> None:
         self.scene = scene
 
+    @staticmethod
+    def ensure_model(name: str, progress: Callable[[int, int | None], None] | None = None) -> Path | None:
+        """Download (sha256-verified) a registry model that is not available locally; returns its path, or
+        ``None`` for names that are files or already usable."""
+        from drdm import registry
+        from drdm.models import find_default_checkpoint
+
+        if name not in registry.REGISTRY or registry.verify(name):
+            return None
+        default = find_default_checkpoint()
+        if default is not None and default.name == registry.entry(name).filename:
+            return None
+        return registry.fetch(name, progress=progress)
+
     # -- validation ---------------------------------------------------------------------------------
 
     @staticmethod

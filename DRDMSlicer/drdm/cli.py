@@ -212,6 +212,35 @@ def run_jacobian(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_models(args: argparse.Namespace) -> int:
+    """``drdm models list | fetch NAME | verify NAME``: the model registry and cache."""
+    from . import registry
+
+    if args.action == "list":
+        for item in registry.REGISTRY.values():
+            state = "cached" if registry.verify(item.name) else ("unavailable" if not item.available else "not cached")
+            print(f"{item.name:8s} {state:12s} {item.description}; licence {item.licence}"
+                  + (f" ({item.note})" if item.note else ""))
+        print(f"cache: {registry.cache_folder()}")
+        return 0
+    if not args.name:
+        raise ValueError(f"drdm models {args.action} needs a model name")
+    if args.action == "fetch":
+        from tqdm import tqdm
+
+        with tqdm(unit="B", unit_scale=True, desc=args.name, file=sys.stderr) as bar:
+            def progress(done: int, total: int | None) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            path = registry.fetch(args.name, progress=progress, url=args.url)
+        print(f"{args.name}: {path} (sha256 verified)")
+        return 0
+    ok = registry.verify(args.name)
+    print(f"{args.name}: {'ok' if ok else 'missing or modified'} ({registry.cached_path(args.name)})")
+    return 0 if ok else 1
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """``drdm demo``: ``generate`` on the bundled cardiac phantom with the default model."""
     device = resolve_device(args.device)
@@ -295,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     jac.add_argument("--reference", required=True, help="image whose grid the map is computed on")
     jac.add_argument("--out", default="jacobian.nii.gz", help="det J image to write (default jacobian.nii.gz)")
     jac.set_defaults(func=run_jacobian)
+
+    models = commands.add_parser("models", help="list, download (sha256-verified) or verify registry models")
+    models.add_argument("action", choices=("list", "fetch", "verify"))
+    models.add_argument("name", nargs="?", help="registry name, e.g. cmr-2d")
+    models.add_argument("--url", help="download from this URL instead of the registry's (a mirror)")
+    models.set_defaults(func=run_models)
 
     demo = commands.add_parser("demo", help="deform the bundled phantom with the default model into ./drdm-demo/")
     _add_model_options(demo)
