@@ -267,7 +267,7 @@ def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Pat
         blocker.write_text("x", encoding="utf-8")
         return [str(image), "--model", model, "--out", str(blocker / "sub")], [image], "not writable"
     if name == "too large for memory":
-        return [str(image), "--model", model, "--memory-limit-test"], [image], "GiB of memory"
+        return [str(image), "--model", model, "--memory-limit-test"], [image], "of memory but only"
     raise AssertionError(name)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import tensor
 from drdm.noise import ForwardProcess
-from drdm.spatial import folding_fraction, jacobian_determinant
+from drdm.spatial import folding_fraction, folds, jacobian_determinant
 
 
 def voxel_statistics(field: torch.Tensor) -> dict[str, float]:
@@ -160,16 +160,21 @@ def test_same_generator_seed_same_bytes():
     assert not torch.equal(a[0], c[0])
 
 
-@pytest.mark.parametrize("t", [24, 56, 79])
-def test_diffeomorphic_field_does_not_fold_and_keeps_size(t):
+def test_diffeomorphic_field_does_not_fold_and_keeps_size():
+    """Same size as the reference field where that one hardly folds (t = 24, 0.2 % folded); at higher levels
+    (where the reference folds 15-37 %) the largest fold-free field found by back-off, still larger than at 24."""
     process = ForwardProcess.from_preset("cmr-2d")
     for seed in range(4):
-        ref_warp, _ = process.sample(t, 256, generator=torch.Generator().manual_seed(seed))
-        dif_warp, dif_target = process.sample(t, 256, generator=torch.Generator().manual_seed(seed), diffeomorphic=True)
-        assert folding_fraction(dif_warp).item() == 0.0
-        assert folding_fraction(dif_target).item() == 0.0
-        ratio = dif_warp.norm(dim=1).mean() / ref_warp.norm(dim=1).mean()
-        assert 0.3 < ratio < 1.3, ratio
+        sizes = {}
+        for t in (24, 56, 79):
+            ref_warp, _ = process.sample(t, 256, generator=torch.Generator().manual_seed(seed))
+            dif_warp, dif_target = process.sample(t, 256, generator=torch.Generator().manual_seed(seed),
+                                                  diffeomorphic=True)
+            assert not folds(dif_warp).item() and not folds(dif_target).item()
+            sizes[t] = dif_warp.norm(dim=1).mean()
+            if t == 24:
+                assert 0.9 < sizes[t] / ref_warp.norm(dim=1).mean() < 1.1
+        assert sizes[56] > sizes[24] and sizes[79] > sizes[24]
 
 
 def test_diffeomorphic_field_3d():

@@ -239,3 +239,22 @@ def test_padding_modes_differ_outside():
     border = spatial.warp(x, ddf, padding="border")
     assert torch.allclose(border, x)
     assert math.isclose(zeros[0, 0, -1, -1].item(), 0.25, abs_tol=1e-6)
+
+
+def test_one_sided_jacobians_and_folds():
+    grid = spatial.identity_grid((9, 10))
+    matrix = torch.tensor([[0.2, -0.1], [0.05, 0.3]])
+    affine = torch.einsum("ij,bj...->bi...", matrix, grid)
+    expected = torch.linalg.det(torch.eye(2) + matrix)
+    for scheme in ("central", "forward", "backward"):
+        assert torch.allclose(spatial.jacobian_determinant(affine, scheme), expected, atol=1e-5)
+    assert not spatial.folds(affine).item()
+    # a fold only the forward differences see: central differences skip the collapsed pair
+    ddf = torch.zeros(1, 2, 8, 8)
+    ddf[0, 1, :, 4] = -1.5  # column 4 pulls from 2.5: one cell turns over
+    central = spatial.jacobian_determinant(ddf)
+    forward = spatial.jacobian_determinant(ddf, "forward")
+    assert (forward <= 0).any() and spatial.folds(ddf).item()
+    assert central.min() != forward.min()
+    with pytest.raises(ValueError):
+        spatial.jacobian_determinant(ddf, "upwind")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import shutil
 import sys
 from pathlib import Path
 
@@ -257,8 +258,6 @@ def run_demo(args: argparse.Namespace) -> int:
     stem = "phantom"
     for old in out.glob(f"{stem}_T*"):
         if old.is_dir() and (old / "stats.json").is_file():  # a previous demo run: replace it
-            import shutil
-
             shutil.rmtree(old)
     folders = generate_samples(image, labels, model, args, stem, out)
     print(f"QA picture: {folders[0] / 'qa.png'}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -41,6 +41,7 @@ class DeformationResult:
         ddf: ``(1, ndim, *shape)`` the same field in voxels, channel i along array axis i.
         statistics: JSON-ready summary (|u| in voxels, mm and % FOV; folding; det J range; run settings).
         generation: the working-grid result of :func:`drdm.sampler.generate`.
+        grid: the working grid used.
     """
 
     image: sitk.Image
@@ -52,7 +53,6 @@ class DeformationResult:
     statistics: dict
     generation: GenerationResult
     grid: WorkingGrid
-    extra: dict = field(default_factory=dict)
 
 
 def available_memory_bytes() -> int | None:
@@ -83,8 +83,12 @@ def check_memory(grid: WorkingGrid) -> None:
     needed = estimate_memory_bytes(grid)
     available = available_memory_bytes()
     if available is not None and needed > available:
-        raise InputError(f"volume {grid.shape} needs about {needed / 2**30:.1f} GiB of memory but only "
-                         f"{available / 2**30:.1f} GiB is available")
+        raise InputError(f"volume {grid.shape} needs about {_size(needed)} of memory but only {_size(available)} "
+                         "is available")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
 def warp_label_image(labels: sitk.Image, transform: sitk.Transform, method: str) -> sitk.Image:

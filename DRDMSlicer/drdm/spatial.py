@@ -233,18 +233,34 @@ def integrate(velocity: torch.Tensor, steps: int, padding: str = "border") -> to
     return ddf
 
 
-def jacobian_determinant(ddf: torch.Tensor) -> torch.Tensor:
+DIFFERENCE_SCHEMES = ("central", "forward", "backward")
+
+
+def _one_sided_gradient(ddf: torch.Tensor, dim: int, forward: bool) -> torch.Tensor:
+    """Forward (or backward) differences along ``dim``; the other one-sided difference at the last (first) index."""
+    diff = ddf.diff(dim=dim)
+    edge = diff.narrow(dim, diff.shape[dim] - 1, 1) if forward else diff.narrow(dim, 0, 1)
+    return torch.cat([diff, edge], dim=dim) if forward else torch.cat([edge, diff], dim=dim)
+
+
+def jacobian_determinant(ddf: torch.Tensor, differences: str = "central") -> torch.Tensor:
     """Determinant of the Jacobian of ``p -> p + ddf(p)`` in voxel units.
 
-    Derivatives are central differences inside and one-sided differences on the faces (as
-    ``numpy.gradient``). ``ddf``: ``(N, ndim, *spatial)``, voxels. Returns ``(N, *spatial)``.
+    With ``differences="central"`` (default) derivatives are central differences inside and one-sided
+    differences on the faces (as ``numpy.gradient``); ``"forward"``/``"backward"`` use one-sided differences
+    everywhere. ``ddf``: ``(N, ndim, *spatial)``, voxels. Returns ``(N, *spatial)``.
     """
     ndim = ddf.dim() - 2
     if ndim not in (2, 3) or ddf.shape[1] != ndim:
         raise ValueError(f"displacement field must be (N, ndim, *spatial) with ndim 2 or 3, got {tuple(ddf.shape)}")
     if min(ddf.shape[2:]) < 2:
         raise ValueError("every spatial axis needs at least 2 voxels for a Jacobian")
-    grads = torch.gradient(ddf, dim=tuple(range(2, 2 + ndim)), edge_order=1)
+    if differences not in DIFFERENCE_SCHEMES:
+        raise ValueError(f"unknown difference scheme {differences!r}; choose one of {DIFFERENCE_SCHEMES}")
+    if differences == "central":
+        grads = torch.gradient(ddf, dim=tuple(range(2, 2 + ndim)), edge_order=1)
+    else:
+        grads = [_one_sided_gradient(ddf, 2 + a, differences == "forward") for a in range(ndim)]
     # jac[c][a] = d(p_c + u_c) / d p_a
     jac = [[grads[a][:, c] + (1.0 if a == c else 0.0) for a in range(ndim)] for c in range(ndim)]
     if ndim == 2:
@@ -254,6 +270,15 @@ def jacobian_determinant(ddf: torch.Tensor) -> torch.Tensor:
         - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
         + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0])
     )
+
+
+def folds(ddf: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` bool: some voxel has ``det J <= 0`` with central, forward or backward differences.
+
+    Requiring all three keeps a field fold-free however it is later cropped or measured (a crop's faces use
+    the one-sided differences of the larger grid).
+    """
+    return torch.stack([(jacobian_determinant(ddf, scheme) <= 0).flatten(1).any(1) for scheme in DIFFERENCE_SCHEMES]).any(0)
 
 
 def interior(volume: torch.Tensor, margin: int = 1) -> torch.Tensor:
