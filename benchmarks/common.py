@@ -31,3 +31,14 @@ def machine_description() -> dict[str, object]:
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def published_model_and_sample():
+    """The authors' published 2D cardiac model and the public CMR sample (net_x, 1×1×256×256 in [0, 1])."""
+    import numpy as np
+    from drdm.models import load_checkpoint
+
+    model = load_checkpoint(SHARED / "reference" / "cmr_recresacnet_2d.pth")
+    with np.load(SHARED / "reference" / "vectors_public.npz") as data:
+        image = torch.from_numpy(data["net_x"])
+    return model, image

@@ -10,10 +10,8 @@ import argparse
 import json
 import statistics
 
-import numpy as np
 import torch
-from common import REPO, SHARED, machine_description
-from drdm.models import load_checkpoint
+from common import REPO, machine_description, published_model_and_sample
 from drdm.sampler import generate
 
 
@@ -22,9 +20,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--level", type=int, default=56)
     args = parser.parse_args()
-    model = load_checkpoint(SHARED / "reference" / "cmr_recresacnet_2d.pth")
-    with np.load(SHARED / "reference" / "vectors_public.npz") as data:
-        image = torch.from_numpy(data["net_x"])
+    model, image = published_model_and_sample()
     rows: dict[str, list[dict[str, float]]] = {"reference": [], "diffeomorphic": []}
     for seed in range(args.seeds):
         for mode in rows:

@@ -14,10 +14,8 @@ import json
 import statistics
 import time
 
-import numpy as np
 import torch
-from common import REPO, SHARED, machine_description
-from drdm.models import load_checkpoint
+from common import REPO, machine_description, published_model_and_sample
 from drdm.sampler import MODES, SPEEDS, generate
 
 KEYS = ("mean_vox", "p95_vox", "folding_fraction_interior", "det_min", "det_max")
@@ -30,9 +28,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_checkpoint(SHARED / "reference" / "cmr_recresacnet_2d.pth")
-    with np.load(SHARED / "reference" / "vectors_public.npz") as data:
-        image = torch.from_numpy(data["net_x"])
+    model, image = published_model_and_sample()
     generate(model, image, start_level=args.level, levels=[0])  # warm-up
     runs = {(mode, speed): [] for mode in MODES for speed in SPEEDS}
     for seed in range(args.seeds):

@@ -12,10 +12,8 @@ import json
 import statistics
 import time
 
-import numpy as np
 import torch
-from common import REPO, SHARED, machine_description
-from drdm.models import load_checkpoint
+from common import REPO, machine_description, published_model_and_sample
 from drdm.sampler import generate
 
 
@@ -26,9 +24,7 @@ def main() -> None:
     parser.add_argument("--level", type=int, default=48)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_checkpoint(SHARED / "reference" / "cmr_recresacnet_2d.pth")
-    with np.load(SHARED / "reference" / "vectors_public.npz") as data:
-        image = torch.from_numpy(data["net_x"])
+    model, image = published_model_and_sample()
     t = torch.tensor([40])
     calls = []
     with torch.no_grad():
