@@ -20,7 +20,6 @@ import SimpleITK as sitk
 import torch
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
-TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".nii.gz", ".nii", ".nrrd", ".mha")
 INTEGER_PIXEL_IDS = {
     sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
     sitk.sitkUInt64, sitk.sitkInt64,

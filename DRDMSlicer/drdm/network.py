@@ -8,8 +8,6 @@ the first spatial axis), channel c along array axis c; :func:`size_units_to_voxe
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -172,7 +170,3 @@ def size_units_to_voxels(field: torch.Tensor) -> torch.Tensor:
     """Convert a network output (size units, ``S`` = first spatial size) to voxels."""
     return field * field.shape[2]
 
-
-def parameter_count(module: nn.Module) -> int:
-    """Number of trainable numbers in ``module``."""
-    return sum(math.prod(p.shape) for p in module.parameters() if p.requires_grad)
