@@ -32,7 +32,7 @@ from .io import (
     write_image,
     write_transform,
 )
-from .metrics import displacement_statistics, jacobian_statistics
+from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel, find_default_checkpoint, load_model_spec, resolve_device, untrained_model
 from .phantoms import cardiac_phantom
 from .qa import save_qa_figure
@@ -200,12 +200,12 @@ def run_jacobian(args: argparse.Namespace) -> int:
     reference = read_image(args.reference, "reference image")
     field = read_displacement_transform(args.transform)
     ddf = displacement_voxels(field, reference)
-    det = jacobian_determinant(ddf)[0]
+    det = jacobian_determinant(ddf)
     stats = {k: v[0] for k, v in displacement_statistics(ddf, spacing_array_order(reference)).items()}
-    stats.update({k: v[0] for k, v in jacobian_statistics(ddf).items()})
+    stats.update({k: v[0] for k, v in determinant_statistics(det).items()})
     out = Path(args.out)
     check_writable(out.parent)
-    image = sitk.GetImageFromArray(det.float().numpy())
+    image = sitk.GetImageFromArray(det[0].float().numpy())
     image.CopyInformation(reference)
     write_image(image, out)
     print(json.dumps(stats, indent=2))

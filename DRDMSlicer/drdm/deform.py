@@ -18,7 +18,7 @@ import torch
 
 from .geometry import WorkingGrid, plan_working_grid
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
-from .metrics import displacement_statistics, jacobian_statistics
+from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel
 from .sampler import GenerationResult, generate
 from .spatial import jacobian_determinant
@@ -183,12 +183,12 @@ def deform_image(
     transform = displacement_transform(field_image)
     deformed = sitk.Resample(image, image, transform, INTERPOLATORS[interpolation], 0.0, image.GetPixelID())
     moved_labels = warp_label_image(labels, transform, label_method) if labels is not None else None
-    det = jacobian_determinant(ddf.double())[0]
-    jacobian = sitk.GetImageFromArray(det.float().numpy())
+    det = jacobian_determinant(ddf.double())
+    jacobian = sitk.GetImageFromArray(det[0].float().numpy())
     jacobian.CopyInformation(image)
     spacing = spacing_array_order(image)
     stats = {key: values[0] for key, values in displacement_statistics(ddf, spacing).items()}
-    stats.update({key: values[0] for key, values in jacobian_statistics(ddf).items()})
+    stats.update({key: values[0] for key, values in determinant_statistics(det).items()})
     stats.update({
         "seed": int(seed), "level": int(level), "mode": mode, "speed": speed, "interpolation": interpolation,
         "model": model.name, "model_sha256": model.sha256, "model_grid": grid.size,

@@ -12,7 +12,10 @@ import torch
 
 from .spatial import folding_fraction, interior, jacobian_determinant
 
-__all__ = ["folding_fraction", "jacobian_statistics", "displacement_statistics", "field_statistics", "dice"]
+__all__ = [
+    "folding_fraction", "jacobian_statistics", "determinant_statistics", "displacement_statistics",
+    "field_statistics", "dice",
+]
 
 
 def jacobian_statistics(ddf: torch.Tensor, margin: int = 1) -> dict[str, list[float]]:
@@ -22,7 +25,12 @@ def jacobian_statistics(ddf: torch.Tensor, margin: int = 1) -> dict[str, list[fl
     voxels out at every face), ``det_min``, ``det_max``, ``log_det_std`` (spread of log det J over the
     voxels with det J > 0).
     """
-    det_map = jacobian_determinant(ddf.to(torch.float64))
+    return determinant_statistics(jacobian_determinant(ddf.to(torch.float64)), margin)
+
+
+def determinant_statistics(det_map: torch.Tensor, margin: int = 1) -> dict[str, list[float]]:
+    """:func:`jacobian_statistics` from an already computed ``(N, *spatial)`` det J map."""
+    det_map = det_map.to(torch.float64)
     det = det_map.flatten(1)
     positive = det > 0
     log_std = []
