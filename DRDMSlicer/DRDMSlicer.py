@@ -85,6 +85,10 @@ def ensure_requirements() -> None:
         torch = torch_logic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)
         if torch is None:
             raise RuntimeError(_("PyTorch could not be installed; see the Python console for details."))
+    try:
+        import safetensors  # noqa: F401  (the project's model format)
+    except ModuleNotFoundError:
+        slicer.util.pip_install("safetensors>=0.4")
 
 
 class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

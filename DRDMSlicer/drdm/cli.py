@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import shutil
 import sys
@@ -219,13 +220,20 @@ def run_models(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         for item in registry.REGISTRY.values():
-            state = "cached" if registry.verify(item.name) else ("unavailable" if not item.available else "not cached")
+            if item.bundled:
+                state = "bundled" if registry.verify(item.name) else "missing"
+            else:
+                state = "cached" if registry.verify(item.name) else ("unavailable" if not item.available else "not cached")
             print(f"{item.name:8s} {state:12s} {item.description}; licence {item.licence}"
                   + (f" ({item.note})" if item.note else ""))
         print(f"cache: {registry.cache_folder()}")
         return 0
     if not args.name:
-        raise ValueError(f"drdm models {args.action} needs a model name")
+        raise ValueError(f"drdm models {args.action} needs a model {'file' if args.action == 'import' else 'name'}")
+    if args.action == "import":
+        weights, metadata = registry.import_checkpoint(args.name, name=args.as_name, force=args.force)
+        print(f"imported {args.name} as {weights.stem!r}: {weights} + {metadata.name} (use --model {weights.stem})")
+        return 0
     if args.action == "fetch":
         from tqdm import tqdm
 
@@ -240,6 +248,42 @@ def run_models(args: argparse.Namespace) -> int:
     ok = registry.verify(args.name)
     print(f"{args.name}: {'ok' if ok else 'missing or modified'} ({registry.cached_path(args.name)})")
     return 0 if ok else 1
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``drdm train``: Algorithm 1 on image files or procedural phantoms (resumable, torchrun-aware)."""
+    import shlex
+
+    from tqdm import tqdm
+
+    from .training import TrainingConfig, train
+
+    config = TrainingConfig(
+        out=args.out, data=list(args.data), ndims=args.dims, size=args.size, levels=args.levels, batch=args.batch,
+        lr=args.lr, steps=args.steps, seed=args.seed, device=args.device, amp=args.amp, val_fraction=args.val_fraction,
+        val_every=args.val_every, val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every, regulariser=args.regulariser, width=args.width, rec_num=args.rec_num,
+        noise_preset=args.noise_preset or "", control_size=args.control_size or 0, phantoms=args.phantoms,
+        augment=not args.no_augment, name=args.name,
+        command="drdm train " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]))
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    bar = tqdm(total=config.steps, desc=f"train {config.name}", unit="step", file=sys.stderr,
+               disable=not main_process or args.quiet)
+
+    def progress(step: int, total: int, values: dict) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{values['loss']:.4f}", rel_err=f"{values['relative_error']:.3f}", refresh=False)
+        bar.refresh()
+
+    try:
+        result = train(config, resume=args.resume, progress=progress)
+    finally:
+        bar.close()
+    if main_process:
+        validation = "" if result.validation_error is None else f", validation relative error {result.validation_error:.3f}"
+        print(f"trained {result.steps} steps in {result.seconds:.1f} s (last loss {result.last_loss:.4f}{validation})")
+        print(f"model: {result.weights} + {result.metadata.name}; metrics: {Path(config.out) / 'metrics.csv'}")
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -324,11 +368,43 @@ def build_parser() -> argparse.ArgumentParser:
     jac.add_argument("--out", default="jacobian.nii.gz", help="det J image to write (default jacobian.nii.gz)")
     jac.set_defaults(func=run_jacobian)
 
-    models = commands.add_parser("models", help="list, download (sha256-verified) or verify registry models")
-    models.add_argument("action", choices=("list", "fetch", "verify"))
-    models.add_argument("name", nargs="?", help="registry name, e.g. cmr-2d")
+    models = commands.add_parser("models", help="list, download (sha256-verified), import or verify models")
+    models.add_argument("action", choices=("list", "fetch", "import", "verify"))
+    models.add_argument("name", nargs="?", help="registry name (e.g. cmr-2d); for import: an authors' .pth checkpoint")
+    models.add_argument("--name", dest="as_name", help="import: name of the converted model (default: the file's stem)")
+    models.add_argument("--force", action="store_true", help="import: replace a model of the same name")
     models.add_argument("--url", help="download from this URL instead of the registry's (a mirror)")
     models.set_defaults(func=run_models)
+
+    trn = commands.add_parser("train", help="Algorithm 1: train a recovery network on your images (or phantoms)")
+    trn.add_argument("data", nargs="*", help="image files and/or folders (any SimpleITK format); none: procedural phantoms")
+    trn.add_argument("--out", required=True, help="run folder: last.pt (resume state), metrics.csv, the trained model")
+    trn.add_argument("--name", default="drdm-model", help="model name (files NAME.safetensors + NAME.json)")
+    trn.add_argument("--dims", type=int, choices=(2, 3), default=2)
+    trn.add_argument("--size", type=int, default=128, help="training grid side (multiple of 8; images are resampled)")
+    trn.add_argument("--levels", type=int, default=80, help="number of diffusion levels T (reference: 80)")
+    trn.add_argument("--batch", type=int, default=1, help="global batch (split across torchrun processes)")
+    trn.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (reference: 1e-4)")
+    trn.add_argument("--steps", type=int, default=1000, help="optimisation steps in total")
+    trn.add_argument("--seed", type=int, default=0)
+    trn.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    trn.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16: CUDA only)")
+    trn.add_argument("--val-fraction", type=float, default=0.1, help="fraction of image files held out for validation")
+    trn.add_argument("--val-every", type=int, default=100, help="validate every N steps")
+    trn.add_argument("--val-samples", type=int, default=8, help="validation draws per validation")
+    trn.add_argument("--checkpoint-every", type=int, default=100, help="write last.pt every N steps")
+    trn.add_argument("--log-every", type=int, default=10, help="write a metrics.csv row every N steps")
+    trn.add_argument("--regulariser", choices=("paper", "reference"), default="paper",
+                     help="folding penalty: paper (true det J, default) or reference (the authors' code)")
+    trn.add_argument("--width", type=int, default=10, help="channels of the first network stage (reference: 10)")
+    trn.add_argument("--rec-num", type=int, default=2, help="refinement passes (reference: 2)")
+    trn.add_argument("--noise-preset", choices=("cmr-2d", "lct-3d"), help="forward process (default by --dims)")
+    trn.add_argument("--control-size", type=int, help="forward-process control grid (default: the preset's, scaled with --size)")
+    trn.add_argument("--phantoms", type=int, default=64, help="number of phantoms when no data is given")
+    trn.add_argument("--no-augment", action="store_true", help="skip the geometric and intensity augmentation")
+    trn.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (identical to an uninterrupted run)")
+    trn.add_argument("--quiet", action="store_true", help="no progress bar")
+    trn.set_defaults(func=run_train)
 
     demo = commands.add_parser("demo", help="deform the bundled phantom with the default model into ./drdm-demo/")
     _add_model_options(demo)
@@ -340,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     if getattr(args, "count", 1) < 1 or getattr(args, "per_level", 1) < 1:
         parser.error("--count and --per-level must be at least 1")
     if args.command == "demo" and args.seed is None:

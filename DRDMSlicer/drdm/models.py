@@ -23,7 +23,7 @@ REFERENCE_METADATA = {
     2: dict(size=256, noise_preset="cmr-2d", trained_on="ACDC / M&Ms cardiac MRI slices (authors' training set)"),
     3: dict(size=128, noise_preset="lct-3d", trained_on="lung CT volumes (authors' training set)"),
 }
-METADATA_KEYS = ("size", "noise_preset", "intensity", "name", "trained_on")
+METADATA_KEYS = ("size", "noise_preset", "intensity", "name", "trained_on", "noise_overrides")
 INTENSITY_MINMAX = "minmax-0-1"  # per image: (I - min) / (max - min + 1e-7), background ≈ 0
 _REQUIRED_KEYS = ("time_embed.weight", "te1.0.weight", "b1.0.conv0.weight", "conv_out.weight", "conv_out.bias")
 
@@ -56,6 +56,7 @@ class DRDMModel:
     source: str = ""
     sha256: str = ""
     trained_on: str = ""
+    noise_overrides: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -64,7 +65,8 @@ class DRDMModel:
 
     def forward_process(self) -> ForwardProcess:
         """The forward deformation process this model was trained with."""
-        return ForwardProcess.from_preset(self.noise_preset, image_size=self.size, num_steps=self.num_steps)
+        return ForwardProcess.from_preset(self.noise_preset, **{"image_size": self.size, "num_steps": self.num_steps,
+                                                                **self.noise_overrides})
 
     def to(self, device: torch.device | str) -> DRDMModel:
         self.network.to(device)
@@ -128,48 +130,72 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> DRD
     if ndims not in REFERENCE_METADATA or state["conv_out.weight"].shape[0] != ndims:
         raise CheckpointError(f"{path}: conv_out has an unexpected shape {tuple(state['conv_out.weight'].shape)}")
     num_steps, embed_dim = state["time_embed.weight"].shape
-    in_channels = state["b1.0.conv0.weight"].shape[1]
-    network = RecResACNet(ndims=ndims, in_channels=in_channels, num_steps=num_steps, embed_dim=embed_dim)
+    width, in_channels = state["b1.0.conv0.weight"].shape[:2]
+    network = RecResACNet(ndims=ndims, in_channels=in_channels, num_steps=num_steps, embed_dim=embed_dim, width=width)
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit RecResACNet: {_first_line(error)}") from None
     network.eval().to(device)
     meta = {**REFERENCE_METADATA[ndims], **{k: v for k, v in stored.items() if k in METADATA_KEYS}}
-    if meta["noise_preset"] not in PRESETS or PRESETS[meta["noise_preset"]]["ndims"] != ndims:
-        raise CheckpointError(f"{path}: noise preset {meta['noise_preset']!r} does not fit a {ndims}D network")
-    if int(meta["size"]) % 8 or int(meta["size"]) < 8:
-        raise CheckpointError(f"{path}: working size {meta['size']} is not a positive multiple of 8")
-    return DRDMModel(network=network, ndims=ndims, size=int(meta["size"]), num_steps=num_steps,
-                     noise_preset=meta["noise_preset"], intensity=meta.get("intensity", INTENSITY_MINMAX),
-                     name=str(meta.get("name", path.stem)), source=str(path), sha256=file_sha256(path),
-                     trained_on=str(meta["trained_on"]))
+    model = DRDMModel(network=network, ndims=ndims, size=int(meta["size"]), num_steps=num_steps,
+                      noise_preset=str(meta["noise_preset"]), intensity=meta.get("intensity", INTENSITY_MINMAX),
+                      name=str(meta.get("name", path.stem)), source=str(path), sha256=file_sha256(path),
+                      trained_on=str(meta["trained_on"]), noise_overrides=dict(meta.get("noise_overrides") or {}))
+    validate_metadata(model, path)
+    return model
+
+
+def validate_metadata(model: DRDMModel, path: str | Path) -> None:
+    """Raise :class:`CheckpointError` when the metadata cannot describe this network."""
+    preset = PRESETS.get(model.noise_preset)
+    if preset is None or preset["ndims"] != model.ndims:
+        raise CheckpointError(f"{path}: noise preset {model.noise_preset!r} does not fit a {model.ndims}D network")
+    if model.size % 8 or model.size < 8:
+        raise CheckpointError(f"{path}: working size {model.size} is not a positive multiple of 8")
+    try:
+        model.forward_process()
+    except TypeError as error:
+        raise CheckpointError(f"{path}: bad noise_overrides {model.noise_overrides}: {_first_line(error)}") from None
 
 
 def save_checkpoint(model: DRDMModel, path: str | Path) -> Path:
     """Save weights and metadata as a weights-only loadable ``.pth`` (``{"state_dict", "metadata"}``)."""
     path = Path(path)
     metadata = {"size": model.size, "noise_preset": model.noise_preset, "intensity": model.intensity,
-                "name": model.name, "trained_on": model.trained_on}
+                "name": model.name, "trained_on": model.trained_on, "noise_overrides": dict(model.noise_overrides)}
     state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
     torch.save({"state_dict": state, "metadata": metadata}, path)
     return path
 
 
-def untrained_model(ndims: int = 2, size: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> DRDMModel:
-    """A randomly initialised model with the reference configuration (for tests and smoke runs only)."""
+def untrained_model(ndims: int = 2, size: int | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                    width: int = 10, noise_overrides: dict | None = None) -> DRDMModel:
+    """A randomly initialised model (reference configuration unless ``width``/``noise_overrides`` say otherwise).
+
+    For tests, smoke runs and as the starting point of training.
+    """
     if ndims not in REFERENCE_METADATA:
         raise ValueError(f"ndims must be 2 or 3, got {ndims}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = RecResACNet(ndims=ndims).eval().to(device)
+        network = RecResACNet(ndims=ndims, width=width).eval().to(device)
     meta = REFERENCE_METADATA[ndims]
     return DRDMModel(network=network, ndims=ndims, size=size or meta["size"], num_steps=network.num_steps,
-                     noise_preset=meta["noise_preset"], name=f"untrained-{ndims}d", trained_on="nothing (random weights)")
+                     noise_preset=meta["noise_preset"], name=f"untrained-{ndims}d", trained_on="nothing (random weights)",
+                     noise_overrides=dict(noise_overrides or {}))
 
 
 REFERENCE_CHECKPOINT_NAME = "cmr_recresacnet_2d.pth"
 MODEL_NAMES = {"cmr-2d": REFERENCE_CHECKPOINT_NAME}  # registry names -> file names in the model cache
+BUNDLED_FOLDER = Path(__file__).resolve().parent / "bundled"
+BUNDLED_MODELS = ("drdm-demo-2d", "drdm-demo-3d")  # shipped with the package (trained by `drdm train`)
+DEFAULT_BUNDLED_MODEL = "drdm-demo-2d"
+
+
+def bundled_model_path(name: str) -> Path:
+    """Weights file of a bundled model (``drdm-demo-2d`` / ``drdm-demo-3d``)."""
+    return BUNDLED_FOLDER / f"{name}.safetensors"
 
 
 def drdm_home() -> Path:
@@ -178,8 +204,9 @@ def drdm_home() -> Path:
 
 
 def find_default_checkpoint() -> Path | None:
-    """The default model: ``$DRDM_MODEL``, the cached ``cmr-2d`` model, or the published CMR checkpoint in a
-    ``shared/reference`` folder beside the source checkout (developer machines); ``None`` if none exists."""
+    """The default model: ``$DRDM_MODEL``, the cached ``cmr-2d`` model, the published CMR checkpoint in a
+    ``shared/reference`` folder beside the source checkout (developer machines), or else the bundled
+    ``drdm-demo-2d``; ``None`` if none exists."""
     env = os.environ.get("DRDM_MODEL")
     if env:
         return Path(env)
@@ -190,7 +217,14 @@ def find_default_checkpoint() -> Path | None:
         candidate = parent.parent / "shared" / "reference" / REFERENCE_CHECKPOINT_NAME
         if candidate.is_file():
             return candidate
-    return None
+    bundled = bundled_model_path(DEFAULT_BUNDLED_MODEL)
+    return bundled if bundled.is_file() else None
+
+
+def _load_path(path: Path, device: torch.device | str) -> DRDMModel:
+    from .model_files import is_model_file, load_model_file
+
+    return load_model_file(path, device) if is_model_file(path) else load_checkpoint(path, device=device)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -205,22 +239,32 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_model_spec(spec: str | os.PathLike | None, device: torch.device | str = "cpu") -> DRDMModel:
-    """A model from a checkpoint path, a registry name (``cmr-2d``) or, for ``None``, the default model.
+    """A model from a file (``.pth`` reference checkpoint or ``.safetensors``/``.json`` model), a name
+    (``cmr-2d``, a bundled ``drdm-demo-2d``/``drdm-demo-3d`` or one made by ``drdm models import``) or,
+    for ``None``, the default model.
 
     Raises :class:`CheckpointError` (a ``ValueError``) with a message for the user.
     """
-    if spec is not None and str(spec) in MODEL_NAMES:
-        name = str(spec)
+    if spec is None or not str(spec):
+        path = find_default_checkpoint()
+        if path is None:
+            raise CheckpointError("no model given and no default model installed: pass a model file")
+        return _load_path(path, device)
+    name = str(spec)
+    if name in MODEL_NAMES:
         path = drdm_home() / "models" / MODEL_NAMES[name]
         fallback = find_default_checkpoint()
         if not path.is_file() and fallback is not None and fallback.name == MODEL_NAMES[name]:
             path = fallback
         if not path.is_file():
-            raise CheckpointError(f"model {name!r} is not installed (expected {path})")
-    elif spec:
-        path = Path(spec)
-    else:
-        path = find_default_checkpoint()
-        if path is None:
-            raise CheckpointError("no model given and no default model installed: pass a model file")
-    return load_checkpoint(path, device=device)
+            raise CheckpointError(f"model {name!r} is not installed (expected {path}); run: drdm models fetch {name}")
+        return load_checkpoint(path, device=device)
+    if name in BUNDLED_MODELS:
+        path = bundled_model_path(name)
+        if not path.is_file():
+            raise CheckpointError(f"bundled model {name!r} is missing from this installation ({path})")
+        return _load_path(path, device)
+    imported = drdm_home() / "models" / f"{name}.safetensors"
+    if "/" not in name and os.sep not in name and not Path(name).exists() and imported.is_file():
+        return _load_path(imported, device)
+    return _load_path(Path(name), device)

@@ -74,16 +74,22 @@ class RecResACNet(nn.Module):
         in_channels: image channels (the published models use 1).
         num_steps: number of diffusion levels T (rows of the time table).
         embed_dim: width of the sinusoidal time embedding.
+        width: channels of the first stage; deeper stages use 2×, 4× and 8× (the published models: 10).
 
     ``forward(x, t, rec_num=2)``: ``x`` ``(N, in_channels, *spatial)`` with every size divisible by 8,
     ``t`` integer levels ``(N,)`` (or an int); returns ``(N, ndims, *spatial)`` in size units.
     """
 
-    def __init__(self, ndims: int = 2, in_channels: int = 1, num_steps: int = 80, embed_dim: int = 100) -> None:
+    def __init__(self, ndims: int = 2, in_channels: int = 1, num_steps: int = 80, embed_dim: int = 100,
+                 width: int = 10) -> None:
         super().__init__()
         if ndims not in (2, 3):
             raise ValueError(f"ndims must be 2 or 3, got {ndims}")
+        if width < 1:
+            raise ValueError(f"width must be positive, got {width}")
         self.ndims, self.in_channels, self.num_steps, self.embed_dim = ndims, in_channels, num_steps, embed_dim
+        self.width = width
+        w1, w2, w4, w8 = width, 2 * width, 4 * width, 8 * width
         conv = _conv(ndims)
         conv_t = nn.ConvTranspose2d if ndims == 2 else nn.ConvTranspose3d
         # Registration order = the reference state-dict order (SPEC Appendix A).
@@ -91,26 +97,26 @@ class RecResACNet(nn.Module):
         self.time_embed.weight.data.copy_(sinusoid_table(num_steps, embed_dim))
         self.time_embed.weight.requires_grad_(False)
         self.te1 = _time_mlp(embed_dim, 1)
-        self.b1 = _stage(ndims, (in_channels, 10, 10, 10), norm=True)
-        self.down1 = conv(10, 10, 4, 2, 1)
-        self.te2 = _time_mlp(embed_dim, 10)
-        self.b2 = _stage(ndims, (10, 20, 20, 20), norm=True)
-        self.down2 = conv(20, 20, 4, 2, 1)
-        self.te3 = _time_mlp(embed_dim, 20)
-        self.b3 = _stage(ndims, (20, 40, 40, 40), norm=True)
-        self.down3 = conv(40, 40, 4, 2, 1)
-        self.te_mid = _time_mlp(embed_dim, 40)
-        self.b_mid = _stage(ndims, (40, 20, 20, 40), norm=True)
-        self.up1 = conv_t(40, 40, 4, 2, 1)
-        self.te4 = _time_mlp(embed_dim, 80)
-        self.b4 = _stage(ndims, (80, 40, 20, 20), norm=False)
-        self.up2 = conv_t(20, 20, 4, 2, 1)
-        self.te5 = _time_mlp(embed_dim, 40)
-        self.b5 = _stage(ndims, (40, 20, 10, 10), norm=False)
-        self.up3 = conv_t(10, 10, 4, 2, 1)
-        self.te_out = _time_mlp(embed_dim, 20)
-        self.b_out = _stage(ndims, (20, 10, 10, 10), norm=False)
-        self.conv_out = conv(10, ndims, 3, 1, 1)
+        self.b1 = _stage(ndims, (in_channels, w1, w1, w1), norm=True)
+        self.down1 = conv(w1, w1, 4, 2, 1)
+        self.te2 = _time_mlp(embed_dim, w1)
+        self.b2 = _stage(ndims, (w1, w2, w2, w2), norm=True)
+        self.down2 = conv(w2, w2, 4, 2, 1)
+        self.te3 = _time_mlp(embed_dim, w2)
+        self.b3 = _stage(ndims, (w2, w4, w4, w4), norm=True)
+        self.down3 = conv(w4, w4, 4, 2, 1)
+        self.te_mid = _time_mlp(embed_dim, w4)
+        self.b_mid = _stage(ndims, (w4, w2, w2, w4), norm=True)
+        self.up1 = conv_t(w4, w4, 4, 2, 1)
+        self.te4 = _time_mlp(embed_dim, w8)
+        self.b4 = _stage(ndims, (w8, w4, w2, w2), norm=False)
+        self.up2 = conv_t(w2, w2, 4, 2, 1)
+        self.te5 = _time_mlp(embed_dim, w4)
+        self.b5 = _stage(ndims, (w4, w2, w1, w1), norm=False)
+        self.up3 = conv_t(w1, w1, 4, 2, 1)
+        self.te_out = _time_mlp(embed_dim, w2)
+        self.b_out = _stage(ndims, (w2, w1, w1, w1), norm=False)
+        self.conv_out = conv(w1, ndims, 3, 1, 1)
 
     def _check_input(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         if x.dim() != self.ndims + 2:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import MODEL_NAMES, drdm_home, file_sha256
+from .models import BUNDLED_MODELS, MODEL_NAMES, bundled_model_path, drdm_home, file_sha256
 
 
 class RegistryError(ValueError):
@@ -35,6 +35,7 @@ class RegistryEntry:
     description: str
     available: bool = True
     note: str = ""
+    bundled: bool = False  # shipped inside the package: nothing to download
 
 
 REGISTRY: dict[str, RegistryEntry] = {
@@ -48,6 +49,11 @@ REGISTRY: dict[str, RegistryEntry] = {
         name="lct-3d", filename="lct_recresacnet_3d.pth", url=None, sha256=None,
         licence="Apache-2.0 (authors' repository)", description="the authors' 3D lung CT model (128³)",
         available=False, note="its weights are not in the authors' public repository snapshot"),
+    **{name: RegistryEntry(
+        name=name, filename=f"{name}.safetensors", url=None, sha256=None, bundled=True,
+        licence="Apache-2.0 (this project; trained on procedural phantoms)",
+        description=f"small {name[-2:].upper()} demo model bundled with the package, trained by `drdm train`")
+       for name in BUNDLED_MODELS},
 }
 
 
@@ -62,7 +68,9 @@ def entry(name: str) -> RegistryEntry:
 
 
 def cached_path(name: str) -> Path:
-    return cache_folder() / entry(name).filename
+    """Where the model lives locally (the package folder for bundled models)."""
+    item = entry(name)
+    return bundled_model_path(name) if item.bundled else cache_folder() / item.filename
 
 
 def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, url: str | None = None,
@@ -75,6 +83,10 @@ def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, 
     item = entry(name)
     if not item.available:
         raise RegistryError(f"model {name!r} is not available: {item.note}")
+    if item.bundled:
+        if not verify(name):
+            raise RegistryError(f"bundled model {name!r} is missing or modified in this installation ({cached_path(name)})")
+        return cached_path(name)
     target = cached_path(name)
     if target.is_file() and not force:
         if file_sha256(target) == item.sha256:
@@ -107,6 +119,38 @@ def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, 
 
 
 def verify(name: str) -> bool:
-    """True when the cached file exists and matches the registry hash."""
+    """True when the cached file exists and matches the registry hash (bundled: the hash in its JSON)."""
+    item = entry(name)
     path = cached_path(name)
-    return path.is_file() and file_sha256(path) == entry(name).sha256
+    if not path.is_file():
+        return False
+    if item.bundled:
+        from .model_files import read_metadata
+
+        return file_sha256(path) == read_metadata(path).get("sha256")
+    return file_sha256(path) == item.sha256
+
+
+def import_checkpoint(source: str | os.PathLike, name: str | None = None, force: bool = False) -> tuple[Path, Path]:
+    """Convert an authors' ``.pth`` checkpoint (weights-only loading) into the project's format in the cache.
+
+    Returns the ``(.safetensors, .json)`` paths; refuses to overwrite an existing model unless ``force``.
+    """
+    import re
+
+    from .model_files import model_paths, save_model
+    from .models import load_checkpoint
+
+    source = Path(source)
+    model = load_checkpoint(source)
+    name = name or re.sub(r"^\d+_", "", source.stem)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in REGISTRY:
+        raise RegistryError(f"model name {name!r} is not allowed: use letters, digits, '.', '_', '-' "
+                            f"and not a registry name ({', '.join(sorted(REGISTRY))})")
+    weights, metadata = model_paths(cache_folder() / name)
+    if weights.exists() and not force:
+        raise RegistryError(f"model {name!r} already exists ({weights}); choose another --name or pass --force")
+    model.name = name
+    return save_model(model, weights, licence="as the source checkpoint",
+                      trained_on=model.trained_on, source_file=str(source.resolve()), source_sha256=model.sha256,
+                      training_command="(imported with: drdm models import)")

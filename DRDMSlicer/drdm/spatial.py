@@ -175,6 +175,13 @@ def warp(x: torch.Tensor, ddf: torch.Tensor, mode: str = "linear", padding: str 
     return F.grid_sample(x, grid.to(x.dtype), mode=torch_mode, padding_mode=padding, align_corners=True)
 
 
+def resample_affine(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Resample one image ``(C, *spatial)`` at ``matrix @ [y; 1]`` for every output position ``y`` (normalised
+    coordinates of :func:`torch.nn.functional.affine_grid`, ``align_corners=False``); linear, zero fill."""
+    grid = F.affine_grid(matrix[None].to(x), [1, x.shape[0], *x.shape[1:]], align_corners=False)
+    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+
+
 def warp_labels(labels: torch.Tensor, ddf: torch.Tensor, method: str = "nearest") -> torch.Tensor:
     """Warp an integer label map so that label values are preserved exactly.
 

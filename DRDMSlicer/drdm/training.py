@@ -1,0 +1,384 @@
+"""Training a DRDM recovery network (Algorithm 1 of the paper, losses of SPEC §6).
+
+Per sample: augment a clean image ``x0`` (SPEC §6 steps 1–2), draw a level ``t``, deform it with the forward
+process (``x_t = W(x0; D_warp)``), predict ``P = Net(x_t, t)`` (two refinement passes, gradients through
+both), resample ``Q = W(P; D_target)`` and minimise :func:`drdm.losses.recovery_losses` with Adam.
+
+Reproducible and resumable: each sample's randomness comes from ``(seed, step, index)``
+(:mod:`drdm.training_data`), so resuming from ``last.pt`` (weights, Adam state, step) continues exactly like an
+uninterrupted run, and a torchrun job with the same global batch computes the same samples (split across
+ranks; DistributedDataParallel averages the gradients of equal shards = the gradient of the global mean).
+
+Outputs in ``out/``: ``last.pt`` (resume state), ``metrics.csv``, TensorBoard events when ``tensorboard`` is
+installed, and the trained model ``NAME.safetensors`` + ``NAME.json`` (:mod:`drdm.model_files`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .losses import REGULARISERS, recovery_losses, relative_recovery_error
+from .models import DRDMModel, untrained_model
+from .noise import ForwardProcess
+from .spatial import warp
+from .training_data import TrainingImages, geometric_augmentation, intensity_augmentation, sample_generator
+
+AMP_MODES = ("none", "bf16", "fp16")
+EVALUATION_LEVELS = (10, 30, 50, 70)
+VALIDATION_SEED = 7_777  # validation draws do not depend on the training seed: runs stay comparable
+STATE_FILE = "last.pt"
+METRICS_FILE = "metrics.csv"
+METRIC_COLUMNS = ("step", "loss", "dist", "angle", "reg", "seconds", "val_loss", "val_relative_error")
+# Settings that must not change when a run is resumed.
+RESUME_KEYS = ("ndims", "size", "levels", "batch", "lr", "seed", "regulariser", "width", "rec_num", "control_size",
+               "noise_preset", "augment", "data", "phantoms", "val_fraction")
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of one training run (see ``drdm train --help``)."""
+
+    out: str
+    data: list[str] = field(default_factory=list)  # image files/folders; empty: procedural phantoms
+    ndims: int = 2
+    size: int = 128
+    levels: int = 80
+    batch: int = 1
+    lr: float = 1e-4
+    steps: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    val_fraction: float = 0.1
+    val_every: int = 100
+    val_samples: int = 8
+    checkpoint_every: int = 100
+    log_every: int = 10
+    regulariser: str = "paper"
+    width: int = 10
+    rec_num: int = 2
+    noise_preset: str = ""  # default: cmr-2d (2D) / lct-3d (3D)
+    control_size: int = 0  # default: the preset's, scaled with size (noise_overrides)
+    phantoms: int = 64
+    augment: bool = True
+    name: str = "drdm-model"
+    command: str = ""
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for impossible settings."""
+        if self.ndims not in (2, 3):
+            raise ValueError(f"--dims must be 2 or 3, got {self.ndims}")
+        if self.size < 16 or self.size % 8:
+            raise ValueError(f"--size must be a multiple of 8 and at least 16, got {self.size}")
+        for name in ("steps", "batch", "levels", "width", "rec_num", "val_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"--amp must be one of {AMP_MODES}")
+        if self.regulariser not in REGULARISERS:
+            raise ValueError(f"--regulariser must be one of {REGULARISERS}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+
+    def preset(self) -> str:
+        return self.noise_preset or ("cmr-2d" if self.ndims == 2 else "lct-3d")
+
+    def noise_overrides(self) -> dict:
+        """Forward-process settings for this training size: the preset scaled so that deformations are the
+        same fraction of the field of view (control grid ∝ size, velocity scale ∝ 1/size)."""
+        preset = ForwardProcess.from_preset(self.preset())
+        if self.size == preset.image_size and not self.control_size:
+            return {}
+        ratio = self.size / preset.image_size
+        control = self.control_size or max(8, int(round(preset.control_size * ratio)))
+        return {"control_size": control, "velocity_scale": preset.velocity_scale / ratio}
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`train` produced."""
+
+    model: DRDMModel
+    weights: Path | None
+    metadata: Path | None
+    steps: int
+    seconds: float
+    last_loss: float
+    validation_error: float | None
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def start_distributed(device: torch.device) -> DistributedContext:
+    """Join the torchrun process group when ``WORLD_SIZE > 1`` (``nccl`` on CUDA, ``gloo`` on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistributedContext()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(dist.get_rank(), dist.get_world_size())
+
+
+def training_device(name: str) -> torch.device:
+    """The device of this process (under torchrun with CUDA: ``cuda:LOCAL_RANK``)."""
+    from .models import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return device
+
+
+def make_sample(images: TrainingImages, process: ForwardProcess, config: TrainingConfig, step: int, index: int,
+                device: torch.device) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """One training sample ``(x_t (1, *spatial), t, D_target (n, *spatial) in voxels)``."""
+    generator = sample_generator(config.seed, step, index)
+    x0 = images.training_image(generator)
+    if config.augment:
+        x0 = intensity_augmentation(geometric_augmentation(x0, generator), generator)
+    t = int(torch.randint(config.levels, (1,), generator=generator))
+    ddf_warp, ddf_target = process.sample(t, config.size, 1, generator, device=device)
+    x_t = warp(x0[None].to(device), ddf_warp, "linear", "zeros")
+    return x_t[0], t, ddf_target[0]
+
+
+def _autocast(device: torch.device, amp: str):
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def batch_losses(network: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, target_vox: torch.Tensor,
+                 process: ForwardProcess, config: TrainingConfig, device: torch.device) -> dict[str, torch.Tensor]:
+    """Forward pass and losses of one batch (targets in voxels)."""
+    size = x_t.shape[2]
+    with _autocast(device, config.amp):
+        prediction = network(x_t, t, rec_num=config.rec_num)
+    prediction = prediction.float()
+    aligned = warp(prediction, target_vox, "linear", process.composition_padding)
+    values = recovery_losses(prediction, aligned, target_vox / size, config.regulariser)
+    values["relative_error"] = relative_recovery_error(aligned.detach(), target_vox / size).mean()
+    return values
+
+
+@torch.inference_mode()
+def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[int, ...] = EVALUATION_LEVELS,
+                   draws: int = 1, seed: int = VALIDATION_SEED, rec_num: int = 2) -> dict[int, float]:
+    """Mean relative error ``‖W(P; D_target) + D_target‖ / ‖D_target‖`` of the predicted recovery field.
+
+    For every image, level and draw, the image is deformed by the forward process (fixed seeds, so two
+    models see the same deformations) and the network's prediction is compared with the target it learns.
+    0 is perfect; an untrained network (output ≈ 0) scores about 1.
+    """
+    network = model.network.eval()
+    process = model.forward_process()
+    device = model.device
+    errors = {}
+    for level in levels:
+        values = []
+        for i, image in enumerate(images):
+            for k in range(draws):
+                generator = sample_generator(seed, level, i, k)
+                ddf_warp, ddf_target = process.sample(level, model.size, 1, generator, device=device)
+                x_t = warp(image[None].to(device), ddf_warp, "linear", "zeros")
+                prediction = network(x_t, level, rec_num=rec_num)
+                aligned = warp(prediction, ddf_target, "linear", process.composition_padding)
+                values.append(float(relative_recovery_error(aligned, ddf_target / model.size)[0]))
+        errors[level] = sum(values) / len(values)
+    return errors
+
+
+def _validation(model: DRDMModel, images: TrainingImages, config: TrainingConfig) -> tuple[float, float] | None:
+    """``(mean validation loss, mean relative recovery error)`` over fixed validation draws."""
+    samples = [images.validation_image(i) for i in range(config.val_samples)]
+    if samples[0] is None:
+        return None
+    process = model.forward_process()
+    network = model.network
+    was_training = network.training
+    network.eval()
+    losses, errors = [], []
+    with torch.inference_mode():
+        for i, x0 in enumerate(samples):
+            level = EVALUATION_LEVELS[i % len(EVALUATION_LEVELS)]
+            generator = sample_generator(VALIDATION_SEED, level, i, 0)
+            ddf_warp, ddf_target = process.sample(level, config.size, 1, generator, device=model.device)
+            x_t = warp(x0[None].to(model.device), ddf_warp, "linear", "zeros")
+            values = batch_losses(network, x_t, torch.tensor([level], device=model.device), ddf_target, process, config,
+                                  model.device)
+            losses.append(float(values["loss"]))
+            errors.append(float(values["relative_error"]))
+    network.train(was_training)
+    return sum(losses) / len(losses), sum(errors) / len(errors)
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.partial")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+def _load_state(path: Path, config: TrainingConfig) -> dict:
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    stored = state.get("config", {})
+    changed = [k for k in RESUME_KEYS if k in stored and stored[k] != asdict(config)[k]]
+    if changed:
+        details = ", ".join(f"{k}: {stored[k]!r} → {asdict(config)[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {path}: settings differ from the interrupted run ({details})")
+    return state
+
+
+def _metrics_writer(path: Path, resume_step: int):
+    """Open ``metrics.csv`` for appending, dropping rows after ``resume_step`` (written after the checkpoint)."""
+    rows = []
+    if resume_step > 0 and path.is_file():
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+    handle = open(path, "w", encoding="utf-8", newline="")
+    writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    handle.flush()
+    return handle, writer
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int, int, dict], None] | None = None,
+          images: TrainingImages | None = None) -> TrainingResult:
+    """Run (or resume) training; returns the trained model and where it was written.
+
+    ``progress(step, total, values)`` is called after every step on the main process. ``images`` overrides
+    the data described by ``config`` (tests). Under torchrun the global ``batch`` is split across ranks.
+    """
+    config.check()
+    device = training_device(config.device)
+    if config.amp == "fp16" and device.type != "cuda":
+        raise ValueError("--amp fp16 needs a CUDA device (use bf16 or none on CPU)")
+    context = start_distributed(device)
+    if config.batch % context.world:
+        raise ValueError(f"--batch {config.batch} cannot be split evenly across {context.world} processes")
+    out = Path(config.out)
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    if images is None:
+        if config.data:
+            from .augment import find_inputs
+
+            paths = [image for image, _ in find_inputs(config.data, None)]
+            images = TrainingImages.from_files(paths, config.ndims, config.size, config.val_fraction, config.seed)
+        else:
+            images = TrainingImages.phantoms(config.ndims, config.size, config.phantoms)
+
+    model = untrained_model(config.ndims, config.size, seed=config.seed, device=device, width=config.width,
+                            noise_overrides=config.noise_overrides())
+    model.noise_preset = config.preset()
+    model.name = config.name
+    model.trained_on = images.description
+    network = model.network.train()
+    process = model.forward_process()
+    optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=config.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    start = 0
+    state_path = out / STATE_FILE
+    if resume and state_path.is_file():
+        state = _load_state(state_path, config)
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start = int(state["step"])
+    elif resume and context.is_main:
+        print(f"drdm train: no {state_path} to resume from; starting from step 0")
+    if start >= config.steps and context.is_main:
+        print(f"drdm train: {state_path} is already at step {start} of {config.steps}")
+    trainable = network
+    if context.world > 1:
+        trainable = torch.nn.parallel.DistributedDataParallel(network, device_ids=[device] if device.type == "cuda" else None)
+
+    per_rank = config.batch // context.world
+    handle = writer = board = None
+    if context.is_main:
+        handle, writer = _metrics_writer(out / METRICS_FILE, start)
+        board = _tensorboard(out)
+    began = time.perf_counter()
+    last = {"loss": float("nan")}
+    validation = None
+    try:
+        for step in range(start, config.steps):
+            samples = [make_sample(images, process, config, step, context.rank * per_rank + i, device) for i in range(per_rank)]
+            x_t = torch.stack([s[0] for s in samples])
+            t = torch.tensor([s[1] for s in samples], device=device)
+            target = torch.stack([s[2] for s in samples])
+            values = batch_losses(trainable, x_t, t, target, process, config, device)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(values["loss"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            done = step + 1
+            if not context.is_main:
+                continue
+            last = {k: float(v.detach()) for k, v in values.items()}
+            row = {"step": done, **{k: f"{last[k]:.6g}" for k in ("loss", "dist", "angle", "reg")},
+                   "seconds": f"{time.perf_counter() - began:.2f}", "val_loss": "", "val_relative_error": ""}
+            if done % config.val_every == 0 or done == config.steps:
+                validation = _validation(model, images, config)
+                if validation is not None:
+                    row["val_loss"], row["val_relative_error"] = f"{validation[0]:.6g}", f"{validation[1]:.6g}"
+            if done % config.log_every == 0 or row["val_loss"] or done == config.steps:
+                writer.writerow(row)
+                handle.flush()
+                if board is not None:
+                    for key in ("loss", "dist", "angle", "reg"):
+                        board.add_scalar(f"train/{key}", last[key], done)
+                    if validation is not None and row["val_loss"]:
+                        board.add_scalar("val/loss", validation[0], done)
+                        board.add_scalar("val/relative_error", validation[1], done)
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                _atomic_save({"step": done, "network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scaler": scaler.state_dict() if scaler.is_enabled() else None, "config": asdict(config)},
+                             state_path)
+            if progress is not None:
+                progress(done, config.steps, last)
+    finally:
+        if handle is not None:
+            handle.close()
+        if board is not None:
+            board.close()
+    network.eval()
+    weights = metadata = None
+    if context.is_main:
+        from .model_files import save_model
+
+        weights, metadata = save_model(model, out / config.name, training_command=config.command,
+                                       licence="as the training data", training={**asdict(config), "data": list(config.data)})
+    if context.world > 1:
+        dist.barrier()
+    return TrainingResult(model, weights, metadata, config.steps, time.perf_counter() - began, last["loss"],
+                          validation[1] if validation else None)
