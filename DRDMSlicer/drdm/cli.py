@@ -264,6 +264,7 @@ def run_train(args: argparse.Namespace) -> int:
         val_every=args.val_every, val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
         log_every=args.log_every, regulariser=args.regulariser, width=args.width, rec_num=args.rec_num,
         noise_preset=args.noise_preset or "", control_size=args.control_size or 0, phantoms=args.phantoms,
+        phantom_texture=args.phantom_texture,
         augment=not args.no_augment, name=args.name,
         command="drdm train " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]))
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--noise-preset", choices=("cmr-2d", "lct-3d"), help="forward process (default by --dims)")
     trn.add_argument("--control-size", type=int, help="forward-process control grid (default: the preset's, scaled with --size)")
     trn.add_argument("--phantoms", type=int, default=64, help="number of phantoms when no data is given")
+    trn.add_argument("--phantom-texture", type=float, default=0.0,
+                     help="amplitude of fine texture added to training phantoms (makes deformations visible inside organs)")
     trn.add_argument("--no-augment", action="store_true", help="skip the geometric and intensity augmentation")
     trn.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (identical to an uninterrupted run)")
     trn.add_argument("--quiet", action="store_true", help="no progress bar")

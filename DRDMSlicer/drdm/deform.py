@@ -21,11 +21,11 @@ from .io import InputError, displacement_image, displacement_transform, image_ar
 from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel
 from .sampler import GenerationResult, generate
-from .spatial import jacobian_determinant
+from .spatial import jacobian_determinant_slabs
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
 LABEL_METHODS = ("nearest", "onehot")
-BYTES_PER_ORIGINAL_VOXEL = 160  # image, field (torch, NumPy, ITK copies), det J, outputs: measured order of magnitude
+BYTES_PER_ORIGINAL_VOXEL = 130  # measured peak 113 B/voxel at 512×512×300 (benchmarks/big_volume.py), with margin
 BYTES_PER_WORKING_VOXEL = 400  # network activations (two refinement passes, skip connections), fields, images
 
 
@@ -91,11 +91,36 @@ def _size(count: int) -> str:
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
+def resample_in_slabs(image: sitk.Image, transform: sitk.Transform, interpolator: int, default: float = 0.0,
+                      pixel_type: int | None = None, slab_voxels: int = 1 << 22) -> sitk.Image:
+    """``sitk.Resample(image, image, transform, interpolator, default, pixel_type)`` computed slab by slab
+    along the last ITK axis (z): each output voxel is the same operation, so the result is identical, but
+    temporaries stay small for CT-sized volumes. B-spline resampling is done in one call (its coefficient
+    image would otherwise be recomputed for every slab)."""
+    pixel_type = image.GetPixelID() if pixel_type is None else pixel_type
+    size = image.GetSize()
+    per_slab = max(1, slab_voxels // max(1, int(np.prod(size[:-1]))))
+    if image.GetDimension() < 3 or interpolator == sitk.sitkBSpline or per_slab >= size[-1]:
+        return sitk.Resample(image, image, transform, interpolator, default, pixel_type)
+    out = None
+    for start in range(0, size[-1], per_slab):
+        stop = min(start + per_slab, size[-1])
+        reference = image[:, :, start:stop]  # the output lattice of this slab (a copy of the input slab)
+        resampled = sitk.Resample(image, reference, transform, interpolator, default, pixel_type)
+        part = sitk.GetArrayViewFromImage(resampled)  # a view: valid while `resampled` lives
+        if out is None:
+            out = np.empty((size[2], size[1], size[0]), dtype=part.dtype)
+        out[start:stop] = part
+    result = sitk.GetImageFromArray(out)
+    result.CopyInformation(image)
+    return result
+
+
 def warp_label_image(labels: sitk.Image, transform: sitk.Transform, method: str) -> sitk.Image:
     """Resample a label map through ``transform`` on its own grid: ``nearest`` or ``onehot`` (each label's
     indicator resampled linearly, then arg-max; outside the field of view is background)."""
     if method == "nearest":
-        return sitk.Resample(labels, labels, transform, sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
+        return resample_in_slabs(labels, transform, sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
     values = [int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v != 0]
     reference = sitk.GetArrayViewFromImage(labels)
     best = np.zeros(reference.shape, dtype=reference.dtype)
@@ -181,10 +206,10 @@ def deform_image(
     device = model.device
     field_image = displacement_image(ddf, image)
     transform = displacement_transform(field_image)
-    deformed = sitk.Resample(image, image, transform, INTERPOLATORS[interpolation], 0.0, image.GetPixelID())
+    deformed = resample_in_slabs(image, transform, INTERPOLATORS[interpolation], 0.0, image.GetPixelID())
     moved_labels = warp_label_image(labels, transform, label_method) if labels is not None else None
-    det = jacobian_determinant(ddf.double())
-    jacobian = sitk.GetImageFromArray(det[0].float().numpy())
+    det = jacobian_determinant_slabs(ddf)
+    jacobian = sitk.GetImageFromArray(det[0].numpy())
     jacobian.CopyInformation(image)
     spacing = spacing_array_order(image)
     stats = {key: values[0] for key, values in displacement_statistics(ddf, spacing).items()}

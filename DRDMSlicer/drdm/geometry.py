@@ -114,24 +114,43 @@ class WorkingGrid:
 
     # -- field back to the original grid ----------------------------------------------------------
 
-    def field_to_original(self, ddf_network: torch.Tensor) -> torch.Tensor:
+    def _original_positions_slab(self, start: int, stop: int, device: torch.device) -> torch.Tensor:
+        """:meth:`original_positions` for original indices ``start:stop`` along the first model axis only."""
+        plane = [self.shape[a] for a in self.model_axes]
+        ranges = [torch.arange(start, stop, device=device, dtype=torch.float64)]
+        ranges += [torch.arange(n, device=device, dtype=torch.float64) for n in plane[1:]]
+        centre, scale, middle = self._centre(device), self._scale(device), (self.size - 1) / 2.0
+        mesh = torch.meshgrid(*ranges, indexing="ij")
+        return torch.stack([(index - centre[i]) / scale[i] + middle for i, index in enumerate(mesh)]).unsqueeze(0)
+
+    def field_to_original(self, ddf_network: torch.Tensor, chunk_voxels: int = 1 << 21) -> torch.Tensor:
         """Working-grid field (network orientation, working voxels) -> original grid, original voxels.
 
         Returns ``(1, ndim, *shape)`` float32, channel i along original array axis i, in original voxels
-        (zero through-plane channel for 2D-on-3D). The field is resampled linearly with border padding.
+        (zero through-plane channel for 2D-on-3D). The field is resampled linearly with border padding, in
+        float64, ``chunk_voxels`` original voxels at a time (full-resolution CT volumes stay within memory).
         """
         field = self.from_network(ddf_network).to(torch.float64)
         k = len(self.model_axes)
-        view = (1, k) + (1,) * k
-        field = field * self._scale(field.device).reshape(view)  # working voxels -> original voxels
-        positions = self.original_positions(field.device).expand((field.shape[0],) + (-1,) * (k + 1))
-        resampled = sample_at(field, positions, "linear", "border")  # (batch, k, *in-plane)
+        field = field * self._scale(field.device).reshape((1, k) + (1,) * k)  # working voxels -> original voxels
+        out = torch.zeros((1, len(self.shape)) + self.shape, dtype=torch.float32, device=field.device)
+        plane = tuple(self.shape[a] for a in self.model_axes)
+        per_plane = max(1, int(torch.tensor(plane[1:]).prod()))
         if self.slice_axis is None:
-            return resampled.float()
-        full = torch.zeros((len(self.shape),) + self.shape, dtype=torch.float64, device=field.device)
-        for channel, axis in enumerate(self.model_axes):
-            full[axis] = resampled[:, channel].movedim(0, self.slice_axis)
-        return full.unsqueeze(0).float()
+            step = max(1, chunk_voxels // per_plane)
+            for start in range(0, plane[0], step):
+                stop = min(start + step, plane[0])
+                positions = self._original_positions_slab(start, stop, field.device)
+                out[:, :, start:stop] = sample_at(field, positions, "linear", "border").float()
+            return out
+        positions = self.original_positions(field.device)
+        step = max(1, chunk_voxels // (per_plane * plane[0]))
+        for start in range(0, field.shape[0], step):
+            stop = min(start + step, field.shape[0])
+            resampled = sample_at(field[start:stop], positions.expand((stop - start,) + (-1,) * (k + 1)), "linear", "border")
+            for channel, axis in enumerate(self.model_axes):
+                out[0, axis].narrow(self.slice_axis, start, stop - start).copy_(resampled[:, channel].movedim(0, self.slice_axis))
+        return out
 
 
 def plan_working_grid(shape: tuple[int, ...], spacing: tuple[float, ...], model_ndims: int, model_size: int,

@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+SLAB_VOXELS = 1 << 21  # voxels per slab when full-resolution fields are converted piecewise
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 INTEGER_PIXEL_IDS = {
     sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
@@ -141,11 +142,14 @@ def displacement_image(ddf: torch.Tensor, reference: sitk.Image) -> sitk.Image:
     """
     field = ddf[0] if ddf.dim() == reference.GetDimension() + 2 else ddf
     ndim = reference.GetDimension()
-    u_ijk = field.flip(0).to(torch.float64).cpu().numpy()  # (ndim, *array shape), channel = i, j, k
     direction = np.array(reference.GetDirection(), dtype=np.float64).reshape(ndim, ndim)
     matrix = direction * np.array(reference.GetSpacing(), dtype=np.float64)[None, :]
-    vectors = np.tensordot(matrix, u_ijk, axes=([1], [0]))  # (ndim, *shape), physical x, y, z
-    image = sitk.GetImageFromArray(np.moveaxis(vectors, 0, -1), isVector=True)
+    vectors = np.empty(tuple(field.shape[1:]) + (ndim,), dtype=np.float64)
+    step = max(1, SLAB_VOXELS // max(1, int(np.prod(field.shape[2:]))))
+    for start in range(0, field.shape[1], step):  # slabs along the first array axis: bounded temporaries
+        u_ijk = field[:, start:start + step].flip(0).to(torch.float64).cpu().numpy()  # channel = i, j, k
+        vectors[start:start + step] = np.moveaxis(np.tensordot(matrix, u_ijk, axes=([1], [0])), 0, -1)
+    image = sitk.GetImageFromArray(vectors, isVector=True)
     image.CopyInformation(reference)
     return image
 

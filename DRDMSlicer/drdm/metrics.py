@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .spatial import folding_fraction, interior, jacobian_determinant
@@ -47,24 +48,37 @@ def determinant_statistics(det_map: torch.Tensor, margin: int = 1) -> dict[str, 
     }
 
 
+def _magnitudes(ddf: torch.Tensor, scale: torch.Tensor | None = None, slab_voxels: int = 1 << 21) -> torch.Tensor:
+    """``|u|`` per voxel in float64 ``(N, voxels)``, computed over slabs of the first spatial axis."""
+    planes = max(1, slab_voxels // max(1, ddf[0, 0, 0].numel()))
+    out = torch.empty((ddf.shape[0],) + tuple(ddf.shape[2:]), dtype=torch.float64, device=ddf.device)
+    for start in range(0, ddf.shape[2], planes):
+        part = ddf[:, :, start:start + planes].to(torch.float64)
+        if scale is not None:
+            part = part * scale
+        out[:, start:start + planes] = part.pow(2).sum(1).sqrt()
+    return out.flatten(1)
+
+
 def displacement_statistics(ddf: torch.Tensor, spacing: Sequence[float] | None = None) -> dict[str, list[float]]:
     """Displacement magnitude per batch element: mean, 95th percentile (linear interpolation, as NumPy) and
     maximum, in voxels; with ``spacing`` (mm per voxel, array-axis order) also in mm and in percent of the
-    field of view (relative to the mean side length of the field of view in mm).
+    field of view (relative to the mean side length of the field of view in mm). Works slab by slab, so
+    full-resolution CT fields need little extra memory.
     """
     ndim = ddf.shape[1]
-    field = ddf.to(torch.float64)
-    mag_vox = field.pow(2).sum(1).sqrt().flatten(1)
+    mag_vox = _magnitudes(ddf)
     out = {
         "mean_vox": mag_vox.mean(1).tolist(),
         "p95_vox": _p95(mag_vox),
         "max_vox": mag_vox.max(1).values.tolist(),
     }
+    del mag_vox
     if spacing is not None:
         if len(spacing) != ndim:
             raise ValueError(f"spacing has {len(spacing)} values for a {ndim}D field")
-        scale = torch.tensor(list(spacing), dtype=torch.float64, device=field.device).reshape(1, ndim, *([1] * ndim))
-        mag_mm = (field * scale).pow(2).sum(1).sqrt().flatten(1)
+        scale = torch.tensor(list(spacing), dtype=torch.float64, device=ddf.device).reshape(1, ndim, *([1] * ndim))
+        mag_mm = _magnitudes(ddf, scale)
         fov = sum(s * n for s, n in zip(spacing, ddf.shape[2:])) / ndim
         mean_mm = mag_mm.mean(1)
         out.update({
@@ -78,12 +92,15 @@ def displacement_statistics(ddf: torch.Tensor, spacing: Sequence[float] | None =
 
 def _p95(values: torch.Tensor) -> list[float]:
     """95th percentile per row, linear interpolation between order statistics (NumPy's default)."""
-    sorted_rows = values.sort(dim=1).values
     position = 0.95 * (values.shape[1] - 1)
     lo = int(position)
     hi = min(lo + 1, values.shape[1] - 1)
     frac = position - lo
-    return (sorted_rows[:, lo] * (1 - frac) + sorted_rows[:, hi] * frac).tolist()
+    result = []
+    for row in values.cpu().numpy():
+        ordered = np.partition(row, [lo, hi])  # the two order statistics without a full sort
+        result.append(float(ordered[lo] * (1 - frac) + ordered[hi] * frac))
+    return result
 
 
 def field_statistics(ddf: torch.Tensor, spacing: Sequence[float] | None = None) -> dict[str, list[float]]:

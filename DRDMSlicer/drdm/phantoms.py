@@ -10,13 +10,17 @@ import torch
 import torch.nn.functional as F
 
 
-def cardiac_phantom(size: int = 256, ndims: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def cardiac_phantom(size: int = 256, ndims: int = 2, seed: int = 0, texture: float = 0.04,
+                    fine_texture: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """A cardiac-like phantom.
 
     Args:
         size: side of the square / cubic grid (voxels).
         ndims: 2 (short-axis slice) or 3 (stack of slices, tapering towards the apex).
         seed: seed of the smooth texture and of small shape variations.
+        texture: amplitude of a smooth texture (cells of size/16) inside the body.
+        fine_texture: amplitude of a finer texture (cells of 4 voxels) inside the body; training phantoms use
+            it so that deformations are visible away from the organ boundaries too.
 
     Returns:
         ``(image, labels)``: float32 ``(1, 1, *[size]*ndims)`` in [0, 1] and int64 labels of the same shape.
@@ -54,9 +58,13 @@ def cardiac_phantom(size: int = 256, ndims: int = 2, seed: int = 0) -> tuple[tor
     image[rv] = 0.75
     image[labels == 2] = 0.45
     image[lv_inner] = 0.95
-    texture = torch.randn((1, 1) + (max(size // 16, 2),) * ndims, generator=generator)
+    smooth = torch.randn((1, 1) + (max(size // 16, 2),) * ndims, generator=generator)
     mode = "bilinear" if ndims == 2 else "trilinear"
-    texture = F.interpolate(texture, size=(size,) * ndims, mode=mode, align_corners=False)[0, 0]
-    image = (image + 0.04 * texture * body).clamp(0, 1)
+    smooth = F.interpolate(smooth, size=(size,) * ndims, mode=mode, align_corners=False)[0, 0]
+    image = image + texture * smooth * body
+    if fine_texture:
+        fine = torch.randn((1, 1) + (max(size // 4, 2),) * ndims, generator=generator)
+        image = image + fine_texture * F.interpolate(fine, size=(size,) * ndims, mode=mode, align_corners=False)[0, 0] * body
+    image = image.clamp(0, 1)
     image = image / image.max()
     return image.reshape((1, 1) + image.shape).float(), labels.reshape((1, 1) + labels.shape)

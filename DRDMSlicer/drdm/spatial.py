@@ -279,6 +279,22 @@ def jacobian_determinant(ddf: torch.Tensor, differences: str = "central") -> tor
     )
 
 
+def jacobian_determinant_slabs(ddf: torch.Tensor, slab: int = 16, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """:func:`jacobian_determinant` (central differences) computed in float64 over slabs of ``slab`` planes
+    along the first spatial axis, stored as ``dtype``: the same values with a small working memory, for
+    full-resolution fields (a slab carries one halo plane on each side, so interior differences match)."""
+    length = ddf.shape[2]
+    if length <= slab + 2:
+        return jacobian_determinant(ddf.to(torch.float64)).to(dtype)
+    out = torch.empty((ddf.shape[0],) + tuple(ddf.shape[2:]), dtype=dtype, device=ddf.device)
+    for start in range(0, length, slab):
+        stop = min(start + slab, length)
+        lo, hi = max(start - 1, 0), min(stop + 1, length)
+        det = jacobian_determinant(ddf[:, :, lo:hi].to(torch.float64))
+        out[:, start:stop] = det[:, start - lo: start - lo + (stop - start)].to(dtype)
+    return out
+
+
 def folds(ddf: torch.Tensor) -> torch.Tensor:
     """``(N,)`` bool: some voxel has ``det J <= 0`` with central, forward or backward differences.
 

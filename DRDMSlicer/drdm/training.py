@@ -40,7 +40,7 @@ METRICS_FILE = "metrics.csv"
 METRIC_COLUMNS = ("step", "loss", "dist", "angle", "reg", "seconds", "val_loss", "val_relative_error")
 # Settings that must not change when a run is resumed.
 RESUME_KEYS = ("ndims", "size", "levels", "batch", "lr", "seed", "regulariser", "width", "rec_num", "control_size",
-               "noise_preset", "augment", "data", "phantoms", "val_fraction")
+               "noise_preset", "augment", "data", "phantoms", "phantom_texture", "val_fraction")
 
 
 @dataclass
@@ -69,6 +69,7 @@ class TrainingConfig:
     noise_preset: str = ""  # default: cmr-2d (2D) / lct-3d (3D)
     control_size: int = 0  # default: the preset's, scaled with size (noise_overrides)
     phantoms: int = 64
+    phantom_texture: float = 0.0
     augment: bool = True
     name: str = "drdm-model"
     command: str = ""
@@ -294,7 +295,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
             paths = [image for image, _ in find_inputs(config.data, None)]
             images = TrainingImages.from_files(paths, config.ndims, config.size, config.val_fraction, config.seed)
         else:
-            images = TrainingImages.phantoms(config.ndims, config.size, config.phantoms)
+            images = TrainingImages.phantoms(config.ndims, config.size, config.phantoms, config.phantom_texture)
 
     model = untrained_model(config.ndims, config.size, seed=config.seed, device=device, width=config.width,
                             noise_overrides=config.noise_overrides())

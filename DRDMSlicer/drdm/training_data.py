@@ -95,12 +95,15 @@ class TrainingImages:
     validation: list[torch.Tensor] | None = None
     phantom_count: int = 64
     description: str = ""
+    phantom_texture: float = 0.0
 
     @classmethod
-    def phantoms(cls, ndims: int, size: int, count: int = 64) -> TrainingImages:
-        """The procedural cardiac phantoms of :mod:`drdm.phantoms` (seeds 0..count-1; validation: others)."""
+    def phantoms(cls, ndims: int, size: int, count: int = 64, texture: float = 0.0) -> TrainingImages:
+        """The procedural cardiac phantoms of :mod:`drdm.phantoms` (seeds 0..count-1; validation: others),
+        with fine texture of amplitude ``texture``."""
         return cls(ndims, size, None, None, count,
-                   f"{count} procedural cardiac phantoms (drdm.phantoms.cardiac_phantom, seeds 0-{count - 1})")
+                   f"{count} procedural cardiac phantoms (drdm.phantoms.cardiac_phantom, seeds 0-{count - 1}, "
+                   f"fine texture {texture:g})", texture)
 
     @classmethod
     def from_files(cls, paths: list[Path], ndims: int, size: int, validation_fraction: float, seed: int) -> TrainingImages:
@@ -121,13 +124,14 @@ class TrainingImages:
         """One training image ``(1, *spatial)`` chosen with ``generator``."""
         if self.training is None:
             seed = int(torch.randint(self.phantom_count, (1,), generator=generator))
-            return cardiac_phantom(self.size, self.ndims, seed=seed)[0][0]
+            return cardiac_phantom(self.size, self.ndims, seed=seed, fine_texture=self.phantom_texture)[0][0]
         return self.training[int(torch.randint(len(self.training), (1,), generator=generator))]
 
     def validation_image(self, index: int) -> torch.Tensor | None:
         """The ``index``-th validation image (cycled), or ``None`` without validation images."""
         if self.training is None:
-            return cardiac_phantom(self.size, self.ndims, seed=VALIDATION_PHANTOM_SEED + index)[0][0]
+            return cardiac_phantom(self.size, self.ndims, seed=VALIDATION_PHANTOM_SEED + index,
+                                   fine_texture=self.phantom_texture)[0][0]
         if not self.validation:
             return None
         return self.validation[index % len(self.validation)]
