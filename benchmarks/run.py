@@ -313,6 +313,7 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="every size × batch × mode × speed (hours on a CPU)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--only", help="run only cases whose label contains this text (e.g. 'torchio', '2D 256² b1')")
+    parser.add_argument("--runs", type=int, help="runs per case (default: 5 for calls and peers, 3 for samples)")
     parser.add_argument("--out", help="result path without suffix (default benchmarks/results/benchmark[-cuda])")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case (JSON) and print its result
     args = parser.parse_args()
@@ -326,6 +327,8 @@ def main() -> int:
     cases = default_cases(args.full, args.device)
     if args.only:
         cases = [c for c in cases if args.only in _label(c)]
+    if args.runs:
+        cases = [{**c, "runs": args.runs} for c in cases]
     default = REPO / "benchmarks" / "results" / ("benchmark-cuda" if args.device == "cuda" else "benchmark")
     out = Path(args.out) if args.out else default
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
