@@ -23,7 +23,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 TORCH_REQUIREMENT = ">=2.1"
-MODEL_CHOICES = ["cmr-2d"]
+MODEL_CHOICES = ["cmr-2d", "drdm-demo-2d", "drdm-demo-3d"]  # registry names; the demo models are bundled
 IMPORT_MODEL_ITEM = "Import file…"
 
 
@@ -113,6 +113,7 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DRDMSlicerLogic()
         self.ui.modelComboBox.addItems(MODEL_CHOICES + [IMPORT_MODEL_ITEM])
+        self.ui.modelComboBox.setCurrentText(self.logic.defaultModel())
         self.ui.modelComboBox.currentTextChanged.connect(self.onModelChosen)
         self.ui.generateButton.clicked.connect(self.onGenerate)
         self.ui.cancelButton.clicked.connect(self.onCancel)
@@ -173,7 +174,7 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if text != IMPORT_MODEL_ITEM:
             return
         path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import a DRDM model"), "",
-                                              _("DRDM checkpoints (*.pth)"))
+                                              _("DRDM models (*.safetensors *.json *.pth)"))
         if not path:
             self.ui.modelComboBox.setCurrentIndex(0)
             return
@@ -294,9 +295,18 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
         return self.deformation.ensure_model(name, progress)
 
     def loadModel(self, path: str):
-        from drdm.models import load_checkpoint
+        """A model from a file: an authors' ``.pth`` checkpoint or a ``.safetensors``/``.json`` model."""
+        from drdm.models import load_model_spec
 
-        return load_checkpoint(path)
+        return load_model_spec(path)
+
+    def defaultModel(self) -> str:
+        """``cmr-2d`` when it is installed, else the bundled ``drdm-demo-2d`` (also before PyTorch is installed)."""
+        try:
+            from DRDMSlicerLib.logic import default_model_choice
+        except ImportError:  # PyTorch is installed on first use
+            return "drdm-demo-2d"
+        return default_model_choice()
 
     def generate(self, volumeNode, segmentationNode=None, *, model, level, seed, count=1, mode="diffeomorphic",
                  speed="fast", device="auto", progress=None, cancel=None):

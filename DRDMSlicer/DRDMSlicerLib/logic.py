@@ -17,7 +17,15 @@ import slicer
 import vtk
 from drdm.deform import DeformationResult, deform_image
 from drdm.io import InputError
-from drdm.models import MODEL_NAMES, DRDMModel, load_model_spec, resolve_device
+from drdm.models import (
+    BUNDLED_MODELS,
+    DEFAULT_BUNDLED_MODEL,
+    MODEL_NAMES,
+    DRDMModel,
+    drdm_home,
+    load_model_spec,
+    resolve_device,
+)
 
 from .mrml import labels_from_segmentation, new_volume_like, segmentation_from_labels, set_pull_field, volume_to_sitk
 
@@ -44,9 +52,22 @@ def resolve_model(model: str | os.PathLike | DRDMModel, device: str = "auto") ->
     if isinstance(model, DRDMModel):
         return model.to(target) if device != "auto" else model
     spec = str(model)
-    if spec not in MODEL_NAMES and not Path(spec).is_file():
+    known = set(MODEL_NAMES) | set(BUNDLED_MODELS)
+    if spec not in known and not Path(spec).is_file() and not (drdm_home() / "models" / f"{spec}.safetensors").is_file():
         raise ValueError(f"model {spec!r}: no such model name or file")
     return load_model_spec(spec, target)  # CheckpointError is a ValueError
+
+
+def default_model_choice() -> str:
+    """The model offered first: ``cmr-2d`` when it is available locally (no download needed), else the bundled
+    ``drdm-demo-2d``."""
+    from drdm import registry
+    from drdm.models import find_default_checkpoint
+
+    default = find_default_checkpoint()
+    if registry.verify("cmr-2d") or (default is not None and default.name == registry.entry("cmr-2d").filename):
+        return "cmr-2d"
+    return DEFAULT_BUNDLED_MODEL
 
 
 class DeformationLogic:

@@ -224,8 +224,11 @@ def run_models(args: argparse.Namespace) -> int:
                 state = "bundled" if registry.verify(item.name) else "missing"
             else:
                 state = "cached" if registry.verify(item.name) else ("unavailable" if not item.available else "not cached")
-            print(f"{item.name:8s} {state:12s} {item.description}; licence {item.licence}"
+            print(f"{item.name:13s} {state:12s} {item.description}; licence {item.licence}"
                   + (f" ({item.note})" if item.note else ""))
+        for weights in sorted(registry.cache_folder().glob("*.safetensors")):
+            if weights.stem not in registry.REGISTRY:
+                print(f"{weights.stem:13s} {'imported':12s} {weights}")
         print(f"cache: {registry.cache_folder()}")
         return 0
     if not args.name:

@@ -307,6 +307,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=config.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     start = 0
+    earlier_seconds = 0.0  # training time before a resume: metrics.csv "seconds" counts the whole run
     state_path = out / STATE_FILE
     if resume and state_path.is_file():
         state = _load_state(state_path, config)
@@ -315,6 +316,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
+        earlier_seconds = float(state.get("seconds", 0.0))
     elif resume and context.is_main:
         print(f"drdm train: no {state_path} to resume from; starting from step 0")
     if start >= config.steps and context.is_main:
@@ -328,7 +330,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     if context.is_main:
         handle, writer = _metrics_writer(out / METRICS_FILE, start)
         board = _tensorboard(out)
-    began = time.perf_counter()
+    began = time.perf_counter() - earlier_seconds
     last = {"loss": float("nan")}
     validation = None
     try:
@@ -363,7 +365,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
                         board.add_scalar("val/relative_error", validation[1], done)
             if done % config.checkpoint_every == 0 or done == config.steps:
                 _atomic_save({"step": done, "network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scaler": scaler.state_dict() if scaler.is_enabled() else None, "config": asdict(config)},
+                              "scaler": scaler.state_dict() if scaler.is_enabled() else None, "config": asdict(config),
+                              "seconds": time.perf_counter() - began},
                              state_path)
             if progress is not None:
                 progress(done, config.steps, last)
@@ -378,7 +381,9 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
         from .model_files import save_model
 
         weights, metadata = save_model(model, out / config.name, training_command=config.command,
-                                       licence="as the training data", training={**asdict(config), "data": list(config.data)})
+                                       licence="as the training data", training={**asdict(config), "data": list(config.data)},
+                                       training_seconds=round(time.perf_counter() - began, 1),
+                                       final_validation_error=validation[1] if validation else None)
     if context.world > 1:
         dist.barrier()
     return TrainingResult(model, weights, metadata, config.steps, time.perf_counter() - began, last["loss"],
