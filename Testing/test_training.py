@@ -94,6 +94,8 @@ def test_resume_refuses_changed_settings(tmp_path, capsys):
     assert main(common) == 0
     assert main([*common, "--resume", "--lr", "0.01"]) == 2
     assert "settings differ" in capsys.readouterr().err
+    assert main(common) == 2  # an existing run is never overwritten silently
+    assert "pass --resume" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [

@@ -286,6 +286,9 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     if config.batch % context.world:
         raise ValueError(f"--batch {config.batch} cannot be split evenly across {context.world} processes")
     out = Path(config.out)
+    if not resume and (out / STATE_FILE).is_file():
+        raise ValueError(f"{out} already holds a training run ({STATE_FILE}): pass --resume to continue it "
+                         "or choose another --out")
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
     if images is None:
