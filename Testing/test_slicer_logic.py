@@ -280,3 +280,15 @@ def test_cmr_sample_with_published_model(scene, scene_bundle, cmr_model):
     inside = (slice(None), slice(2, -2), slice(2, -2))
     assert np.abs(hardened - deformed)[inside].max() <= 1e-3 * float(np.ptp(array))
     assert np.abs(deformed - array).max() > 0.05 * float(np.ptp(array))
+
+
+def test_default_model_is_the_bundled_one_when_nothing_is_installed(tmp_path, monkeypatch):
+    import drdm.models as models
+    from DRDMSlicerLib.logic import default_model_choice
+
+    monkeypatch.setenv("DRDM_HOME", str(tmp_path))
+    monkeypatch.delenv("DRDM_MODEL", raising=False)
+    monkeypatch.setattr(models, "__file__", str(tmp_path / "pkg" / "drdm" / "models.py"))  # no ../shared near it
+    assert default_model_choice() == "drdm-demo-2d"
+    monkeypatch.setenv("DRDM_MODEL", str(REPO.parent / "shared" / "reference" / "cmr_recresacnet_2d.pth"))
+    assert default_model_choice() == "cmr-2d"

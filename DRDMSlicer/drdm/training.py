@@ -36,6 +36,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 EVALUATION_LEVELS = (10, 30, 50, 70)
 VALIDATION_SEED = 7_777  # validation draws do not depend on the training seed: runs stay comparable
 STATE_FILE = "last.pt"
+PHANTOM_LICENCE = "Apache-2.0 (weights trained on this project's procedural phantoms)"
 METRICS_FILE = "metrics.csv"
 METRIC_COLUMNS = ("step", "loss", "dist", "angle", "reg", "seconds", "val_loss", "val_relative_error")
 # Settings that must not change when a run is resumed.
@@ -384,7 +385,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
         from .model_files import save_model
 
         weights, metadata = save_model(model, out / config.name, training_command=config.command,
-                                       licence="as the training data", training={**asdict(config), "data": list(config.data)},
+                                       licence=PHANTOM_LICENCE if not config.data else "as the training data",
+                                       training={**asdict(config), "data": list(config.data)},
                                        training_seconds=round(time.perf_counter() - began, 1),
                                        final_validation_error=validation[1] if validation else None)
     if context.world > 1:
