@@ -159,9 +159,16 @@ def make_sample(images: TrainingImages, process: ForwardProcess, config: Trainin
     if config.augment:
         x0 = intensity_augmentation(geometric_augmentation(x0, generator), generator)
     t = int(torch.randint(config.levels, (1,), generator=generator))
-    ddf_warp, ddf_target = process.sample(t, config.size, 1, generator, device=device)
-    x_t = warp(x0[None].to(device), ddf_warp, "linear", "zeros")
+    x_t, ddf_target = deform_clean_image(process, x0, t, config.size, generator, device)
     return x_t[0], t, ddf_target[0]
+
+
+def deform_clean_image(process: ForwardProcess, x0: torch.Tensor, level: int, size: int, generator: torch.Generator,
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward process on one clean image ``(1, *spatial)``: ``(x_t (1, 1, *spatial), D_target (1, n, *spatial))``,
+    the image warped linearly with zero padding by ``D_warp`` (SPEC §6 step 4), fields in voxels."""
+    ddf_warp, ddf_target = process.sample(level, size, 1, generator, device=device)
+    return warp(x0[None].to(device), ddf_warp, "linear", "zeros"), ddf_target
 
 
 def _autocast(device: torch.device, amp: str):
@@ -190,7 +197,7 @@ def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[i
 
     For every image, level and draw, the image is deformed by the forward process (fixed seeds, so two
     models see the same deformations) and the network's prediction is compared with the target it learns.
-    0 is perfect; an untrained network (output ≈ 0) scores about 1.
+    0 is perfect and a network that outputs zero scores 1 (randomly initialised networks score far more).
     """
     network = model.network.eval()
     process = model.forward_process()
@@ -201,8 +208,7 @@ def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[i
         for i, image in enumerate(images):
             for k in range(draws):
                 generator = sample_generator(seed, level, i, k)
-                ddf_warp, ddf_target = process.sample(level, model.size, 1, generator, device=device)
-                x_t = warp(image[None].to(device), ddf_warp, "linear", "zeros")
+                x_t, ddf_target = deform_clean_image(process, image, level, model.size, generator, device)
                 prediction = network(x_t, level, rec_num=rec_num)
                 aligned = warp(prediction, ddf_target, "linear", process.composition_padding)
                 values.append(float(relative_recovery_error(aligned, ddf_target / model.size)[0]))
@@ -224,8 +230,7 @@ def _validation(model: DRDMModel, images: TrainingImages, config: TrainingConfig
         for i, x0 in enumerate(samples):
             level = EVALUATION_LEVELS[i % len(EVALUATION_LEVELS)]
             generator = sample_generator(VALIDATION_SEED, level, i, 0)
-            ddf_warp, ddf_target = process.sample(level, config.size, 1, generator, device=model.device)
-            x_t = warp(x0[None].to(model.device), ddf_warp, "linear", "zeros")
+            x_t, ddf_target = deform_clean_image(process, x0, level, config.size, generator, model.device)
             values = batch_losses(network, x_t, torch.tensor([level], device=model.device), ddf_target, process, config,
                                   model.device)
             losses.append(float(values["loss"]))
