@@ -292,3 +292,26 @@ def test_default_model_is_the_bundled_one_when_nothing_is_installed(tmp_path, mo
     assert default_model_choice() == "drdm-demo-2d"
     monkeypatch.setenv("DRDM_MODEL", str(REPO.parent / "shared" / "reference" / "cmr_recresacnet_2d.pth"))
     assert default_model_choice() == "cmr-2d"
+
+
+def test_view_state_has_one_owner(scene, field_only_3d):
+    """show_sample drives the slice composites and the grid display; a sample of a cleared scene is refused."""
+    volume = oblique_volume(scene, (12, 16, 16))
+    for name in ("Red", "Green"):
+        composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+        composite.SetLayoutName(name)
+    logic = DeformationLogic(scene)
+    [sample] = logic.generate(volume, model=field_only_3d, level=40, seed=0, mode="diffeomorphic")
+    composites = [scene.GetNodesByClass("vtkMRMLSliceCompositeNode").GetItemAsObject(i) for i in range(2)]
+    assert all(c.GetForegroundVolumeID() == sample.jacobianNode.GetID() for c in composites)
+    logic.show_sample(sample, deformed=False, original=volume, jacobian=False, grid=True)
+    assert all(c.GetBackgroundVolumeID() == volume.GetID() and not c.GetForegroundVolumeID() for c in composites)
+    display = sample.transformNode.GetDisplayNode()
+    assert display.GetVisibility2D() and display.GetVisualizationMode() == display.VIS_MODE_GRID
+    logic.show_sample(sample, jacobian=True, jacobian_opacity=0.8, grid=False)
+    assert all(c.GetForegroundOpacity() == pytest.approx(0.8) for c in composites)
+    assert not display.GetVisibility2D()
+    scene.Clear(0)
+    assert not logic.is_alive(sample)
+    with pytest.raises(ValueError, match="no longer in the scene"):
+        logic.show_sample(sample)

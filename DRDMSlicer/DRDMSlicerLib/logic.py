@@ -27,10 +27,22 @@ from drdm.models import (
     resolve_device,
 )
 
-from .mrml import labels_from_segmentation, new_volume_like, segmentation_from_labels, set_pull_field, volume_to_sitk
+from .mrml import (
+    labels_from_segmentation,
+    new_volume_like,
+    segmentation_from_labels,
+    set_pull_field,
+    volume_geometry,
+    volume_to_sitk,
+)
 
 JACOBIAN_COLOR_NODE_NAME = "DRDM det J (1 = volume kept)"
 JACOBIAN_RANGE = (0.0, 2.0)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for PyTorch's out-of-memory errors (``torch.OutOfMemoryError`` on CUDA is a ``RuntimeError``)."""
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error)
 
 
 @dataclass
@@ -50,7 +62,7 @@ def resolve_model(model: str | os.PathLike | DRDMModel, device: str = "auto") ->
     """A loaded model (on ``device``: auto, cpu or cuda) from a model object, a checkpoint path or a registry name."""
     target = resolve_device(device)
     if isinstance(model, DRDMModel):
-        return model.to(target) if device != "auto" else model
+        return model.to(target)  # "auto" too: an imported model goes to the GPU when there is one
     spec = str(model)
     known = set(MODEL_NAMES) | set(BUNDLED_MODELS)
     if spec not in known and not Path(spec).is_file() and not (drdm_home() / "models" / f"{spec}.safetensors").is_file():
@@ -157,6 +169,10 @@ class DeformationLogic:
                 raise ValueError(str(error)) from None
             except MemoryError:
                 raise ValueError("out of memory: try a smaller volume or the GPU") from None
+            except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError
+                if not is_out_of_memory(error):
+                    raise
+                raise ValueError("out of GPU memory: try a smaller volume, fewer samples or device cpu") from None
             results.append((seed + k, result))
         return [self._add_sample_nodes(volumeNode, segmentationNode, segments, s, level, mode, speed, r, loaded)
                 for s, r in results]
@@ -180,8 +196,9 @@ class DeformationLogic:
         stats = dict(result.statistics, mode=mode, speed=speed, model=model.name)
         table = self._statistics_table(stats, f"{base} statistics")
         folder = self._folder(base, [volume, transform, jacobian, table] + ([segmentation] if segmentation else []))
-        self._show_jacobian_overlay(volume, jacobian)
-        return DeformationSample(volume, transform, segmentation, jacobian, table, folder, stats)
+        sample = DeformationSample(volume, transform, segmentation, jacobian, table, folder, stats)
+        self.show_sample(sample)
+        return sample
 
     def _folder(self, name: str, nodes: list) -> int:
         sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
@@ -234,14 +251,47 @@ class DeformationLogic:
         low, high = JACOBIAN_RANGE
         display.SetWindowLevelMinMax(low - (high - low) / 254.0, high)  # values <= 0 take the first (magenta) colour
 
-    def _show_jacobian_overlay(self, volume, jacobian) -> None:
-        """Deformed volume as background, det J as a half-transparent foreground, in every slice view."""
+    def is_alive(self, sample: DeformationSample) -> bool:
+        """True while every node of ``sample`` is still in the scene (a closed scene or a deleted node ends it)."""
+        nodes = [sample.volumeNode, sample.transformNode, sample.jacobianNode, sample.tableNode]
+        nodes += [sample.segmentationNode] if sample.segmentationNode is not None else []
+        return all(node is not None and self.scene.IsNodePresent(node) for node in nodes)
+
+    def show_sample(self, sample: DeformationSample, *, deformed: bool = True, jacobian: bool = True,
+                    jacobian_opacity: float = 0.5, grid: bool = False, original=None) -> None:
+        """The one owner of what the slice views show for a sample (Slicer module and web app alike).
+
+        ``deformed``: the deformed volume as background (else ``original``, the input volume node);
+        ``jacobian``: det J as foreground at ``jacobian_opacity``; ``grid``: the transform drawn as a deformation
+        grid in the slice views.
+        """
+        if not self.is_alive(sample):
+            raise ValueError("this result is no longer in the scene (it was deleted or the scene was closed)")
+        background = sample.volumeNode if deformed or original is None else original
         composites = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
         for index in range(composites.GetNumberOfItems()):
             composite = composites.GetItemAsObject(index)
-            composite.SetBackgroundVolumeID(volume.GetID())
-            composite.SetForegroundVolumeID(jacobian.GetID())
-            composite.SetForegroundOpacity(0.5)
+            composite.SetBackgroundVolumeID(background.GetID())
+            composite.SetForegroundVolumeID(sample.jacobianNode.GetID() if jacobian else None)
+            composite.SetForegroundOpacity(float(jacobian_opacity) if jacobian else 0.0)
+        self.show_grid(sample, grid)
+
+    def show_grid(self, sample: DeformationSample, visible: bool) -> None:
+        """Draw (or hide) the sample's transform as a deformation grid in the slice views."""
+        transform = sample.transformNode
+        if transform.GetDisplayNode() is None:
+            if not visible:
+                return
+            transform.CreateDefaultDisplayNodes()
+        display = transform.GetDisplayNode()
+        if visible:
+            display.SetVisualizationMode(display.VIS_MODE_GRID)
+            display.SetAndObserveRegionNode(sample.volumeNode)
+            spacing = max(volume_geometry(sample.volumeNode)[1])
+            display.SetGridSpacingMm(max(4.0 * spacing, 5.0))
+        display.SetVisibility2D(bool(visible))
+        display.SetVisibility3D(False)
+        display.SetVisibility(bool(visible))
 
     # -- export -------------------------------------------------------------------------------------
 
