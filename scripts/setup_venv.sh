@@ -12,7 +12,7 @@ want=$(cat pyproject.toml constraints/ci.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c "import drdm, torch, pytest" 2>/dev/null; then
     echo "setting up .venv (log: .venv/install.log)"
     if ! { .venv/bin/python -m pip install --upgrade pip \
-           && .venv/bin/python -m pip install -c constraints/ci.txt -e ".[test]"; } > .venv/install.log 2>&1; then
+           && .venv/bin/python -m pip install -c constraints/ci.txt -e ".[test,web]"; } > .venv/install.log 2>&1; then
         tail -n 40 .venv/install.log
         echo "setup_venv: installing the project failed (full log: .venv/install.log)" >&2
         exit 1

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 from drdm.deform import DeformationResult, deform_image
-from drdm.io import InputError
+from drdm.io import InputError, staged_directory
 from drdm.models import (
     BUNDLED_MODELS,
     DEFAULT_BUNDLED_MODEL,
@@ -26,6 +26,7 @@ from drdm.models import (
     load_model_spec,
     resolve_device,
 )
+from drdm.sample_folder import write_sample
 
 from .mrml import (
     labels_from_segmentation,
@@ -56,6 +57,28 @@ class DeformationSample:
     tableNode: slicer.vtkMRMLTableNode
     folderItemID: int
     statistics: dict = field(default_factory=dict)
+    inputVolumeNode: slicer.vtkMRMLScalarVolumeNode | None = None
+    result: DeformationResult | None = None  # the engine's outputs (files of the CLI's sample folder)
+    inputImage: sitk.Image | None = None
+    inputLabels: sitk.Image | None = None
+    inputSegmentationNode: slicer.vtkMRMLSegmentationNode | None = None
+
+
+@dataclass
+class DeformationRequest:
+    """What a computation needs, copied out of the scene by :meth:`DeformationLogic.prepare`."""
+
+    volumeNode: slicer.vtkMRMLScalarVolumeNode
+    segmentationNode: slicer.vtkMRMLSegmentationNode | None
+    segments: list[tuple[str, str, tuple[float, float, float]]] | None
+    image: sitk.Image
+    labels: sitk.Image | None
+    model: DRDMModel
+    level: int
+    seed: int
+    count: int
+    mode: str
+    speed: str
 
 
 def resolve_model(model: str | os.PathLike | DRDMModel, device: str = "auto") -> DRDMModel:
@@ -135,14 +158,24 @@ class DeformationLogic:
     # -- main entry point ---------------------------------------------------------------------------
 
     def generate(self, volumeNode, segmentationNode=None, *, model, level: int, seed: int, count: int = 1,
-                 mode: str = "reference", speed: str = "fast", progress: Callable[[int, int], None] | None = None,
+                 mode: str = "diffeomorphic", speed: str = "fast", progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, device: str = "auto") -> list[DeformationSample]:
         """Generate ``count`` deformations (seeds ``seed``, ``seed + 1``, …) of ``volumeNode``.
 
         ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
         run with :class:`drdm.sampler.GenerationCancelled` and no node is added. Bad input raises
         ``ValueError`` with a message for the user; the scene is then unchanged too.
+
+        The three phases are public for front ends that compute off the main thread (the scene is not
+        thread-safe): :meth:`prepare` and :meth:`add_samples` on the scene's thread, :meth:`compute` anywhere.
         """
+        request = self.prepare(volumeNode, segmentationNode, model=model, level=level, seed=seed, count=count,
+                               mode=mode, speed=speed, device=device)
+        return self.add_samples(request, self.compute(request, progress=progress, cancel=cancel))
+
+    def prepare(self, volumeNode, segmentationNode=None, *, model, level: int, seed: int, count: int = 1,
+                mode: str = "diffeomorphic", speed: str = "fast", device: str = "auto") -> DeformationRequest:
+        """Check the input and copy what the computation needs out of the scene (call on the scene's thread)."""
         self._check_volume(volumeNode)
         if count < 1:
             raise ValueError("the number of samples must be at least 1")
@@ -156,15 +189,23 @@ class DeformationLogic:
                 raise ValueError(f"{segmentationNode.GetName()}: the segments are empty on the input volume's grid")
             labels = sitk.GetImageFromArray(array)
             labels.CopyInformation(image)
-        results: list[tuple[int, DeformationResult]] = []
-        for k in range(count):
+        return DeformationRequest(volumeNode, segmentationNode, segments, image, labels, loaded, int(level), int(seed),
+                                  int(count), mode, speed)
+
+    @staticmethod
+    def compute(request: DeformationRequest, progress: Callable[[int, int], None] | None = None,
+                cancel: Callable[[], bool] | None = None) -> list[DeformationResult]:
+        """Run the request's deformations (touches no MRML node: safe on a worker thread)."""
+        results: list[DeformationResult] = []
+        for k in range(request.count):
             def step(done: int, total: int, k: int = k) -> None:
                 if progress is not None:
-                    progress(k * total + done, count * total)
+                    progress(k * total + done, request.count * total)
 
             try:
-                result = deform_image(loaded, image, labels, level=level, seed=seed + k, mode=mode, speed=speed,
-                                      progress=step, cancel=cancel)
+                results.append(deform_image(request.model, request.image, request.labels, level=request.level,
+                                            seed=request.seed + k, mode=request.mode, speed=request.speed,
+                                            progress=step, cancel=cancel))
             except InputError as error:
                 raise ValueError(str(error)) from None
             except MemoryError:
@@ -173,16 +214,20 @@ class DeformationLogic:
                 if not is_out_of_memory(error):
                     raise
                 raise ValueError("out of GPU memory: try a smaller volume, fewer samples or device cpu") from None
-            results.append((seed + k, result))
-        return [self._add_sample_nodes(volumeNode, segmentationNode, segments, s, level, mode, speed, r, loaded)
-                for s, r in results]
+        return results
+
+    def add_samples(self, request: DeformationRequest, results: list[DeformationResult]) -> list[DeformationSample]:
+        """Add the nodes of computed deformations to the scene (call on the scene's thread)."""
+        if not self.scene.IsNodePresent(request.volumeNode):
+            raise ValueError("the input volume was removed from the scene during the computation")
+        return [self._add_sample_nodes(request, result) for result in results]
 
     # -- node creation ------------------------------------------------------------------------------
 
-    def _add_sample_nodes(self, volumeNode, segmentationNode, segments, seed: int, level: int, mode: str, speed: str,
-                          result: DeformationResult, model: DRDMModel) -> DeformationSample:
-        scene = self.scene
-        base = f"{volumeNode.GetName()} DRDM T{level} seed{seed}"
+    def _add_sample_nodes(self, request: DeformationRequest, result: DeformationResult) -> DeformationSample:
+        scene, volumeNode = self.scene, request.volumeNode
+        seed = result.statistics["seed"]
+        base = f"{volumeNode.GetName()} DRDM T{request.level} seed{seed}"
         volume = new_volume_like(scene, volumeNode, sitk.GetArrayFromImage(result.image), f"{base} volume")
         transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"{base} transform")
         set_pull_field(transform, result.ddf, volumeNode)
@@ -190,13 +235,14 @@ class DeformationLogic:
                                    f"{base} det J")
         self._style_jacobian(jacobian)
         segmentation = None
-        if segments is not None:
-            segmentation = segmentation_from_labels(scene, sitk.GetArrayFromImage(result.labels), volumeNode, segments,
-                                                    f"{base} segmentation")
-        stats = dict(result.statistics, mode=mode, speed=speed, model=model.name)
+        if request.segments is not None:
+            segmentation = segmentation_from_labels(scene, sitk.GetArrayFromImage(result.labels), volumeNode,
+                                                    request.segments, f"{base} segmentation")
+        stats = dict(result.statistics, mode=request.mode, speed=request.speed, model=request.model.name)
         table = self._statistics_table(stats, f"{base} statistics")
         folder = self._folder(base, [volume, transform, jacobian, table] + ([segmentation] if segmentation else []))
-        sample = DeformationSample(volume, transform, segmentation, jacobian, table, folder, stats)
+        sample = DeformationSample(volume, transform, segmentation, jacobian, table, folder, stats, volumeNode, result,
+                                   request.image, request.labels, request.segmentationNode)
         self.show_sample(sample)
         return sample
 
@@ -261,12 +307,13 @@ class DeformationLogic:
                     jacobian_opacity: float = 0.5, grid: bool = False, original=None) -> None:
         """The one owner of what the slice views show for a sample (Slicer module and web app alike).
 
-        ``deformed``: the deformed volume as background (else ``original``, the input volume node);
+        ``deformed``: the deformed volume as background (else ``original``, by default the input volume);
         ``jacobian``: det J as foreground at ``jacobian_opacity``; ``grid``: the transform drawn as a deformation
         grid in the slice views.
         """
         if not self.is_alive(sample):
             raise ValueError("this result is no longer in the scene (it was deleted or the scene was closed)")
+        original = original if original is not None else sample.inputVolumeNode
         background = sample.volumeNode if deformed or original is None else original
         composites = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
         for index in range(composites.GetNumberOfItems()):
@@ -274,6 +321,10 @@ class DeformationLogic:
             composite.SetBackgroundVolumeID(background.GetID())
             composite.SetForegroundVolumeID(sample.jacobianNode.GetID() if jacobian else None)
             composite.SetForegroundOpacity(float(jacobian_opacity) if jacobian else 0.0)
+        shown = background is sample.volumeNode
+        for segmentation, visible in ((sample.segmentationNode, shown), (sample.inputSegmentationNode, not shown)):
+            if segmentation is not None and self.scene.IsNodePresent(segmentation) and segmentation.GetDisplayNode():
+                segmentation.GetDisplayNode().SetVisibility(visible)
         self.show_grid(sample, grid)
 
     def show_grid(self, sample: DeformationSample, visible: bool) -> None:
@@ -307,6 +358,22 @@ class DeformationLogic:
         if not storage.WriteData(transformNode) or not path.is_file():
             raise ValueError(f"{path}: the transform could not be written")
         return path
+
+    @staticmethod
+    def export_sample_folder(sample: DeformationSample, folder: str | os.PathLike) -> Path:
+        """Write ``sample`` as the CLI's sample folder (image, labels, transform.h5, ddf, jacobian, stats.json,
+        qa.png) at ``folder/<input>_T<level>_seed<seed>``; the folder appears only when complete."""
+        if sample.result is None or sample.inputImage is None:
+            raise ValueError("this result holds no engine outputs to export (it was not generated in this session)")
+        stats = sample.statistics
+        name = sample.inputVolumeNode.GetName() if sample.inputVolumeNode is not None else "volume"
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        final = Path(folder) / f"{stem}_T{stats['level']}_seed{stats['seed']}"
+        with staged_directory(final) as staging:
+            write_sample(staging, sample.inputImage, sample.inputLabels, sample.result,
+                         f"{name}: T'={stats['level']}, seed {stats['seed']}, {stats['mode']}/{stats['speed']}, "
+                         f"model {stats['model']}")
+        return final
 
     def export_all(self, samples: list[DeformationSample], folder: str | os.PathLike) -> list[Path]:
         """Write every sample's volume (.nrrd), det J (.nrrd), transform (.h5), segmentation (.seg.nrrd) and

@@ -121,3 +121,26 @@ def segmentation_from_labels(scene: slicer.vtkMRMLScene, labels: np.ndarray, vol
         slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
             mask, node, added, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
     return node
+
+
+def volume_from_sitk(scene: slicer.vtkMRMLScene, image: sitk.Image, name: str,
+                     node_class: str = "vtkMRMLScalarVolumeNode") -> slicer.vtkMRMLVolumeNode:
+    """A new volume node holding a 2D or 3D scalar SimpleITK image (LPS geometry converted to RAS)."""
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    array = sitk.GetArrayFromImage(image)
+    data = vtk.vtkImageData()
+    data.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    data.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True,
+                                                array_type=get_vtk_array_type(array.dtype)))
+    directions = LPS_FROM_RAS @ np.array(image.GetDirection()).reshape(3, 3)
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            matrix.SetElement(r, c, directions[r, c] * image.GetSpacing()[c])
+        matrix.SetElement(r, 3, (LPS_FROM_RAS @ np.array(image.GetOrigin()))[r])
+    node = scene.AddNewNodeByClass(node_class, name)
+    node.SetIJKToRASMatrix(matrix)
+    node.SetAndObserveImageData(data)
+    node.CreateDefaultDisplayNodes()
+    return node

@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .augment import find_inputs, parse_shard, plan_jobs, shard_jobs, write_manifest
-from .deform import INTERPOLATORS, LABEL_METHODS, DeformationResult, deform_image
+from .deform import INTERPOLATORS, LABEL_METHODS, deform_image
 from .io import (
     InputError,
     check_writable,
@@ -37,6 +37,7 @@ from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel, find_default_checkpoint, load_model_spec, resolve_device, untrained_model
 from .phantoms import cardiac_phantom
 from .qa import save_qa_figure
+from .sample_folder import write_sample
 from .sampler import MODES, SPEEDS, GenerationCancelled
 from .spatial import jacobian_determinant
 from .synthesize import synthesize_pair
@@ -74,26 +75,6 @@ def _stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def write_sample(folder: Path, image: sitk.Image, labels: sitk.Image | None, result: DeformationResult,
-                 title: str, qa: bool = True) -> None:
-    """Write one sample's files into ``folder`` (a staging folder)."""
-    write_image(result.image, folder / "image.nii.gz")
-    if result.labels is not None:
-        write_image(result.labels, folder / "labels.nii.gz")
-    write_transform(result.transform, folder / "transform.h5")
-    write_image(result.field, folder / "ddf.nii.gz")
-    write_image(result.jacobian, folder / "jacobian.nii.gz")
-    (folder / "stats.json").write_text(json.dumps(result.statistics, indent=2) + "\n", encoding="utf-8")
-    if not qa:
-        return
-    save_qa_figure(
-        folder / "qa.png", sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(result.image), result.ddf[0].numpy(),
-        sitk.GetArrayFromImage(result.jacobian), spacing_array_order(image),
-        labels=sitk.GetArrayFromImage(labels) if labels is not None else None,
-        deformed_labels=sitk.GetArrayFromImage(result.labels) if result.labels is not None else None,
-        slice_axis=result.grid.slice_axis, title=title)
 
 
 def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMModel, args: argparse.Namespace,
@@ -312,6 +293,24 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+WEB_INSTALL_HINT = "pip install 'drdm[web]'  (from a checkout: pip install -e '.[web]')"
+
+
+def run_web(args: argparse.Namespace) -> int:
+    """``drdm web``: the browser app on the Slicer core (needs the ``web`` extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("trame_slicer") is None or importlib.util.find_spec("drdm_web") is None:
+        raise InputError(f"drdm web needs the web extra (trame-slicer); install it with: {WEB_INSTALL_HINT}")
+    if args.volume:
+        read_image(args.volume, "volume")  # a clear error before the server starts
+    from drdm_web.main import serve  # a front end: imported only for this command
+
+    serve(args.volume, segmentation=args.segmentation, model=args.model, host=args.host, port=args.port,
+          export_dir=args.export_dir, device=args.device, timeout=args.timeout)
+    return 0
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="checkpoint file or model name (cmr-2d); default: the installed default model")
     parser.add_argument("--level", type=int, help="start noise level T' (default: the model's first level, 48 for cmr-2d)")
@@ -411,6 +410,17 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (identical to an uninterrupted run)")
     trn.add_argument("--quiet", action="store_true", help="no progress bar")
     trn.set_defaults(func=run_train)
+
+    web = commands.add_parser("web", help="the browser app: Slicer's views and a Generate panel, served on HOST:PORT")
+    web.add_argument("volume", nargs="?", help="volume to load at start (server-side path)")
+    web.add_argument("--segmentation", help="label map or segmentation on the volume's grid")
+    web.add_argument("--model", help="model name or file offered first (default: the registry's first usable model)")
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    web.add_argument("--port", type=int, default=8080)
+    web.add_argument("--export-dir", default="drdm-web-exports", help="where Export writes (default ./drdm-web-exports)")
+    web.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    web.add_argument("--timeout", type=int, default=0, help="stop after N s without a connected browser (0: never)")
+    web.set_defaults(func=run_web)
 
     demo = commands.add_parser("demo", help="deform the bundled phantom with the default model into ./drdm-demo/")
     _add_model_options(demo)

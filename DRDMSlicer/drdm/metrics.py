@@ -81,11 +81,13 @@ def displacement_statistics(ddf: torch.Tensor, spacing: Sequence[float] | None =
         mag_mm = _magnitudes(ddf, scale)
         fov = sum(s * n for s, n in zip(spacing, ddf.shape[2:])) / ndim
         mean_mm = mag_mm.mean(1)
+        p95_mm = _p95(mag_mm)
         out.update({
             "mean_mm": mean_mm.tolist(),
-            "p95_mm": _p95(mag_mm),
+            "p95_mm": p95_mm,
             "max_mm": mag_mm.max(1).values.tolist(),
             "mean_percent_fov": (100.0 * mean_mm / fov).tolist(),
+            "p95_percent_fov": [100.0 * value / fov for value in p95_mm],
         })
     return out
 

@@ -1,0 +1,39 @@
+"""The sample folder: the files one deformation is written as (CLI ``generate``/``augment``, web app export).
+
+``image.nii.gz`` (deformed image), ``labels.nii.gz`` (deformed labels), ``transform.h5`` (ITK displacement-field
+transform, LPS mm), ``ddf.nii.gz`` (the same field as a vector image), ``jacobian.nii.gz`` (det J),
+``stats.json`` and ``qa.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from .deform import DeformationResult
+from .io import spacing_array_order, write_image, write_transform
+from .qa import save_qa_figure
+
+SAMPLE_FILES = ("image.nii.gz", "labels.nii.gz", "transform.h5", "ddf.nii.gz", "jacobian.nii.gz", "stats.json", "qa.png")
+
+
+def write_sample(folder: Path, image: sitk.Image, labels: sitk.Image | None, result: DeformationResult,
+                 title: str, qa: bool = True) -> None:
+    """Write one sample's files into ``folder`` (a staging folder)."""
+    write_image(result.image, folder / "image.nii.gz")
+    if result.labels is not None:
+        write_image(result.labels, folder / "labels.nii.gz")
+    write_transform(result.transform, folder / "transform.h5")
+    write_image(result.field, folder / "ddf.nii.gz")
+    write_image(result.jacobian, folder / "jacobian.nii.gz")
+    (folder / "stats.json").write_text(json.dumps(result.statistics, indent=2) + "\n", encoding="utf-8")
+    if not qa:
+        return
+    save_qa_figure(
+        folder / "qa.png", sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(result.image), result.ddf[0].numpy(),
+        sitk.GetArrayFromImage(result.jacobian), spacing_array_order(image),
+        labels=sitk.GetArrayFromImage(labels) if labels is not None else None,
+        deformed_labels=sitk.GetArrayFromImage(result.labels) if result.labels is not None else None,
+        slice_axis=result.grid.slice_axis, title=title)

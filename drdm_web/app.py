@@ -1,0 +1,369 @@
+"""DRDMWebApp: the server side of ``drdm web`` (state, handlers, the Slicer core scene and its views)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import random
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from drdm.io import read_image, read_labels
+from drdm.models import DRDMModel, load_model_spec
+from drdm.sampler import MODES, SPEEDS, GenerationCancelled
+from DRDMSlicerLib.logic import DeformationLogic, DeformationSample, is_out_of_memory
+from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
+from trame.app import TrameApp
+from trame_slicer import module as trame_slicer_module
+from trame_slicer.core import LayoutManager, SlicerApp
+from trame_slicer.rca_view import register_rca_factories
+
+from .job import GenerationJob
+from .models import model_choices
+from .panel import build_page
+
+log = logging.getLogger("drdm.web")
+POLL_SECONDS = 0.1  # progress refresh while a generation runs
+SEGMENT_COLOURS = [(0.9, 0.3, 0.3), (0.3, 0.8, 0.3), (0.3, 0.5, 0.95), (0.95, 0.8, 0.2), (0.8, 0.4, 0.9), (0.3, 0.85, 0.85)]
+STAT_ROWS = (  # (label, statistics key, format)
+    ("mean |u|", "mean_mm", "{:.2f} mm"), ("mean |u| (% FOV)", "mean_percent_fov", "{:.2f} %"),
+    ("p95 |u|", "p95_mm", "{:.2f} mm"), ("p95 |u| (% FOV)", "p95_percent_fov", "{:.2f} %"),
+    ("folded voxels", "folding_fraction", "{:.3%}"), ("det J min", "det_min", "{:.3f}"),
+    ("det J max", "det_max", "{:.3f}"), ("seed", "seed", "{}"), ("level T'", "level", "{}"),
+    ("mode / speed", None, None), ("model", "model", "{}"), ("model sha256", "model_sha256", "{:.12}"),
+    ("time", "seconds", "{:.1f} s"), ("device", "device", "{}"),
+)
+
+
+@dataclass
+class WebSettings:
+    """What ``drdm web`` was started with."""
+
+    volume: str | None = None
+    segmentation: str | None = None
+    model: str | None = None
+    export_dir: Path = Path("drdm-web-exports")
+    device: str = "auto"
+
+
+class DRDMWebApp(TrameApp):
+    """The DRDM page: a side panel on :class:`DeformationLogic` beside Slicer's slice and 3D views.
+
+    Handlers run on the server's event loop (the MRML scene's thread); the computation runs on a worker thread
+    through :meth:`DeformationLogic.compute`, and nodes are added back on the loop's thread.
+    """
+
+    def __init__(self, settings: WebSettings | None = None, server=None) -> None:
+        super().__init__(server, client_type="vue3")
+        self.settings = settings or WebSettings()
+        self.server.enable_module(trame_slicer_module)
+        self.slicer_app = SlicerApp()
+        register_rca_factories(self.slicer_app.view_manager, self.server)
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
+        self.layout_manager.set_layout("Quad View")
+        self.logic = DeformationLogic(self.slicer_app.scene)
+        self.volume_node = None
+        self.segmentation_node = None
+        self.samples: list[DeformationSample] = []
+        self.job: GenerationJob | None = None
+        self._task: asyncio.Task | None = None  # the running generation (a reference keeps it alive)
+        self._models: dict[tuple[str, str], DRDMModel] = {}
+        self._upload_dir = tempfile.TemporaryDirectory(prefix="drdm-web-uploads-")
+        self._init_state()
+        self.ui = build_page(self)
+        self._bind()
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    def _init_state(self) -> None:
+        s = self.state
+        choices = model_choices(self.settings.model)
+        s.trame__title = "DRDM: generate deformations"
+        s.update(dict(
+            drdm_volume_path=self.settings.volume or "", drdm_segmentation_path=self.settings.segmentation or "",
+            drdm_loaded="", drdm_model_items=choices, drdm_model=choices[0]["value"] if choices else None,
+            drdm_level=48, drdm_level_max=80, drdm_seed=0, drdm_random_seed=True, drdm_count=1,
+            drdm_mode="diffeomorphic", drdm_mode_items=list(MODES), drdm_speed="fast", drdm_speed_items=list(SPEEDS),
+            drdm_device=self.settings.device, drdm_device_items=["auto", "cpu", "cuda"],
+            drdm_running=False, drdm_progress=0, drdm_status="ready", drdm_error="",
+            drdm_results=[], drdm_selected=None, drdm_show_deformed=True, drdm_show_jacobian=True,
+            drdm_jacobian_opacity=0.5, drdm_show_grid=False, drdm_stats=[], drdm_selected_stem="drdm",
+            drdm_upload=None, drdm_segmentation_upload=None, drdm_exported="",
+            drdm_generations=0,
+        ))
+
+    def _bind(self) -> None:
+        s = self.state
+        s.change("drdm_model")(lambda drdm_model, **_: self.on_model_changed(drdm_model))
+        s.change("drdm_selected", "drdm_show_deformed", "drdm_show_jacobian", "drdm_jacobian_opacity",
+                 "drdm_show_grid")(lambda **_: self.refresh_view())
+        s.change("drdm_upload")(lambda drdm_upload, **_: self.on_upload(drdm_upload, "volume"))
+        s.change("drdm_segmentation_upload")(lambda drdm_segmentation_upload, **_:
+                                             self.on_upload(drdm_segmentation_upload, "segmentation"))
+        self.server.controller.on_server_ready.add(self._on_ready)
+
+    def _on_ready(self, **_) -> None:
+        if self.state.drdm_model:
+            self.on_model_changed(self.state.drdm_model)
+        if self.settings.volume:
+            self.load_inputs()
+
+    def fail(self, message: str) -> None:
+        """Show an error in the status line and the alert; the scene is left as it was."""
+        log.warning("drdm web: %s", message)
+        self.state.drdm_status = f"error: {message}"
+        self.state.drdm_error = message
+
+    # -- inputs ---------------------------------------------------------------------------------------
+
+    def load_inputs(self) -> None:
+        """Load the volume (and segmentation) named by the path fields, replacing the current inputs."""
+        self.state.drdm_error = ""
+        volume_path = str(self.state.drdm_volume_path or "").strip()
+        segmentation_path = str(self.state.drdm_segmentation_path or "").strip()
+        if not volume_path:
+            self.fail("enter the server-side path of a volume (or upload one)")
+            return
+        try:
+            image = read_image(volume_path, "volume")
+            labels = read_labels(segmentation_path, image) if segmentation_path else None
+        except ValueError as error:
+            self.fail(str(error))
+            return
+        self._replace_inputs(image, labels, Path(volume_path).name)
+
+    def _replace_inputs(self, image, labels, name: str) -> None:
+        scene = self.slicer_app.scene
+        for node in (self.volume_node, self.segmentation_node):
+            if node is not None and scene.IsNodePresent(node):
+                scene.RemoveNode(node)
+        stem = name.split(".")[0] or "volume"
+        self.volume_node = volume_from_sitk(scene, image, stem)
+        self.segmentation_node = None
+        if labels is not None:
+            import SimpleITK as sitk
+
+            array = sitk.GetArrayFromImage(labels if labels.GetDimension() == 3 else sitk.JoinSeries(labels))
+            values = [int(v) for v in sorted(set(array.ravel().tolist())) if v != 0]
+            segments = [(f"label_{v}", f"label {v}", SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)]) for i, v in enumerate(values)]
+            remapped = array.copy()
+            for index, value in enumerate(values, start=1):
+                remapped[array == value] = index
+            self.segmentation_node = segmentation_from_labels(scene, remapped, self.volume_node, segments,
+                                                              f"{stem} segmentation")
+        self.slicer_app.display_manager.show_volume(self.volume_node, do_reset_views=True)
+        self.state.drdm_loaded = f"{stem}: {' × '.join(str(n) for n in image.GetSize())} voxels" + (
+            f", {len(self.segmentation_node.GetSegmentation().GetSegmentIDs())} segments" if self.segmentation_node else "")
+        self.state.drdm_status = f"loaded {stem}"
+
+    def on_upload(self, files, what: str) -> None:
+        """A file chosen in the browser: written to a server-side upload folder, then loaded like a path."""
+        if not files:
+            return
+        file = files[0] if isinstance(files, list) else files
+        name = Path(str(file.get("name", "upload"))).name
+        content = file.get("content")
+        if isinstance(content, list):
+            content = b"".join(content)
+        if not content:
+            self.fail(f"{name}: the upload is empty")
+            return
+        target = Path(self._upload_dir.name) / name
+        target.write_bytes(content)
+        if what == "volume":
+            self.state.drdm_volume_path = str(target)
+            self.state.drdm_segmentation_path = ""
+        else:
+            self.state.drdm_segmentation_path = str(target)
+        self.load_inputs()
+
+    # -- model ----------------------------------------------------------------------------------------
+
+    def model(self, name: str, device: str) -> DRDMModel:
+        """A loaded model, cached per (name, device)."""
+        key = (str(name), device)
+        if key not in self._models:
+            from drdm.models import resolve_device
+
+            self._models[key] = load_model_spec(name, resolve_device(device))
+        return self._models[key]
+
+    def on_model_changed(self, name: str) -> None:
+        """The level range follows the chosen model (0 … T); the level goes to the model's default."""
+        try:
+            model = self.model(name, "cpu")
+        except ValueError as error:
+            self.fail(str(error))
+            return
+        self.state.drdm_level_max = model.num_steps
+        self.state.drdm_level = min(model.forward_process().first_level, model.num_steps)
+        self.state.drdm_error = ""
+
+    # -- generation -----------------------------------------------------------------------------------
+
+    def generate(self) -> None:
+        """Check and copy the inputs here (the scene's thread), then compute on a worker thread.
+
+        The click returns at once: the websocket handles one message at a time, and Cancel must get through.
+        """
+        s = self.state
+        if s.drdm_running:
+            return
+        s.drdm_error = ""
+        if self.volume_node is None:
+            self.fail("load a volume first")
+            return
+        try:
+            level, count = int(s.drdm_level), int(s.drdm_count)
+            if s.drdm_random_seed:
+                s.drdm_seed = random.randrange(2**31 - 1)
+            seed = int(s.drdm_seed)
+            model = self.model(s.drdm_model, s.drdm_device)
+            request = self.logic.prepare(self.volume_node, self.segmentation_node, model=model, level=level, seed=seed,
+                                         count=count, mode=s.drdm_mode, speed=s.drdm_speed, device=s.drdm_device)
+        except (TypeError, ValueError) as error:
+            self.fail(str(error))
+            return
+        self.job = GenerationJob()
+        s.update(dict(drdm_running=True, drdm_progress=0, drdm_status="generating: starting…"))
+        self._task = asyncio.get_running_loop().create_task(self._run(request, self.job))
+
+    async def _run(self, request, job: GenerationJob) -> None:
+        """Wait for the worker with a live progress bar, then add the nodes on this thread."""
+        s = self.state
+        started = time.perf_counter()
+        future = asyncio.get_running_loop().run_in_executor(
+            None, lambda: DeformationLogic.compute(request, job.progress, job.cancelled))
+        while not future.done():
+            await asyncio.wait({future}, timeout=POLL_SECONDS)
+            with s:
+                s.drdm_progress = round(100 * job.fraction, 1)
+                s.drdm_status = "cancelling…" if job.cancelled() else f"generating: {job.describe()}"
+        with s:
+            try:
+                samples = self.logic.add_samples(request, future.result())
+            except GenerationCancelled:
+                s.drdm_status = "generation cancelled"
+            except ValueError as error:
+                self.fail(str(error))
+            except Exception as error:  # shown, never a dead server
+                log.exception("generation failed")
+                self.fail("out of memory: try a smaller volume, fewer samples or device cpu" if is_out_of_memory(error)
+                          else f"{type(error).__name__}: {error}")
+            else:
+                self.samples.extend(samples)
+                self._refresh_results()
+                s.drdm_selected = len(self.samples) - 1
+                s.drdm_generations += 1
+                self.refresh_view()
+                s.drdm_status = f"{len(samples)} deformation(s) in {time.perf_counter() - started:.1f} s: done"
+            finally:
+                s.drdm_running = False
+                s.drdm_progress = 0
+                self.job = None
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.state.drdm_status = "cancelling…"
+
+    # -- results and views ----------------------------------------------------------------------------
+
+    def _refresh_results(self) -> None:
+        alive = [s for s in self.samples if self.logic.is_alive(s)]
+        if len(alive) != len(self.samples):
+            self.samples = alive
+        self.state.drdm_results = [
+            dict(value=i, title=f"T'={s.statistics['level']} seed {s.statistics['seed']}",
+                 subtitle=f"{s.statistics['model']}, {s.statistics['mean_mm']:.1f} mm mean, "
+                          f"{100 * s.statistics['folding_fraction']:.2f} % folded")
+            for i, s in enumerate(self.samples)]
+
+    def selected_sample(self) -> DeformationSample | None:
+        index = self.state.drdm_selected
+        if index is None or not 0 <= int(index) < len(self.samples):
+            return None
+        sample = self.samples[int(index)]
+        return sample if self.logic.is_alive(sample) else None
+
+    def refresh_view(self) -> None:
+        """Apply the panel's view toggles to the selected result (through the logic, the view state's owner)."""
+        sample = self.selected_sample()
+        if sample is None:
+            self.state.drdm_stats = []
+            return
+        s = self.state
+        self.logic.show_sample(sample, deformed=bool(s.drdm_show_deformed), original=self.volume_node,
+                               jacobian=bool(s.drdm_show_jacobian), jacobian_opacity=float(s.drdm_jacobian_opacity),
+                               grid=bool(s.drdm_show_grid))
+        for view in self.slicer_app.view_manager.get_slice_views():
+            view.schedule_render()
+        stats = sample.statistics
+        rows = []
+        for label, key, fmt in STAT_ROWS:
+            if key is None:
+                value = f"{stats.get('mode')} / {stats.get('speed')}"
+            else:
+                value = "—" if stats.get(key) is None else fmt.format(stats[key])
+            rows.append(dict(name=label, value=value))
+        s.drdm_stats = rows
+        s.drdm_selected_stem = sample.volumeNode.GetName().removesuffix(" volume").replace(" ", "_")
+
+    # -- export ---------------------------------------------------------------------------------------
+
+    def _export_folder(self) -> Path:
+        folder = Path(self.settings.export_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def export_transform(self) -> Path | None:
+        """Write the selected result's transform as ITK ``.h5`` into the export folder."""
+        sample = self.selected_sample()
+        if sample is None:
+            self.fail("select a result first")
+            return None
+        try:
+            path = self.logic.export_transform(sample.transformNode,
+                                               self._export_folder() / f"{self.state.drdm_selected_stem}_transform.h5")
+        except (OSError, ValueError) as error:
+            self.fail(f"export failed: {error}")
+            return None
+        self.state.drdm_exported = str(path)
+        self.state.drdm_status = f"exported {path}: done"
+        return path
+
+    def export_all(self) -> Path | None:
+        """Write the selected result as the CLI's sample folder into the export folder."""
+        sample = self.selected_sample()
+        if sample is None:
+            self.fail("select a result first")
+            return None
+        try:
+            folder = self.logic.export_sample_folder(sample, self._export_folder())
+        except (OSError, ValueError) as error:
+            self.fail(f"export failed: {error}")
+            return None
+        self.state.drdm_exported = str(folder)
+        self.state.drdm_status = f"exported {folder}: done"
+        return folder
+
+    def download_transform(self):
+        """Export, then hand the file to the browser as a download."""
+        path = self.export_transform()
+        return self.server.protocol.addAttachment(path.read_bytes()) if path else None
+
+    def download_all(self):
+        """Export the sample folder, then hand it to the browser as a zip."""
+        folder = self.export_all()
+        if folder is None:
+            return None
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(folder.iterdir()):
+                archive.write(file, f"{folder.name}/{file.name}")
+        return self.server.protocol.addAttachment(buffer.getvalue())

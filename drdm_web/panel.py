@@ -1,0 +1,131 @@
+"""The page of ``drdm web``: a side panel (stable HTML ids, a public contract) beside Slicer's views.
+
+Ids: drdm-volume-path, drdm-load, drdm-segmentation-path, drdm-model, drdm-level, drdm-seed, drdm-random-seed,
+drdm-count, drdm-mode, drdm-speed, drdm-device, drdm-generate, drdm-cancel, drdm-progress, drdm-status,
+drdm-results, drdm-jacobian-toggle, drdm-grid-toggle, drdm-stats, drdm-export-transform, drdm-export-all; also
+drdm-volume-upload, drdm-segmentation-upload, drdm-original-toggle, drdm-jacobian-opacity, drdm-legend,
+drdm-alert.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trame.ui.vuetify3 import SinglePageWithDrawerLayout
+from trame.widgets import html
+from trame.widgets import vuetify3 as v
+
+if TYPE_CHECKING:
+    from .app import DRDMWebApp
+
+LEGEND_CSS = ("background: linear-gradient(to right, rgb(26,77,255), rgb(255,255,255) 50%, rgb(255,51,26));"
+              "height: 12px; border-radius: 2px;")
+FIELD = dict(density="compact", hide_details="auto", variant="outlined", classes="mb-2")
+
+
+def _download(app: DRDMWebApp, handler, suffix: str) -> str:
+    """Client-side click code: run ``handler`` on the server, then save what it returns as a browser download."""
+    trigger = app.server.controller.trigger_name(handler)
+    return (f"trigger('{trigger}').then((content) => content && utils.download("
+            f"drdm_selected_stem + '{suffix}', content, 'application/octet-stream'))")
+
+
+def _inputs(app: DRDMWebApp) -> None:
+    html.Div("Input", classes="text-subtitle-2 mb-1")
+    v.VTextField(id="drdm-volume-path", label="Volume (path on the server)", v_model=("drdm_volume_path",), **FIELD)
+    v.VTextField(id="drdm-segmentation-path", label="Segmentation / label map (optional)",
+                 v_model=("drdm_segmentation_path",), **FIELD)
+    with html.Div(classes="d-flex align-center mb-2"):
+        v.VBtn("Load", id="drdm-load", click=app.load_inputs, color="primary", variant="tonal", size="small",
+               disabled=("drdm_running",))
+        html.Div("{{ drdm_loaded }}", classes="text-caption ml-2")
+    v.VFileInput(id="drdm-volume-upload", label="…or upload a volume", v_model=("drdm_upload",), **FIELD,
+                 prepend_icon="mdi-upload", disabled=("drdm_running",))
+    v.VFileInput(id="drdm-segmentation-upload", label="…and its label map", v_model=("drdm_segmentation_upload",),
+                 **FIELD, prepend_icon="mdi-upload", disabled=("drdm_running || !drdm_loaded",))
+
+
+def _settings(app: DRDMWebApp) -> None:
+    html.Div("Deformation", classes="text-subtitle-2 mb-1")
+    v.VSelect(id="drdm-model", label="Model", v_model=("drdm_model",), items=("drdm_model_items",),
+              item_title="title", item_value="value", **FIELD)
+    v.VTextField(id="drdm-level", label="Start level T' (magnitude)", v_model_number=("drdm_level",), type="number",
+                 raw_attrs=['min="0"', ':max="drdm_level_max"'], hint=("`0 … ${drdm_level_max}`",), persistent_hint=True, **FIELD)
+    with html.Div(classes="d-flex align-center"):
+        v.VTextField(id="drdm-seed", label="Seed", v_model_number=("drdm_seed",), type="number",
+                     disabled=("drdm_random_seed",), **FIELD)
+        v.VCheckbox(id="drdm-random-seed", label="random", v_model=("drdm_random_seed",), density="compact",
+                    hide_details=True, classes="ml-2")
+    v.VTextField(id="drdm-count", label="Number of samples", v_model_number=("drdm_count",), type="number",
+                 raw_attrs=['min="1"'], **FIELD)
+    with html.Div(classes="d-flex"):
+        v.VSelect(id="drdm-mode", label="Mode", v_model=("drdm_mode",), items=("drdm_mode_items",), **FIELD,
+                  style="flex: 1 1 0; min-width: 0;")
+        v.VSelect(id="drdm-speed", label="Speed", v_model=("drdm_speed",), items=("drdm_speed_items",), **FIELD,
+                  style="flex: 1 1 0; min-width: 0;")
+        v.VSelect(id="drdm-device", label="Device", v_model=("drdm_device",), items=("drdm_device_items",), **FIELD,
+                  style="flex: 1 1 0; min-width: 0;")
+    with html.Div(classes="d-flex mb-2"):
+        v.VBtn("Generate", id="drdm-generate", click=app.generate, color="primary", disabled=("drdm_running",),
+               prepend_icon="mdi-creation", classes="mr-2")
+        v.VBtn("Cancel", id="drdm-cancel", click=app.cancel, disabled=("!drdm_running",), variant="outlined")
+    v.VProgressLinear(id="drdm-progress", model_value=("drdm_progress",), height=8, color="primary", classes="mb-1")
+    html.Div("{{ drdm_status }}", id="drdm-status", classes="text-caption mb-2", style="word-break: break-word;")
+    v.VAlert(id="drdm-alert", v_if=("drdm_error",), text=("drdm_error",), type="error", density="compact",
+             closable=True, click_close="drdm_error = ''", classes="mb-2")
+
+
+def _results(app: DRDMWebApp) -> None:
+    html.Div("Results", classes="text-subtitle-2 mb-1")
+    with v.VList(id="drdm-results", density="compact", classes="mb-2", border=True, max_height=180,
+                 style="overflow-y: auto;"):
+        with v.VListItem(v_for="item in drdm_results", key="item.value", value=("item.value",),
+                         active=("drdm_selected === item.value",), click="drdm_selected = item.value",
+                         classes="drdm-result"):
+            v.VListItemTitle("{{ item.title }}")
+            v.VListItemSubtitle("{{ item.subtitle }}")
+        v.VListItem(v_if=("drdm_results.length === 0",), title="no result yet", disabled=True)
+    with html.Div(v_if=("drdm_selected !== null",)):
+        v.VSwitch(id="drdm-original-toggle", label="show deformed (off: original)", v_model=("drdm_show_deformed",),
+                  density="compact", hide_details=True, color="primary")
+        v.VSwitch(id="drdm-jacobian-toggle", label="det J overlay", v_model=("drdm_show_jacobian",), density="compact",
+                  hide_details=True, color="primary")
+        v.VSlider(id="drdm-jacobian-opacity", label="opacity", v_model=("drdm_jacobian_opacity",), min=0, max=1,
+                  step=0.05, density="compact", hide_details=True, disabled=("!drdm_show_jacobian",))
+        with html.Div(id="drdm-legend", classes="mb-2"):
+            html.Div(style=LEGEND_CSS)
+            with html.Div(classes="d-flex text-caption", style="justify-content: space-between;"):
+                html.Span("0")
+                html.Span("det J = 1")
+                html.Span("2")
+            html.Div("blue < 1: anatomy enlarged · red > 1: shrunk · magenta: folded (det J ≤ 0)",
+                     classes="text-caption")
+        v.VSwitch(id="drdm-grid-toggle", label="deformation grid", v_model=("drdm_show_grid",), density="compact",
+                  hide_details=True, color="primary")
+        with v.VTable(id="drdm-stats", density="compact", classes="mb-2"), html.Tbody():
+            with html.Tr(v_for="row in drdm_stats", key="row.name"):
+                html.Td("{{ row.name }}", classes="text-caption")
+                html.Td("{{ row.value }}", classes="text-caption")
+        with html.Div(classes="d-flex"):
+            v.VBtn("Export transform", id="drdm-export-transform", click=_download(app, app.download_transform,
+                                                                                   "_transform.h5"),
+                   size="small", variant="tonal", classes="mr-2", disabled=("drdm_running",))
+            v.VBtn("Export all", id="drdm-export-all", click=_download(app, app.download_all, ".zip"), size="small",
+                   variant="tonal", disabled=("drdm_running",))
+        html.Div("{{ drdm_exported }}", classes="text-caption mt-1", style="word-break: break-all;")
+
+
+def build_page(app: DRDMWebApp) -> SinglePageWithDrawerLayout:
+    """The whole page; returns the layout (its ``server`` serves it)."""
+    with SinglePageWithDrawerLayout(app.server, theme="dark") as layout:
+        layout.title.set_text("DRDM: generate deformations")
+        layout.drawer.width = 380
+        with layout.drawer, html.Div(classes="pa-3"):
+            _inputs(app)
+            v.VDivider(classes="my-2")
+            _settings(app)
+            v.VDivider(classes="my-2")
+            _results(app)
+        with layout.content, v.VContainer(fluid=True, classes="fill-height pa-0"):
+            app.layout_manager.initialize_layout_grid(layout)
+    return layout
