@@ -1,29 +1,55 @@
 """DRDMSlicer: Generate deformations — the 3D Slicer module (wiring only; the work is in DRDMSlicerLib and drdm)."""
 
-from __future__ import annotations
-
 import logging
 import os
 import random
+import sys
 import time
-from typing import Annotated
 
 import qt
 import slicer
-import vtk
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
-from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
+
+# The oldest Slicer this module supports. 5.10 is the first release on Python 3.12 (5.0-5.8 ship Python 3.9.10,
+# Slicer/Slicer:SuperBuild/External_python.cmake), and the engine needs Python >= 3.10 (pyproject.toml). Every Slicer
+# API used below was read at tag v5.10.0; Testing/test_module_static.py checks the GUI bindings against that tag's
+# parameterNodeWrapper/guiConnectors.py. Checked before anything newer than Slicer 5.0 is imported, so an older
+# Slicer shows this message instead of a traceback (this file keeps to Python 3.9 syntax for that reason).
+MINIMUM_SLICER_VERSION = (5, 10)
+
+
+def _too_old_message():
+    """A message for the user when this Slicer is older than MINIMUM_SLICER_VERSION, else None."""
+    if (slicer.app.majorVersion, slicer.app.minorVersion) >= MINIMUM_SLICER_VERSION:
+        return None
+    major, minor = MINIMUM_SLICER_VERSION
+    return (f"The DRDM module (Generate Deformations) needs 3D Slicer {major}.{minor} or newer; this is Slicer "
+            f"{slicer.app.applicationVersion}. Install the current Slicer from https://download.slicer.org, then the "
+            "DRDMSlicer extension from its Extensions Manager.")
+
+
+_TOO_OLD = _too_old_message()
+if _TOO_OLD is not None:
+    logging.error(_TOO_OLD)
+    if not slicer.app.commandOptions().testingEnabled:
+        qt.QTimer.singleShot(0, lambda: slicer.util.errorDisplay(_TOO_OLD, windowTitle="DRDM"))  # once the GUI is up
+    raise ImportError(_TOO_OLD)  # the module is not registered: its widget would fail on this Slicer
+
+from typing import Annotated  # noqa: E402  (after the version check, on purpose)
+
+import vtk  # noqa: E402
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
+from slicer.i18n import tr as _  # noqa: E402
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: E402
+from slicer.ScriptedLoadableModule import (  # noqa: E402
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
+from slicer.util import VTKObservationMixin  # noqa: E402
 
-TORCH_REQUIREMENT = ">=2.1"
 MODEL_CHOICES = ["cmr-2d", "drdm-demo-2d", "drdm-demo-3d"]  # registry names; the demo models are bundled
+DEFAULT_MODEL = MODEL_CHOICES[0]  # preselected without asking the engine (opening the module stays cheap)
 IMPORT_MODEL_ITEM = "Import file…"
 
 
@@ -54,45 +80,61 @@ class DRDMSlicer(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class DRDMSlicerParameterNode:
-    """The module's parameters, kept in the scene."""
+    """The module's parameters, kept in the scene (each is bound to the .ui widget whose SlicerParameterName matches)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     inputSegmentation: vtkMRMLSegmentationNode
-    level: Annotated[int, WithinRange(0, 80)] = 56
+    level: Annotated[int, WithinRange(0, 80)] = 56  # an int on a ctkSliderWidget: connector new in Slicer 5.10
     count: Annotated[int, WithinRange(1, 100)] = 1
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     randomSeed: bool = True
     mode: Annotated[str, Choice(["diffeomorphic", "reference"])] = "diffeomorphic"
     speed: Annotated[str, Choice(["fast", "faithful"])] = "fast"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    showDeformed: bool = True
     showJacobian: bool = True
+    jacobianOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    showGrid: bool = False
 
 
 def ensure_requirements() -> None:
-    """PyTorch through the PyTorch extension, after one confirmation; the engine ships with this module."""
+    """PyTorch in the required version range through the PyTorch extension (after one confirmation), and
+    safetensors; the engine itself ships with this module. Raises RuntimeError with a message for the user."""
+    from DRDMSlicerLib.requirements import (
+        SAFETENSORS_REQUIREMENT,
+        TORCH_REQUIREMENT,
+        unmet_requirement,
+        version_specifier,
+    )
+
     try:
         import PyTorchUtils
     except ModuleNotFoundError:
         raise RuntimeError(_("This module needs the PyTorch extension. Install 'PyTorch' from the Extensions "
                              "Manager, restart Slicer, then try again.")) from None
-    torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-    if not torch_logic.torchInstalled():
+    problem = unmet_requirement(TORCH_REQUIREMENT)
+    if problem is not None:
+        if "torch" in sys.modules:  # an unsuitable torch is already loaded: it cannot be replaced in this session
+            raise RuntimeError(_("DRDM cannot use the PyTorch loaded in this session ({problem}). Update PyTorch in "
+                                 "the PyTorch Utils module, restart Slicer, then try again.").format(problem=problem))
         if not slicer.util.confirmOkCancelDisplay(
-                _("DRDM needs PyTorch ({requirement}), installed now by the PyTorch extension (a CUDA build when an "
-                  "NVIDIA GPU is present; this can take several minutes).").format(requirement=TORCH_REQUIREMENT),
+                _("DRDM needs PyTorch ({problem}). Install it now with the PyTorch extension (a CUDA build when an "
+                  "NVIDIA GPU is present; this can take several minutes)?").format(problem=problem),
                 windowTitle=_("Install PyTorch")):
-            raise RuntimeError(_("PyTorch is required; nothing was installed."))
-        torch = torch_logic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)
-        if torch is None:
-            raise RuntimeError(_("PyTorch could not be installed; see the Python console for details."))
-    try:
-        import safetensors  # noqa: F401  (the project's model format)
-    except ModuleNotFoundError:
-        slicer.util.pip_install("safetensors>=0.4")
+            raise RuntimeError(_("PyTorch is required ({problem}); nothing was installed.").format(problem=problem))
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+            askConfirmation=False, torchVersionRequirement=version_specifier(TORCH_REQUIREMENT))
+        problem = unmet_requirement(TORCH_REQUIREMENT)
+        if torch is None or problem is not None:
+            raise RuntimeError(_("PyTorch could not be installed ({problem}); see the Python console for "
+                                 "details.").format(problem=problem or _("the installer returned nothing")))
+    if unmet_requirement(SAFETENSORS_REQUIREMENT) is not None:
+        slicer.util.pip_install(SAFETENSORS_REQUIREMENT)
 
 
 class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Wires the .ui to the logic; no computation here."""
+    """Wires the .ui to the logic; no computation here. What the views show is decided by
+    ``DeformationLogic.show_sample`` (the same call as the web app's)."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -102,8 +144,10 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._cancelRequested = False
         self._running = False
-        self._samples = []
-        self._importedModels = {}
+        self._samples = []  # DeformationSample of the last run; emptied when the scene closes
+        self._sourceVolume = None  # the input volume of those samples ("original" in the views)
+        self._importedModels = {}  # combo label -> DRDMModel loaded from a file
+        self._modelChoice = DEFAULT_MODEL  # the last model item chosen (restored when an import fails)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -113,32 +157,38 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DRDMSlicerLogic()
         self.ui.modelComboBox.addItems(MODEL_CHOICES + [IMPORT_MODEL_ITEM])
-        self.ui.modelComboBox.setCurrentText(self.logic.defaultModel())
+        self.ui.modelComboBox.setCurrentText(DEFAULT_MODEL)
         self.ui.modelComboBox.currentTextChanged.connect(self.onModelChosen)
         self.ui.generateButton.clicked.connect(self.onGenerate)
         self.ui.cancelButton.clicked.connect(self.onCancel)
         self.ui.exportTransformButton.clicked.connect(self.onExportTransform)
         self.ui.exportAllButton.clicked.connect(self.onExportAll)
-        self.ui.showJacobianCheckBox.toggled.connect(self.onShowJacobian)
+        self.ui.resultComboBox.currentIndexChanged.connect(self.updateView)
+        self.ui.showDeformedCheckBox.toggled.connect(self.updateView)
+        self.ui.showJacobianCheckBox.toggled.connect(self.updateView)
+        self.ui.jacobianOpacitySlider.valueChanged.connect(self.updateView)
+        self.ui.showGridCheckBox.toggled.connect(self.updateView)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
         self.updateButtons()
 
     def cleanup(self) -> None:
-        self.removeObservers()
         self._cancelRequested = True
+        self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+        # Like the template: the GUI is disconnected and the ModifiedEvent observer removed; enter() reconnects.
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelRequested = True
+        self._samples = []  # their nodes are being removed: nothing may act on them any more
+        self._sourceVolume = None
+        self.updateResultList()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -155,12 +205,13 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-            self.updateButtons()
+        self.updateButtons()
 
     def updateButtons(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.inputVolume)
@@ -169,30 +220,49 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportTransformButton.enabled = bool(self._samples) and not self._running
         self.ui.exportAllButton.enabled = bool(self._samples) and not self._running
         self.ui.seedSpinBox.enabled = bool(self._parameterNode) and not self._parameterNode.randomSeed
+        self.ui.jacobianOpacitySlider.enabled = self.ui.showJacobianCheckBox.checked
+
+    # -- model choice ----------------------------------------------------------------------------------
 
     def onModelChosen(self, text: str) -> None:
         if text != IMPORT_MODEL_ITEM:
+            self._modelChoice = text
             return
         path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import a DRDM model"), "",
                                               _("DRDM models (*.safetensors *.json *.pth)"))
-        if not path:
-            self.ui.modelComboBox.setCurrentIndex(0)
+        model = self.importModel(path) if path else None
+        if model is None:  # cancelled or failed: back on the model chosen before, never left on "Import file…"
+            self.ui.modelComboBox.setCurrentText(self._modelChoice)
             return
-        with slicer.util.tryWithErrorDisplay(_("This file is not a DRDM model."), waitCursor=True):
-            model = self.logic.loadModel(path)
-            label = f"{model.name} ({os.path.basename(path)})"
-            self._importedModels[label] = model
+        label = f"{model.name} ({os.path.basename(path)})"
+        self._importedModels[label] = model
+        if self.ui.modelComboBox.findText(label) < 0:
             self.ui.modelComboBox.insertItem(0, label)
-            self.ui.modelComboBox.setCurrentIndex(0)
+        self.ui.modelComboBox.setCurrentText(label)
+
+    def importModel(self, path: str):
+        """The model in ``path``, or None once the reason is shown (PyTorch first: without it nothing loads)."""
+        try:
+            with slicer.util.tryWithErrorDisplay(_("The model could not be imported.")):
+                ensure_requirements()
+            with slicer.util.tryWithErrorDisplay(_("The model could not be imported."), waitCursor=True):
+                return self.logic.loadModel(path)
+        except Exception:  # tryWithErrorDisplay has shown it (and re-raises)
+            return None
 
     def currentModel(self):
         text = self.ui.modelComboBox.currentText
         return self._importedModels.get(text, text)
 
+    # -- generation ------------------------------------------------------------------------------------
+
     def onGenerate(self) -> None:
         params = self._parameterNode
+        if not params or not params.inputVolume:
+            return
         if params.randomSeed:
             params.seed = random.randrange(2**31 - 1)
+        inputVolume = params.inputVolume
         self._cancelRequested = False
         self._running = True
         self.updateButtons()
@@ -205,7 +275,7 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             remaining = elapsed / max(step, 1) * (total - step)
             self.ui.statusLabel.text = _("Step {step}/{total}, about {seconds:.0f} s left").format(
                 step=step, total=total, seconds=remaining)
-            slicer.app.processEvents()  # keeps the UI responsive and lets Cancel through
+            slicer.app.processEvents()  # keeps the UI responsive and lets Cancel (and a scene close) through
 
         try:
             ensure_requirements()
@@ -214,19 +284,22 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             model = self.currentModel()
             if isinstance(model, str):
                 self.logic.ensureModel(model, progress=self.downloadProgress)
-
             try:
-                self._samples = self.logic.generate(
-                    params.inputVolume, params.inputSegmentation, model=model, level=params.level,
-                    seed=params.seed, count=params.count, mode=params.mode, speed=params.speed, device=params.device,
+                samples = self.logic.generate(
+                    inputVolume, params.inputSegmentation, model=model, level=params.level, seed=params.seed,
+                    count=params.count, mode=params.mode, speed=params.speed, device=params.device,
                     progress=progress, cancel=lambda: self._cancelRequested)
             except GenerationCancelled:
                 self.ui.statusLabel.text = _("Cancelled; no output was added.")
                 return
+            self._samples = samples
+            self._sourceVolume = inputVolume
+            self.updateResultList()
             self.ui.statusLabel.text = _("{count} deformation(s) in {seconds:.1f} s").format(
-                count=len(self._samples), seconds=time.monotonic() - started)
-            self.onShowJacobian(params.showJacobian)
-        except Exception as error:  # shown to the user; the scene is unchanged (the logic adds nodes only at the end)
+                count=len(samples), seconds=time.monotonic() - started)
+            self.updateView()
+        except Exception as error:  # shown to the user, never a traceback; the logic adds nodes only at the end
+            # (bad input, a wrong model, CUDA out of memory: the logic words them as ValueError)
             logging.exception("DRDM generation failed")
             slicer.util.errorDisplay(_("Generating deformations failed: {error}").format(error=error))
             self.ui.statusLabel.text = ""
@@ -245,34 +318,82 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cancelRequested = True
         self.ui.statusLabel.text = _("Cancelling…")
 
-    def onShowJacobian(self, show: bool) -> None:
-        if not self._samples:
+    # -- results ---------------------------------------------------------------------------------------
+
+    def liveSamples(self) -> list:
+        """The samples whose nodes are all still in the scene (a deleted result is dropped from the list)."""
+        if self._samples:
+            alive = [sample for sample in self._samples if self.logic.deformation.is_alive(sample)]
+            if len(alive) != len(self._samples):
+                self._samples = alive
+                self.updateResultList()
+                self.updateButtons()
+        return self._samples
+
+    def updateResultList(self) -> None:
+        combo = self.ui.resultComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for sample in self._samples:
+            combo.addItem(sample.volumeNode.GetName())
+        combo.setCurrentIndex(len(self._samples) - 1)
+        combo.blockSignals(wasBlocked)
+
+    def selectedSample(self):
+        samples = self.liveSamples()
+        if not samples:
+            return None
+        index = self.ui.resultComboBox.currentIndex
+        return samples[index] if 0 <= index < len(samples) else samples[-1]
+
+    def updateView(self, *unused) -> None:
+        """Show the selected result as the output controls say (widget values: they are current even before the
+        parameter node has been told)."""
+        self.updateButtons()
+        sample = self.selectedSample()
+        if sample is None:
             return
-        sample = self._samples[-1]
-        self.logic.showResult(sample, showJacobian=bool(show))
+        original = self._sourceVolume
+        if original is not None and not slicer.mrmlScene.IsNodePresent(original):
+            original = None
+        if original is None and not self.ui.showDeformedCheckBox.checked:
+            self.ui.statusLabel.text = _("The original volume is no longer in the scene; showing the deformed one.")
+        try:
+            self.logic.deformation.show_sample(
+                sample, deformed=self.ui.showDeformedCheckBox.checked, jacobian=self.ui.showJacobianCheckBox.checked,
+                jacobian_opacity=self.ui.jacobianOpacitySlider.value, grid=self.ui.showGridCheckBox.checked,
+                original=original)
+        except Exception as error:  # a message box, never a traceback
+            logging.exception("DRDM: showing a result failed")
+            slicer.util.errorDisplay(_("The result could not be shown: {error}").format(error=error))
 
     def onExportTransform(self) -> None:
-        if not self._samples:
+        sample = self.selectedSample()
+        if sample is None:
+            slicer.util.errorDisplay(_("There is no result to export (it was deleted or the scene was closed)."))
             return
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export transform"), "transform.h5",
                                               _("ITK transform (*.h5 *.tfm);;Displacement field (*.nii.gz)"))
         if path:
             with slicer.util.tryWithErrorDisplay(_("Exporting the transform failed."), waitCursor=True):
-                self.logic.export_transform(self._samples[-1].transformNode, path)
+                self.logic.export_transform(sample.transformNode, path)
+                self.ui.statusLabel.text = _("Transform written to {path}").format(path=path)
 
     def onExportAll(self) -> None:
-        if not self._samples:
+        samples = self.liveSamples()
+        if not samples:
+            slicer.util.errorDisplay(_("There is no result to export (it was deleted or the scene was closed)."))
             return
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Export all outputs to a folder"))
         if folder:
             with slicer.util.tryWithErrorDisplay(_("Exporting failed."), waitCursor=True):
-                written = self.logic.export_all(self._samples, folder)
+                written = self.logic.export_all(samples, folder)
                 self.ui.statusLabel.text = _("{count} files written to {folder}").format(count=len(written), folder=folder)
 
 
 class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
     """Thin Slicer-side logic: the parameter node plus :class:`DRDMSlicerLib.logic.DeformationLogic` (created on
-    first use, after PyTorch is available)."""
+    first use, after PyTorch is available). View state belongs to ``DeformationLogic.show_sample``."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -295,29 +416,17 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
         return self.deformation.ensure_model(name, progress)
 
     def loadModel(self, path: str):
-        """A model from a file: an authors' ``.pth`` checkpoint or a ``.safetensors``/``.json`` model."""
+        """A model from a file (on the CPU; generation moves it to the chosen device): an authors' ``.pth``
+        checkpoint or a ``.safetensors``/``.json`` model."""
         from drdm.models import load_model_spec
 
         return load_model_spec(path)
-
-    def defaultModel(self) -> str:
-        """``cmr-2d`` when it is installed, else the bundled ``drdm-demo-2d`` (also before PyTorch is installed)."""
-        try:
-            from DRDMSlicerLib.logic import default_model_choice
-        except ImportError:  # PyTorch is installed on first use
-            return "drdm-demo-2d"
-        return default_model_choice()
 
     def generate(self, volumeNode, segmentationNode=None, *, model, level, seed, count=1, mode="diffeomorphic",
                  speed="fast", device="auto", progress=None, cancel=None):
         return self.deformation.generate(volumeNode, segmentationNode, model=model, level=level, seed=seed,
                                          count=count, mode=mode, speed=speed, device=device, progress=progress,
                                          cancel=cancel)
-
-    def showResult(self, sample, showJacobian: bool = True) -> None:
-        slicer.util.setSliceViewerLayers(background=sample.volumeNode,
-                                         foreground=sample.jacobianNode if showJacobian else None,
-                                         foregroundOpacity=0.5 if showJacobian else 0.0)
 
     def export_transform(self, transformNode, path):
         return self.deformation.export_transform(transformNode, path)

@@ -1,0 +1,338 @@
+"""DRDMSlicer.py's widget wiring, executed against the stand-ins of Testing/slicer_qt_fakes.py (3D Slicer itself
+cannot run here). Each test is one of the defects found by reading the module against Slicer's sources."""
+
+from __future__ import annotations
+
+import builtins
+import sys
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import slicer_qt_fakes as fakes
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "DRDMSlicer"))
+import DRDMSlicerLib.requirements as requirements  # noqa: E402  (torch-free, Qt-free)
+
+
+@pytest.fixture
+def recorder() -> fakes.Recorder:
+    return fakes.Recorder()
+
+
+def install_fakes(monkeypatch, recorder, version=(5, 10), newer_modules=True):
+    before = set(sys.modules)
+    for name, module in fakes.make_modules(version, recorder, newer_modules).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return before
+
+
+@pytest.fixture
+def module(monkeypatch, recorder):
+    before = install_fakes(monkeypatch, recorder)
+    module = fakes.load_module()
+    yield module
+    for name in set(sys.modules) - before:  # nothing imported against the fake slicer may outlive the test
+        if name.startswith(("DRDMSlicer_under_fakes", "DRDMSlicerLib.logic", "DRDMSlicerLib.mrml")):
+            del sys.modules[name]
+
+
+class FakeDeformation:
+    """Stands in for DRDMSlicerLib.logic.DeformationLogic (Testing/test_module_static.py checks the real one has
+    the methods and keywords the widget uses)."""
+
+    def __init__(self) -> None:
+        self.alive: list = []
+        self.shown: list = []
+
+    def is_alive(self, sample) -> bool:
+        return any(sample is s for s in self.alive)
+
+    def show_sample(self, sample, **kwargs) -> None:
+        self.shown.append((sample, kwargs))
+
+
+class FakeLogic:
+    def __init__(self) -> None:
+        self.deformation = FakeDeformation()
+        self.calls: list = []
+        self.load_error: Exception | None = None
+        self.generate_error: Exception | None = None
+        self.samples: list = []
+
+    def getParameterNode(self):
+        return self.parameterNode
+
+    def loadModel(self, path):
+        self.calls.append(("loadModel", path))
+        if self.load_error is not None:
+            raise self.load_error
+        return SimpleNamespace(name="my-model")
+
+    def ensureModel(self, name, progress=None):
+        self.calls.append(("ensureModel", name))
+
+    def generate(self, volume, segmentation=None, **kwargs):
+        self.calls.append(("generate", volume, kwargs))
+        if self.generate_error is not None:
+            raise self.generate_error
+        return self.samples
+
+    def export_transform(self, transformNode, path):
+        self.calls.append(("export_transform", transformNode, path))
+
+    def export_all(self, samples, folder):
+        self.calls.append(("export_all", list(samples), folder))
+        return []
+
+
+def make_sample(name: str):
+    return SimpleNamespace(volumeNode=fakes.FakeNode(f"{name} volume"), transformNode=fakes.FakeNode(f"{name} transform"))
+
+
+@pytest.fixture
+def widget(module):
+    widget = module.DRDMSlicerWidget()
+    widget.setup()
+    logic = FakeLogic()
+    logic.parameterNode = widget._parameterNode
+    widget.logic = logic
+    return widget
+
+
+def with_results(widget, count=2):
+    samples = [make_sample(f"r{k}") for k in range(count)]
+    widget.logic.deformation.alive = list(samples)
+    widget._samples = list(samples)
+    widget._sourceVolume = fakes.FakeNode("input")
+    widget.updateResultList()
+    widget.updateButtons()
+    return samples
+
+
+# -- the minimum Slicer version -------------------------------------------------------------------------------------
+
+def test_older_slicer_gets_a_message_not_a_traceback(monkeypatch, recorder):
+    """On Slicer 5.8 the module refuses to load with the reason, before importing anything newer than Slicer 5.0
+    (the fake 5.8 has no slicer.i18n: reaching that import would fail with a different message)."""
+    install_fakes(monkeypatch, recorder, version=(5, 8), newer_modules=False)
+    with pytest.raises(ImportError, match=r"needs 3D Slicer 5\.10 or newer; this is Slicer 5\.8\.1"):
+        fakes.load_module()
+    assert len(recorder.timers) == 1  # the message box is shown once the application is up
+    recorder.timers[0]()
+    assert recorder.errors and "5.10" in recorder.errors[0] and "download.slicer.org" in recorder.errors[0]
+
+
+def test_minimum_slicer_loads_the_module(module, recorder):
+    assert module.MINIMUM_SLICER_VERSION == (5, 10)
+    assert {"DRDMSlicerWidget", "DRDMSlicerLogic", "DRDMSlicerParameterNode"} <= set(vars(module))
+    assert not recorder.errors and not recorder.timers
+
+
+# -- opening the module ---------------------------------------------------------------------------------------------
+
+def test_opening_the_module_imports_no_engine_and_preselects_the_default_model(module, monkeypatch):
+    imported = []
+    real_import = builtins.__import__
+
+    def recording_import(name, *args, **kwargs):
+        imported.append(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", recording_import)
+    widget = module.DRDMSlicerWidget()
+    widget.setup()
+    widget.exit()
+    widget.enter()
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    heavy = [n for n in imported if n.split(".")[0] in {"torch", "drdm", "safetensors", "PyTorchUtils"}
+             or n.startswith("DRDMSlicerLib")]
+    assert not heavy, heavy
+    assert widget.ui.modelComboBox.currentText == module.DEFAULT_MODEL == module.MODEL_CHOICES[0]
+    assert widget.ui.modelComboBox.items == module.MODEL_CHOICES + [module.IMPORT_MODEL_ITEM]
+
+
+# -- parameter node observation -------------------------------------------------------------------------------------
+
+def test_exit_removes_the_modified_observer_and_enter_restores_it(widget, module):
+    node = widget._parameterNode
+    modified = sys.modules["vtk"].vtkCommand.ModifiedEvent
+    assert widget.hasObserver(node, modified, widget.updateButtons) and node.guis
+    widget.exit()
+    assert not widget.hasObserver(node, modified, widget.updateButtons)
+    assert not node.guis  # GUI disconnected too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "does not have observer" / "already has observer" would be raised
+        widget.enter()
+        widget.exit()
+        widget.enter()
+    assert widget.hasObserver(node, modified, widget.updateButtons) and len(node.guis) == 1
+
+
+# -- scene close ----------------------------------------------------------------------------------------------------
+
+def test_closing_the_scene_drops_the_results(widget, recorder):
+    with_results(widget)
+    assert widget.ui.exportTransformButton.enabled and widget.ui.resultComboBox.items
+    widget.onSceneStartClose(None, None)
+    assert widget._samples == [] and widget._sourceVolume is None and widget._cancelRequested
+    assert not widget.ui.exportTransformButton.enabled and not widget.ui.exportAllButton.enabled
+    assert widget.ui.resultComboBox.items == []
+    widget.onExportTransform()
+    widget.onExportAll()
+    widget.ui.showGridCheckBox.checked = True
+    assert not [c for c in widget.logic.calls if c[0].startswith("export")]
+    assert not widget.logic.deformation.shown
+    assert len(recorder.errors) == 2 and all("no result" in e for e in recorder.errors)
+
+
+def test_deleted_result_is_not_acted_on(widget, recorder):
+    first, second = with_results(widget)
+    widget.logic.deformation.alive = [first]  # the user deleted the second result's nodes
+    widget.ui.showGridCheckBox.checked = True
+    assert widget._samples == [first] and widget.ui.resultComboBox.items == ["r0 volume"]
+    [(shown, kwargs)] = widget.logic.deformation.shown
+    assert shown is first and kwargs["grid"] is True
+    recorder.file_dialog_answer = "/tmp/out"
+    widget.onExportAll()
+    assert ("export_all", [first], "/tmp/out") in widget.logic.calls
+
+
+# -- the model list -------------------------------------------------------------------------------------------------
+
+def test_failed_import_puts_the_combo_back(widget, recorder, module):
+    combo = widget.ui.modelComboBox
+    combo.setCurrentText("drdm-demo-2d")
+    module.ensure_requirements = lambda: None
+    widget.logic.load_error = ValueError("bad.pth: not a DRDM checkpoint")
+    recorder.file_dialog_answer = "/data/bad.pth"
+    combo.setCurrentText(module.IMPORT_MODEL_ITEM)
+    assert combo.currentText == "drdm-demo-2d"
+    assert widget.currentModel() == "drdm-demo-2d"
+    assert len(recorder.errors) == 1 and "not a DRDM checkpoint" in recorder.errors[0]
+    recorder.file_dialog_answer = ""  # the file dialog cancelled
+    combo.setCurrentText(module.IMPORT_MODEL_ITEM)
+    assert combo.currentText == "drdm-demo-2d" and len(recorder.errors) == 1
+
+
+def test_import_without_pytorch_says_so_and_loads_nothing(widget, recorder, module, monkeypatch):
+    """The real ensure_requirements runs first: PyTorchUtils is not importable here, as in a Slicer without the
+    PyTorch extension."""
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)
+    recorder.file_dialog_answer = "/data/model.safetensors"
+    widget.ui.modelComboBox.setCurrentText(module.IMPORT_MODEL_ITEM)
+    assert not [c for c in widget.logic.calls if c[0] == "loadModel"]
+    assert len(recorder.errors) == 1 and "PyTorch extension" in recorder.errors[0]
+    assert widget.ui.modelComboBox.currentText == module.DEFAULT_MODEL
+
+
+def test_imported_model_is_listed_chosen_and_generated_with_the_chosen_device(widget, recorder, module):
+    module.ensure_requirements = lambda: None
+    recorder.file_dialog_answer = "/data/mine.safetensors"
+    widget.ui.modelComboBox.setCurrentText(module.IMPORT_MODEL_ITEM)
+    combo = widget.ui.modelComboBox
+    assert combo.currentText == "my-model (mine.safetensors)" and combo.items[0] == combo.currentText
+    model = widget.currentModel()
+    assert model.name == "my-model"
+    widget._parameterNode.inputVolume = fakes.FakeNode("input")
+    widget._parameterNode.device = "auto"
+    widget.logic.samples = [make_sample("r0")]
+    widget.logic.deformation.alive = list(widget.logic.samples)
+    widget.onGenerate()
+    [(_, volume, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
+    assert kwargs["model"] is model and kwargs["device"] == "auto"
+    assert not [c for c in widget.logic.calls if c[0] == "ensureModel"]  # a loaded model needs no download
+    assert widget.logic.deformation.shown and not recorder.errors
+
+
+# -- generation errors ----------------------------------------------------------------------------------------------
+
+def test_generation_errors_are_shown_in_a_message_box(widget, recorder, module):
+    module.ensure_requirements = lambda: None
+    widget._parameterNode.inputVolume = fakes.FakeNode("input")
+    widget.logic.generate_error = ValueError("out of GPU memory: try a smaller volume, fewer samples or device cpu")
+    widget.onGenerate()  # must not raise
+    assert len(recorder.errors) == 1 and "out of GPU memory" in recorder.errors[0]
+    assert not widget._running and widget.ui.generateButton.enabled and not widget.ui.cancelButton.enabled
+    assert widget._samples == []
+
+
+# -- view state -----------------------------------------------------------------------------------------------------
+
+def test_output_controls_drive_show_sample(widget):
+    first, second = with_results(widget)
+    shown = widget.logic.deformation.shown
+    widget.ui.showGridCheckBox.checked = True
+    widget.ui.jacobianOpacitySlider.value = 0.8
+    widget.ui.showDeformedCheckBox.checked = False
+    widget.ui.showJacobianCheckBox.checked = False
+    sample, kwargs = shown[-1]
+    assert sample is second  # the newest result is selected
+    assert kwargs == {"deformed": False, "jacobian": False, "jacobian_opacity": 0.8, "grid": True,
+                      "original": None}  # the input node is not in the (fake) scene any more
+    assert not widget.ui.jacobianOpacitySlider.enabled  # no det J shown, no opacity to set
+    widget.ui.resultComboBox.setCurrentIndex(0)
+    assert shown[-1][0] is first
+
+
+# -- PyTorch version --------------------------------------------------------------------------------------------------
+
+class FakePyTorchUtils:
+    def __init__(self, after_install: str | None) -> None:
+        self.installs: list = []
+        self.after_install = after_install
+        self.versions: dict = {}
+        outer = self
+
+        class PyTorchUtilsLogic:
+            def installTorch(self, askConfirmation=False, torchVersionRequirement=None, **kwargs):
+                outer.installs.append(torchVersionRequirement)
+                outer.versions["torch"] = outer.after_install
+                return SimpleNamespace(__version__=outer.after_install) if outer.after_install else None
+
+        self.PyTorchUtilsLogic = PyTorchUtilsLogic
+
+
+def use_versions(monkeypatch, module, utils: FakePyTorchUtils, versions: dict, torch_loaded: bool):
+    utils.versions.update(versions)
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", utils)
+    monkeypatch.setattr(requirements, "installed_version", lambda name: utils.versions.get(name))
+    monkeypatch.setattr(module, "sys", SimpleNamespace(modules={"torch": object()} if torch_loaded else {}))
+
+
+def test_too_old_pytorch_is_installed_in_the_required_range(module, recorder, monkeypatch):
+    utils = FakePyTorchUtils(after_install="2.5.1+cu121")
+    use_versions(monkeypatch, module, utils, {"torch": "1.13.1", "safetensors": "0.4.5"}, torch_loaded=False)
+    module.ensure_requirements()
+    assert utils.installs == [requirements.version_specifier(requirements.TORCH_REQUIREMENT)]
+    assert len(recorder.confirmations) == 1 and "torch 1.13.1 is installed" in recorder.confirmations[0]
+    assert recorder.pip_installs == []
+
+
+def test_too_old_pytorch_already_loaded_asks_for_a_restart(module, recorder, monkeypatch):
+    utils = FakePyTorchUtils(after_install="2.5.1")
+    use_versions(monkeypatch, module, utils, {"torch": "2.0.1", "safetensors": "0.4.5"}, torch_loaded=True)
+    with pytest.raises(RuntimeError, match=r"torch 2\.0\.1 is installed.*restart Slicer"):
+        module.ensure_requirements()
+    assert utils.installs == [] and recorder.confirmations == []
+
+
+def test_declined_or_failed_install_is_an_error(module, recorder, monkeypatch):
+    utils = FakePyTorchUtils(after_install=None)
+    use_versions(monkeypatch, module, utils, {"safetensors": "0.4.5"}, torch_loaded=False)
+    recorder.confirm_answer = False
+    with pytest.raises(RuntimeError, match="nothing was installed"):
+        module.ensure_requirements()
+    assert utils.installs == []
+    recorder.confirm_answer = True
+    with pytest.raises(RuntimeError, match="could not be installed"):
+        module.ensure_requirements()
+
+
+def test_good_pytorch_installs_nothing_and_missing_safetensors_is_pip_installed(module, recorder, monkeypatch):
+    utils = FakePyTorchUtils(after_install="9.9")
+    use_versions(monkeypatch, module, utils, {"torch": "2.4.0+cpu"}, torch_loaded=True)
+    module.ensure_requirements()
+    assert utils.installs == [] and recorder.confirmations == []
+    assert recorder.pip_installs == [requirements.SAFETENSORS_REQUIREMENT]
