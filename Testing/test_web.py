@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,11 +18,23 @@ import SimpleITK as sitk
 from conftest import field_only_model
 
 pytest.importorskip("trame_slicer", reason="the web extra is not installed (pip install -e '.[web]')")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+from drdm_web.browser import (  # noqa: E402
+    CHROMEDRIVER,
+    CHROMIUM,
+    chromium,
+    finished,
+    generate,
+    served,
+    status,
+    type_into,
+    view_images,
+    views_png,
+    wait_for,
+)
+
 if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
     pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/install_browser.sh, as root)",
                 allow_module_level=True)
@@ -33,12 +42,6 @@ if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
 SERVER_START_S = 180
 GENERATION_S = 240
 SHOTS = os.environ.get("DRDM_SCREENSHOTS")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def oblique_inputs(folder: Path) -> tuple[Path, Path]:
@@ -69,44 +72,17 @@ def server(tmp_path_factory):
     model = field_only_model(2, 32, seed=3)
     model.name = "field-only-test-2d"
     weights, _ = save_model(model, folder / "field-only-2d.safetensors")
-    port = free_port()
     exports = folder / "exports"
-    log = open(folder / "server.log", "w")  # noqa: SIM115 (closed by the fixture)
-    command = [sys.executable, "-m", "drdm", "web", str(volume), "--segmentation", str(labels), "--model", str(weights),
-               "--port", str(port), "--export-dir", str(exports), "--device", "cpu"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    arguments = [str(volume), "--segmentation", str(labels), "--model", str(weights), "--export-dir", str(exports),
+                 "--device", "cpu"]
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        while time.monotonic() - started < SERVER_START_S:
-            if process.poll() is not None:
-                pytest.fail(f"drdm web exited with {process.returncode}: {(folder / 'server.log').read_text()[-3000:]}")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.25)
-        else:
-            pytest.fail("drdm web did not start listening in time")
-        yield dict(url=f"http://127.0.0.1:{port}/", exports=exports, volume=volume, folder=folder,
-                   started=started, process=process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with served(arguments, folder / "server.log", SERVER_START_S) as url:
+        yield dict(url=url, exports=exports, volume=volume, folder=folder, started=started)
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(0)
+    driver = chromium()
     driver.get(server["url"])
     try:
         wait_for(lambda: len(view_images(driver)) >= 3 and "loaded" in status(driver), 120, "the views and the volume")
@@ -116,57 +92,8 @@ def page(server):
         driver.quit()
 
 
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except Exception:  # the element may be re-rendered while we look
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def view_images(driver) -> list:
-    return [img for img in driver.find_elements(By.TAG_NAME, "img")
-            if driver.execute_script("return arguments[0].naturalWidth", img) > 50]
-
-
-def views_png(driver) -> list[bytes]:
-    return [img.screenshot_as_png for img in view_images(driver)]
-
-
-def status(driver) -> str:
-    return driver.find_element(By.ID, "drdm-status").text.strip()
-
-
 def view_changes(driver, before: list[bytes], what: str) -> None:
     wait_for(lambda: views_png(driver) != before, 30, f"the views to change after {what}")
-
-
-def finished(driver) -> str | None:
-    """The status text once a generation has ended (done, cancelled or an error), else None."""
-    text = status(driver)
-    return text if text.endswith(("done", "cancelled")) or text.startswith("error") else None
-
-
-def generate(driver, seconds: float = GENERATION_S) -> str:
-    """Click Generate and wait until the status says it started, then until it ended; returns the status."""
-    before = status(driver)
-    driver.find_element(By.ID, "drdm-generate").click()
-    wait_for(lambda: status(driver).startswith("generating") or (status(driver).startswith("error") and status(driver) != before),
-             30, "the generation to start")
-    return wait_for(lambda: finished(driver), seconds, "the generation to end")
-
-
-def type_into(element, text: str) -> None:
-    """Replace a field's text the way a user does (select all, type), so that the page's model sees it."""
-    element.send_keys(Keys.CONTROL, "a")
-    element.send_keys(Keys.DELETE)
-    if text:
-        element.send_keys(text)
 
 
 def result_items(driver) -> list:

@@ -338,8 +338,8 @@ class DeformationLogic:
         if visible:
             display.SetVisualizationMode(display.VIS_MODE_GRID)
             display.SetAndObserveRegionNode(sample.volumeNode)
-            spacing = max(volume_geometry(sample.volumeNode)[1])
-            display.SetGridSpacingMm(max(4.0 * spacing, 5.0))
+            spacing = min(volume_geometry(sample.volumeNode)[1])  # in-plane on anisotropic stacks
+            display.SetGridSpacingMm(max(5.0 * spacing, 2.0))
         display.SetVisibility2D(bool(visible))
         display.SetVisibility3D(False)
         display.SetVisibility(bool(visible))
