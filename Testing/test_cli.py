@@ -352,3 +352,22 @@ def test_synthesize_pair_direction(tmp_path, model3d_path):
     for name in ("moving_labels.nii.gz", "fixed_labels.nii.gz"):
         values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / name)))))
         assert values <= {0, 2, 5}
+
+
+def test_web_without_the_extra_says_what_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trame_slicer" else real(name, *a))
+    assert main(["web"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("drdm: error: drdm web needs the web extra") and "pip install 'drdm[web]'" in error
+
+
+def test_web_binds_loopback_by_default_and_refuses_a_missing_volume(tmp_path, capsys):
+    from drdm.cli import build_parser
+
+    args = build_parser().parse_args(["web"])
+    assert (args.host, args.port, args.export_dir, args.device) == ("127.0.0.1", 8080, "drdm-web-exports", "auto")
+    assert main(["web", str(tmp_path / "missing.nii.gz")]) == 2
+    assert "missing.nii.gz: no such file" in capsys.readouterr().err
