@@ -9,6 +9,7 @@ import random
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,10 +139,9 @@ class DRDMWebApp(TrameApp):
         self._replace_inputs(image, labels, Path(volume_path).name)
 
     def _replace_inputs(self, image, labels, name: str) -> None:
-        scene = self.slicer_app.scene
-        for node in (self.volume_node, self.segmentation_node):
-            if node is not None and scene.IsNodePresent(node):
-                scene.RemoveNode(node)
+        scene = self.slicer_app.scene  # earlier inputs stay: their results refer to them
+        if self.segmentation_node is not None and self.segmentation_node.GetDisplayNode():
+            self.segmentation_node.GetDisplayNode().SetVisibility(False)
         stem = name.split(".")[0] or "volume"
         self.volume_node = volume_from_sitk(scene, image, stem)
         self.segmentation_node = None
@@ -298,7 +298,7 @@ class DRDMWebApp(TrameApp):
             self.state.drdm_stats = []
             return
         s = self.state
-        self.logic.show_sample(sample, deformed=bool(s.drdm_show_deformed), original=self.volume_node,
+        self.logic.show_sample(sample, deformed=bool(s.drdm_show_deformed),
                                jacobian=bool(s.drdm_show_jacobian), jacobian_opacity=float(s.drdm_jacobian_opacity),
                                grid=bool(s.drdm_show_grid))
         for view in self.slicer_app.view_manager.get_slice_views():
@@ -316,20 +316,16 @@ class DRDMWebApp(TrameApp):
 
     # -- export ---------------------------------------------------------------------------------------
 
-    def _export_folder(self) -> Path:
-        folder = Path(self.settings.export_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    def export_transform(self) -> Path | None:
-        """Write the selected result's transform as ITK ``.h5`` into the export folder."""
+    def _export(self, write: Callable[[DeformationSample, Path], Path]) -> Path | None:
+        """Run ``write(selected sample, export folder)``; report the written path, or the error."""
         sample = self.selected_sample()
         if sample is None:
             self.fail("select a result first")
             return None
         try:
-            path = self.logic.export_transform(sample.transformNode,
-                                               self._export_folder() / f"{self.state.drdm_selected_stem}_transform.h5")
+            folder = Path(self.settings.export_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = write(sample, folder)
         except (OSError, ValueError) as error:
             self.fail(f"export failed: {error}")
             return None
@@ -337,20 +333,15 @@ class DRDMWebApp(TrameApp):
         self.state.drdm_status = f"exported {path}: done"
         return path
 
+    def export_transform(self) -> Path | None:
+        """Write the selected result's transform as ITK ``.h5`` into the export folder."""
+        stem = self.state.drdm_selected_stem
+        return self._export(lambda sample, folder: self.logic.export_transform(sample.transformNode,
+                                                                               folder / f"{stem}_transform.h5"))
+
     def export_all(self) -> Path | None:
         """Write the selected result as the CLI's sample folder into the export folder."""
-        sample = self.selected_sample()
-        if sample is None:
-            self.fail("select a result first")
-            return None
-        try:
-            folder = self.logic.export_sample_folder(sample, self._export_folder())
-        except (OSError, ValueError) as error:
-            self.fail(f"export failed: {error}")
-            return None
-        self.state.drdm_exported = str(folder)
-        self.state.drdm_status = f"exported {folder}: done"
-        return folder
+        return self._export(self.logic.export_sample_folder)
 
     def download_transform(self):
         """Export, then hand the file to the browser as a download."""
