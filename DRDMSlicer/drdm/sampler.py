@@ -169,7 +169,7 @@ def generate(
 
     with torch.no_grad():
         ddf_random, _ = process.sample(start_level, size, batch=batch, generator=generator,
-                                       device=device, diffeomorphic=diffeomorphic)
+                                       device=device, diffeomorphic=diffeomorphic, target=False)
         image_random = warp(image, ddf_random, interpolation, "zeros")
         ddf, current = ddf_random, image_random
         for index, t in enumerate(levels):
