@@ -197,9 +197,10 @@ def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[i
 
     For every image, level and draw, the image is deformed by the forward process (fixed seeds, so two
     models see the same deformations) and the network's prediction is compared with the target it learns.
-    0 is perfect and a network that outputs zero scores 1 (randomly initialised networks score far more).
+    0 is perfect and a network that outputs zero scores 1 (randomly initialised networks score far more); a
+    random-field-only model (no network) predicts no recovery and scores exactly 1.
     """
-    network = model.network.eval()
+    network = model.network.eval() if model.learned else None
     process = model.forward_process()
     device = model.device
     errors = {}
@@ -209,7 +210,7 @@ def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[i
             for k in range(draws):
                 generator = sample_generator(seed, level, i, k)
                 x_t, ddf_target = deform_clean_image(process, image, level, model.size, generator, device)
-                prediction = network(x_t, level, rec_num=rec_num)
+                prediction = torch.zeros_like(ddf_target) if network is None else network(x_t, level, rec_num=rec_num)
                 aligned = warp(prediction, ddf_target, "linear", process.composition_padding)
                 values.append(float(relative_recovery_error(aligned, ddf_target / model.size)[0]))
         errors[level] = sum(values) / len(values)
