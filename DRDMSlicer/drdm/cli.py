@@ -305,15 +305,23 @@ def run_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from .initialisation import init_settings
     from .training import TrainingConfig, train
 
+    defaults = {"ndims": 2, "levels": 80, "width": 10, "size": 128, "noise_preset": ""}
+    if args.init:
+        defaults = init_settings(args.init)
+    given = {"ndims": args.dims, "levels": args.levels, "width": args.width, "size": args.size,
+             "noise_preset": args.noise_preset}
+    settings = {key: defaults[key] if value is None else value for key, value in given.items()}
     config = TrainingConfig(
-        out=args.out, data=list(args.data), ndims=args.dims, size=args.size, levels=args.levels, batch=args.batch,
+        out=args.out, data=list(args.data), ndims=settings["ndims"], size=settings["size"], levels=settings["levels"],
+        batch=args.batch,
         lr=args.lr, steps=args.steps, seed=args.seed, device=args.device, amp=args.amp, val_fraction=args.val_fraction,
         val_every=args.val_every, val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every, regulariser=args.regulariser, width=args.width, rec_num=args.rec_num,
-        noise_preset=args.noise_preset or "", control_size=args.control_size or 0, phantoms=args.phantoms,
-        phantom_texture=args.phantom_texture,
+        log_every=args.log_every, regulariser=args.regulariser, width=settings["width"], rec_num=args.rec_num,
+        noise_preset=settings["noise_preset"] or "", control_size=args.control_size or 0, phantoms=args.phantoms,
+        phantom_texture=args.phantom_texture, init=args.init or "",
         augment=not args.no_augment, name=args.name,
         command="drdm train " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]))
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -430,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list, download (sha256-verified), import or verify models")
     models.add_argument("action", choices=("list", "fetch", "import", "verify"))
-    models.add_argument("name", nargs="?", help="registry name (e.g. cmr-2d); for import: an authors' .pth checkpoint")
+    models.add_argument("name", nargs="?", help="registry name (e.g. cmr-2d); for import: a .pth checkpoint or a "
+                                                ".safetensors/.json model (e.g. from drdm train)")
     models.add_argument("--name", dest="as_name", help="import: name of the converted model (default: the file's stem)")
     models.add_argument("--force", action="store_true", help="import: replace a model of the same name")
     models.add_argument("--url", help="download from this URL instead of the registry's (a mirror)")
@@ -440,9 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("data", nargs="*", help="image files and/or folders (any SimpleITK format); none: procedural phantoms")
     trn.add_argument("--out", required=True, help="run folder: last.pt (resume state), metrics.csv, the trained model")
     trn.add_argument("--name", default="drdm-model", help="model name (files NAME.safetensors + NAME.json)")
-    trn.add_argument("--dims", type=int, choices=(2, 3), default=2)
-    trn.add_argument("--size", type=int, default=128, help="training grid side (multiple of 8; images are resampled)")
-    trn.add_argument("--levels", type=int, default=80, help="number of diffusion levels T (reference: 80)")
+    trn.add_argument("--init", metavar="MODEL",
+                     help="fine-tune: start from this model's weights and noise preset (name such as cmr-2d, .pth, "
+                          ".safetensors/.json); dims, levels, width, size and preset default to the model's")
+    trn.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default 2, or the --init model's)")
+    trn.add_argument("--size", type=int,
+                     help="training grid side (multiple of 8; images are resampled; default 128, or the --init model's)")
+    trn.add_argument("--levels", type=int, help="number of diffusion levels T (default 80 = reference, or the --init model's)")
     trn.add_argument("--batch", type=int, default=1, help="global batch (split across torchrun processes)")
     trn.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (reference: 1e-4)")
     trn.add_argument("--steps", type=int, default=1000, help="optimisation steps in total")
@@ -456,9 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--log-every", type=int, default=10, help="write a metrics.csv row every N steps")
     trn.add_argument("--regulariser", choices=("paper", "reference"), default="paper",
                      help="folding penalty: paper (true det J, default) or reference (the authors' code)")
-    trn.add_argument("--width", type=int, default=10, help="channels of the first network stage (reference: 10)")
+    trn.add_argument("--width", type=int, help="channels of the first network stage (default 10 = reference, or the "
+                                                 "--init model's)")
     trn.add_argument("--rec-num", type=int, default=2, help="refinement passes (reference: 2)")
-    trn.add_argument("--noise-preset", choices=("cmr-2d", "lct-3d"), help="forward process (default by --dims)")
+    trn.add_argument("--noise-preset", choices=("cmr-2d", "lct-3d"),
+                     help="forward process (default by --dims, or the --init model's)")
     trn.add_argument("--control-size", type=int, help="forward-process control grid (default: the preset's, scaled with --size)")
     trn.add_argument("--phantoms", type=int, default=64, help="number of phantoms when no data is given")
     trn.add_argument("--phantom-texture", type=float, default=0.0,
