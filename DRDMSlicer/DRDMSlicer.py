@@ -48,7 +48,7 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 )
 from slicer.util import VTKObservationMixin  # noqa: E402
 
-MODEL_CHOICES = ["cmr-2d", "drdm-demo-2d", "drdm-demo-3d"]  # registry names; the demo models are bundled
+MODEL_CHOICES = ["cmr-2d", "random-field-2d", "random-field-3d"]  # bundled cmr-2d; random field only (no learned recovery)
 DEFAULT_MODEL = MODEL_CHOICES[0]  # preselected without asking the engine (opening the module stays cheap)
 IMPORT_MODEL_ITEM = "Import file…"
 

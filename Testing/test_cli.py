@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,16 +191,6 @@ def test_jacobian_command_on_written_transform(tmp_path, model3d_path, capsys):
     assert np.abs(ours - written).max() < 1e-4
     stored = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
     assert abs(printed["mean_mm"] - stored["mean_mm"]) < 1e-6
-
-
-def test_python_dash_m_and_demo(tmp_path, checkpoint_path):
-    env = {"PATH": "/usr/bin:/bin", "DRDM_MODEL": str(checkpoint_path), "OMP_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, "-m", "drdm", "demo", "--speed", "fast", "--out", str(tmp_path / "demo")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert "QA picture:" in done.stdout
-    folder = only_sample(tmp_path / "demo")
-    assert (folder / "qa.png").is_file() and (folder / "labels.nii.gz").is_file()
 
 
 # -- bad inputs: one clear line, exit 2, nothing written, inputs untouched ----------------------------------

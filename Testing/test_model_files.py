@@ -1,4 +1,4 @@
-"""The project's model format (safetensors + JSON), `drdm models import`, and the bundled demo models."""
+"""The project's model format (safetensors + JSON) and `drdm models import`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-from drdm import registry
 from drdm.cli import main
 from drdm.model_files import load_model_file, model_paths, read_metadata, save_model
-from drdm.models import BUNDLED_MODELS, CheckpointError, bundled_model_path, load_model_spec, untrained_model
+from drdm.models import CheckpointError, load_model_spec, random_field_model, untrained_model
 
 METADATA_FIELDS = ("ndims", "size", "num_steps", "noise_preset", "intensity", "trained_on", "training_command",
                    "drdm_version", "sha256", "width", "noise_overrides")
@@ -69,32 +68,7 @@ def test_import_of_the_published_checkpoint_gives_identical_outputs(checkpoint_p
     assert main(["models", "import", str(tmp_path / "nothing.pth")]) == 2
 
 
-@pytest.mark.parametrize("name", BUNDLED_MODELS)
-def test_bundled_models_are_small_verified_and_trained_by_drdm_train(name):
-    path = bundled_model_path(name)
-    assert path.is_file(), f"{path} is missing: run bash scripts/train_demo_models.sh"
-    assert path.stat().st_size + path.with_suffix(".json").stat().st_size <= 2_000_000
-    assert registry.verify(name)
-    model = load_model_spec(name)
-    assert model.ndims == int(name[-2]) and model.extra["training_command"].startswith("drdm train ")
-    assert "phantom" in model.trained_on
-
-
-def test_bundled_model_is_the_last_resort_default(tmp_path, monkeypatch):
-    import drdm.models as models
-
-    monkeypatch.setenv("DRDM_HOME", str(tmp_path))
-    monkeypatch.delenv("DRDM_MODEL", raising=False)
-    monkeypatch.setattr(models, "__file__", str(tmp_path / "pkg" / "drdm" / "models.py"))  # no ../shared near it
-    assert models.find_default_checkpoint() == bundled_model_path("drdm-demo-2d")
-    assert load_model_spec(None).name == "drdm-demo-2d"
-
-
-def test_demo_runs_with_the_bundled_model(tmp_path, capsys):
-    from drdm.cli import main
-
-    assert main(["demo", "--model", "drdm-demo-2d", "--out", str(tmp_path), "--device", "cpu"]) == 0
-    assert "drdm-demo-2d" in capsys.readouterr().out
-    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
-    assert stats["model"] == "drdm-demo-2d" and stats["folding_fraction"] == 0.0
+def test_a_random_field_only_model_has_no_weights_to_save(tmp_path):
+    with pytest.raises(ValueError, match="no weights"):
+        save_model(random_field_model("random-field-2d"), tmp_path / "rf")
+    assert list(tmp_path.iterdir()) == []

@@ -203,17 +203,17 @@ def test_deleted_result_is_not_acted_on(widget, recorder):
 
 def test_failed_import_puts_the_combo_back(widget, recorder, module):
     combo = widget.ui.modelComboBox
-    combo.setCurrentText("drdm-demo-2d")
+    combo.setCurrentText("random-field-2d")
     module.ensure_requirements = lambda: None
     widget.logic.load_error = ValueError("bad.pth: not a DRDM checkpoint")
     recorder.file_dialog_answer = "/data/bad.pth"
     combo.setCurrentText(module.IMPORT_MODEL_ITEM)
-    assert combo.currentText == "drdm-demo-2d"
-    assert widget.currentModel() == "drdm-demo-2d"
+    assert combo.currentText == "random-field-2d"
+    assert widget.currentModel() == "random-field-2d"
     assert len(recorder.errors) == 1 and "not a DRDM checkpoint" in recorder.errors[0]
     recorder.file_dialog_answer = ""  # the file dialog cancelled
     combo.setCurrentText(module.IMPORT_MODEL_ITEM)
-    assert combo.currentText == "drdm-demo-2d" and len(recorder.errors) == 1
+    assert combo.currentText == "random-field-2d" and len(recorder.errors) == 1
 
 
 def test_import_without_pytorch_says_so_and_loads_nothing(widget, recorder, module, monkeypatch):

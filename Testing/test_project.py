@@ -68,3 +68,15 @@ def test_extensions_index_entry():
     assert entry["build_dependencies"] == ["PyTorch"]
     cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "project(DRDMSlicer)" in cmake and 'set(EXTENSION_DEPENDS "PyTorch")' in cmake
+
+
+def test_bundled_files_are_packaged():
+    """Every file in drdm/bundled/ is a Slicer module resource and pip package data."""
+    cmake = (REPO / "DRDMSlicer" / "CMakeLists.txt").read_text(encoding="utf-8")
+    resources = set(re.findall(r"^\s+(drdm/bundled/\S+)\s*$", cmake, re.MULTILINE))
+    bundled = {f"drdm/bundled/{p.name}" for p in (ENGINE / "bundled").iterdir() if p.is_file()}
+    assert bundled and resources == bundled
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]
+    from fnmatch import fnmatch
+
+    assert all(any(fnmatch(name[len("drdm/"):], pattern) for pattern in package_data["drdm"]) for name in bundled)

@@ -1,4 +1,5 @@
-"""drdm.registry: verified downloads from a local HTTP server (a good and a tampered file), cache reuse."""
+"""drdm.registry: verified downloads from a local HTTP server (a good and a tampered file), cache reuse; the
+choices offered to the front ends."""
 
 from __future__ import annotations
 
@@ -30,32 +31,41 @@ def server(tmp_path, checkpoint_path):
     httpd.server_close()
 
 
+@pytest.fixture(autouse=True)
+def downloadable(monkeypatch, checkpoint_path):
+    """A downloadable registry entry (the published checkpoint under another name): every registry model
+    this project names is bundled or built in, but the download machinery stays for models too large to ship."""
+    monkeypatch.setitem(registry.REGISTRY, "cmr-download", registry.RegistryEntry(
+        name="cmr-download", filename="cmr_recresacnet_2d.pth", url="http://127.0.0.1:9/unused.pth",
+        sha256=registry.PUBLISHED_CMR_SHA256, licence="Apache-2.0", description="test entry"))
+
+
 def test_fetch_verifies_and_caches(server, tmp_path, monkeypatch):
     monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
     seen = []
-    path = registry.fetch("cmr-2d", progress=lambda done, total: seen.append((done, total)), url=f"{server}/good.pth")
-    assert path == registry.cached_path("cmr-2d") and registry.verify("cmr-2d")
+    path = registry.fetch("cmr-download", progress=lambda done, total: seen.append((done, total)), url=f"{server}/good.pth")
+    assert path == registry.cached_path("cmr-download") and registry.verify("cmr-download")
     assert seen[-1][0] == seen[-1][1] == path.stat().st_size
     stamp = path.stat().st_mtime_ns
-    assert registry.fetch("cmr-2d", url=f"{server}/tampered.pth") == path  # cached and valid: not downloaded again
+    assert registry.fetch("cmr-download", url=f"{server}/tampered.pth") == path  # cached and valid: not downloaded again
     assert path.stat().st_mtime_ns == stamp
     from drdm.models import load_model_spec
 
-    assert load_model_spec("cmr-2d").sha256 == registry.entry("cmr-2d").sha256
+    assert load_model_spec("cmr-download").sha256 == registry.entry("cmr-download").sha256
 
 
 def test_tampered_download_is_deleted(server, tmp_path, monkeypatch):
     monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
     with pytest.raises(registry.RegistryError, match="tampered"):
-        registry.fetch("cmr-2d", url=f"{server}/tampered.pth")
+        registry.fetch("cmr-download", url=f"{server}/tampered.pth")
     folder = registry.cache_folder()
-    assert not registry.cached_path("cmr-2d").exists() and list(folder.iterdir()) == []
+    assert not registry.cached_path("cmr-download").exists() and list(folder.iterdir()) == []
 
 
 def test_unreachable_and_unavailable(tmp_path, monkeypatch, server):
     monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
     with pytest.raises(registry.RegistryError, match="failed"):
-        registry.fetch("cmr-2d", url=f"{server}/missing.pth")
+        registry.fetch("cmr-download", url=f"{server}/missing.pth")
     with pytest.raises(registry.RegistryError, match="not available"):
         registry.fetch("lct-3d")
     with pytest.raises(registry.RegistryError, match="unknown model"):
@@ -66,11 +76,11 @@ def test_models_command(server, tmp_path, monkeypatch, capsys):
     from drdm.cli import main
 
     monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
-    assert main(["models", "verify", "cmr-2d"]) == 1
-    assert main(["models", "fetch", "cmr-2d", "--url", f"{server}/tampered.pth"]) == 2
+    assert main(["models", "verify", "cmr-download"]) == 1
+    assert main(["models", "fetch", "cmr-download", "--url", f"{server}/tampered.pth"]) == 2
     assert "tampered" in capsys.readouterr().err
-    assert main(["models", "fetch", "cmr-2d", "--url", f"{server}/good.pth"]) == 0
-    assert main(["models", "verify", "cmr-2d"]) == 0
+    assert main(["models", "fetch", "cmr-download", "--url", f"{server}/good.pth"]) == 0
+    assert main(["models", "verify", "cmr-download"]) == 0
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "cmr-2d" in listing and "cached" in listing and "lct-3d" in listing and "unavailable" in listing
+    assert "cmr-download" in listing and "cached" in listing and "lct-3d" in listing and "unavailable" in listing

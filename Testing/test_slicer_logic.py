@@ -283,15 +283,14 @@ def test_cmr_sample_with_published_model(scene, scene_bundle, cmr_model):
 
 
 def test_default_model_is_the_bundled_one_when_nothing_is_installed(tmp_path, monkeypatch):
-    import drdm.models as models
-    from DRDMSlicerLib.logic import default_model_choice
+    from drdm import registry
+    from DRDMSlicerLib.logic import DeformationLogic, default_model_choice
 
     monkeypatch.setenv("DRDM_HOME", str(tmp_path))
     monkeypatch.delenv("DRDM_MODEL", raising=False)
-    monkeypatch.setattr(models, "__file__", str(tmp_path / "pkg" / "drdm" / "models.py"))  # no ../shared near it
-    assert default_model_choice() == "drdm-demo-2d"
-    monkeypatch.setenv("DRDM_MODEL", str(REPO.parent / "shared" / "reference" / "cmr_recresacnet_2d.pth"))
     assert default_model_choice() == "cmr-2d"
+    assert [DeformationLogic.ensure_model(c.name) for c in registry.offered_models()] == [None] * len(registry.offered_models())
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded
 
 
 def test_view_state_has_one_owner(scene, field_only_3d):

@@ -258,3 +258,26 @@ def test_one_sided_jacobians_and_folds():
     assert central.min() != forward.min()
     with pytest.raises(ValueError):
         spatial.jacobian_determinant(ddf, "upwind")
+
+
+@pytest.mark.parametrize("shape, mode", [((13, 11), "linear"), ((13, 11), "cubic"), ((6, 7, 5), "linear"), ((6, 7, 5), "cubic")])
+def test_backward_works_after_inference_mode_filled_the_caches(shape, mode):
+    """A warp under torch.inference_mode() first (e.g. a recovery-error measurement before training) must not
+    leave inference tensors in the cached grids: later warps still differentiate, with the same gradient."""
+    x = torch.rand((1, 1) + shape, generator=torch.Generator().manual_seed(0))
+    u = 0.7 * torch.randn((1, len(shape)) + shape, generator=torch.Generator().manual_seed(1))
+
+    def gradients() -> tuple[torch.Tensor, torch.Tensor]:
+        image, field = x.clone().requires_grad_(), u.clone().requires_grad_()
+        (spatial.warp(image, field, mode, "border") ** 2).sum().backward()
+        return image.grad, field.grad
+
+    spatial._identity_positions.cache_clear()
+    spatial._half_extent.cache_clear()
+    expected = gradients()
+    spatial._identity_positions.cache_clear()
+    spatial._half_extent.cache_clear()
+    with torch.inference_mode():
+        spatial.warp(x, u, mode, "border")
+        spatial.identity_grid(shape)
+    assert all(torch.equal(a, b) for a, b in zip(gradients(), expected))

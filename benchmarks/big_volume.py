@@ -2,7 +2,7 @@
 
 The field is computed on the model's working grid; the field, its det J map, the statistics and the image
 warp at full resolution are processed in slabs. Usage:
-OMP_WAIT_POLICY=PASSIVE python benchmarks/big_volume.py [--shape 300 512 512] [--model drdm-demo-3d]
+OMP_WAIT_POLICY=PASSIVE python benchmarks/big_volume.py [--shape 300 512 512] [--model random-field-3d]
 Writes benchmarks/results/big_volume.json and .md.
 """
 
@@ -37,7 +37,7 @@ def ct_like_volume(shape: tuple[int, int, int]) -> sitk.Image:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", type=int, nargs=3, default=(300, 512, 512), help="array shape (z, y, x)")
-    parser.add_argument("--model", default="drdm-demo-3d")
+    parser.add_argument("--model", default="random-field-3d")
     parser.add_argument("--speed", default="fast")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

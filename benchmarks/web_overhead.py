@@ -3,7 +3,7 @@
 Same input, model, level, seed and settings both ways; runs alternate (browser, direct, browser, …) so a noisy
 machine biases neither; medians and the ratio go to ``benchmarks/results/web_overhead.{json,md}``.
 
-    python benchmarks/web_overhead.py [--runs 3] [--model drdm-demo-2d] [--size 128] [--slices 4]
+    python benchmarks/web_overhead.py [--runs 3] [--model cmr-2d] [--size 128] [--slices 4]
 
 The browser time is click → the status line saying ``done`` (what a user waits for: the worker thread, adding
 the nodes, rendering and the websocket round trips); the direct time is ``DeformationLogic.generate`` on a
@@ -56,7 +56,7 @@ def direct_seconds(volume: Path, model: str, level: int, seed: int, speed: str) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--model", default="drdm-demo-2d")
+    parser.add_argument("--model", default="cmr-2d")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--slices", type=int, default=4)
     parser.add_argument("--level", type=int, default=48)

@@ -94,15 +94,12 @@ def resolve_model(model: str | os.PathLike | DRDMModel, device: str = "auto") ->
 
 
 def default_model_choice() -> str:
-    """The model offered first: ``cmr-2d`` when it is available locally (no download needed), else the bundled
-    ``drdm-demo-2d``."""
+    """The model offered first: the bundled ``cmr-2d`` when :func:`drdm.registry.offered_models` offers it, else
+    the first choice offered."""
     from drdm import registry
-    from drdm.models import find_default_checkpoint
 
-    default = find_default_checkpoint()
-    if registry.verify("cmr-2d") or (default is not None and default.name == registry.entry("cmr-2d").filename):
-        return "cmr-2d"
-    return DEFAULT_BUNDLED_MODEL
+    choices = registry.offered_models(include_cache=False)
+    return next((choice.name for choice in choices if choice.name == DEFAULT_BUNDLED_MODEL), choices[0].name)
 
 
 class DeformationLogic:
@@ -121,14 +118,10 @@ class DeformationLogic:
     @staticmethod
     def ensure_model(name: str, progress: Callable[[int, int | None], None] | None = None) -> Path | None:
         """Download (sha256-verified) a registry model that is not available locally; returns its path, or
-        ``None`` for names that are files or already usable."""
+        ``None`` for names that need nothing (bundled or built-in models, files, cached models)."""
         from drdm import registry
-        from drdm.models import find_default_checkpoint
 
         if name not in registry.REGISTRY or registry.verify(name):
-            return None
-        default = find_default_checkpoint()
-        if default is not None and default.name == registry.entry(name).filename:
             return None
         return registry.fetch(name, progress=progress)
 

@@ -34,8 +34,8 @@ from .io import (
     write_transform,
 )
 from .metrics import determinant_statistics, displacement_statistics
-from .models import DRDMModel, find_default_checkpoint, load_model_spec, resolve_device, untrained_model
-from .phantoms import cardiac_phantom
+from .models import DRDMModel, load_model_spec, resolve_device
+from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
 from .qa import save_qa_figure
 from .sample_folder import write_sample
 from .sampler import MODES, SPEEDS, GenerationCancelled
@@ -43,12 +43,8 @@ from .spatial import jacobian_determinant
 from .synthesize import synthesize_pair
 
 
-def load_model(spec: str | None, device: torch.device, allow_untrained: bool = False) -> DRDMModel:
-    """:func:`drdm.models.load_model_spec`, or an untrained network (with a warning) for the demo."""
-    if not spec and find_default_checkpoint() is None and allow_untrained:
-        print("drdm: no trained model found (set DRDM_MODEL or pass --model); using an UNTRAINED network:\n"
-              "      the recovery steps are meaningless, this run only exercises the pipeline.", file=sys.stderr)
-        return untrained_model(2, device=device)
+def load_model(spec: str | None, device: torch.device) -> DRDMModel:
+    """:func:`drdm.models.load_model_spec` (``None``: the default model, the bundled ``cmr-2d``)."""
     return load_model_spec(spec, device)
 
 
@@ -195,22 +191,71 @@ def run_jacobian(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def print_model_list() -> None:
+    """``drdm models list``: every known model, what it is, whether it is offered, its recovery-error table."""
+    from . import registry
+    from .evaluation import summary
+    from .model_files import read_metadata
+
+    offered = {choice.name: choice for choice in registry.offered_models()}
+    rows, tables = [], []
+    for item in registry.REGISTRY.values():
+        if not item.learned:
+            choice = offered[item.name]
+            state, dims, steps, error = "built in", f"{choice.ndims}D", str(choice.num_steps), "1 (none)"
+        elif not item.available:
+            state, dims, steps, error = "unavailable", "-", "-", "-"
+        else:
+            state = ("bundled" if item.bundled else "cached") if registry.verify(item.name) else (
+                "missing" if item.bundled else "not cached")
+            dims, steps, error = "-", "-", "-"
+            if state in ("bundled", "cached"):
+                metadata = read_metadata(registry.cached_path(item.name)) if item.bundled else {}
+                dims, steps = (f"{metadata['ndims']}D", str(metadata["num_steps"])) if metadata else (dims, steps)
+                error = _error_text(summary(metadata))
+                if isinstance(metadata.get("recovery_error"), dict):
+                    tables.append((item.name, metadata["recovery_error"]))
+        note = f" ({item.note})" if item.note else ""
+        rows.append((item.name, state, dims, steps, error, "yes" if item.name in offered else "no",
+                     f"{item.description}; licence {item.licence}{note}"))
+    for weights in sorted(registry.cache_folder().glob("*.safetensors")):
+        if weights.stem in registry.REGISTRY:
+            continue
+        try:
+            metadata = read_metadata(weights)
+        except ValueError:
+            rows.append((weights.stem, "unreadable", "-", "-", "-", "no", str(weights)))
+            continue
+        if isinstance(metadata.get("recovery_error"), dict):
+            tables.append((weights.stem, metadata["recovery_error"]))
+        rows.append((weights.stem, "cache", f"{metadata.get('ndims', '?')}D", str(metadata.get("num_steps", "?")),
+                     _error_text(summary(metadata)), "yes" if weights.stem in offered else "no",
+                     f"{metadata.get('trained_on', '')} ({weights})"))
+    header = ("name", "state", "dims", "T", "rec. error", "offered", "what")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(6)]
+    for row in [header] + rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row[:6], widths)) + "  " + row[6])
+    print("rec. error: summary of the measured recovery error, 0 perfect, 1 = no recovery (models at 1 or more "
+          "are not offered); random-field-2d/3d are the random field alone, with no learned recovery")
+    for name, table in tables:
+        levels = " / ".join(str(t) for t in table.get("levels", []))
+        print(f"{name}: recovery error at t = {levels}:")
+        for row in table.get("rows", []):
+            values = " ".join(f"{v:.3f}" for v in row.get("errors", []))
+            print(f"  {values}  mean {row.get('mean', float('nan')):.3f}  {row.get('data', '')}")
+    print(f"cache: {registry.cache_folder()}")
+
+
 def run_models(args: argparse.Namespace) -> int:
     """``drdm models list | fetch NAME | verify NAME``: the model registry and cache."""
     from . import registry
 
     if args.action == "list":
-        for item in registry.REGISTRY.values():
-            if item.bundled:
-                state = "bundled" if registry.verify(item.name) else "missing"
-            else:
-                state = "cached" if registry.verify(item.name) else ("unavailable" if not item.available else "not cached")
-            print(f"{item.name:13s} {state:12s} {item.description}; licence {item.licence}"
-                  + (f" ({item.note})" if item.note else ""))
-        for weights in sorted(registry.cache_folder().glob("*.safetensors")):
-            if weights.stem not in registry.REGISTRY:
-                print(f"{weights.stem:13s} {'imported':12s} {weights}")
-        print(f"cache: {registry.cache_folder()}")
+        print_model_list()
         return 0
     if not args.name:
         raise ValueError(f"drdm models {args.action} needs a model {'file' if args.action == 'import' else 'name'}")
@@ -230,7 +275,8 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"{args.name}: {path} (sha256 verified)")
         return 0
     ok = registry.verify(args.name)
-    print(f"{args.name}: {'ok' if ok else 'missing or modified'} ({registry.cached_path(args.name)})")
+    where = registry.cached_path(args.name) if registry.entry(args.name).learned else "built in, no file"
+    print(f"{args.name}: {'ok' if ok else 'missing or modified'} ({where})")
     return 0 if ok else 1
 
 
@@ -240,15 +286,23 @@ def run_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from .initialisation import init_settings
     from .training import TrainingConfig, train
 
+    defaults = {"ndims": 2, "levels": 80, "width": 10, "size": 128, "noise_preset": ""}
+    if args.init:
+        defaults = init_settings(args.init)
+    given = {"ndims": args.dims, "levels": args.levels, "width": args.width, "size": args.size,
+             "noise_preset": args.noise_preset}
+    settings = {key: defaults[key] if value is None else value for key, value in given.items()}
     config = TrainingConfig(
-        out=args.out, data=list(args.data), ndims=args.dims, size=args.size, levels=args.levels, batch=args.batch,
+        out=args.out, data=list(args.data), ndims=settings["ndims"], size=settings["size"], levels=settings["levels"],
+        batch=args.batch,
         lr=args.lr, steps=args.steps, seed=args.seed, device=args.device, amp=args.amp, val_fraction=args.val_fraction,
         val_every=args.val_every, val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every, regulariser=args.regulariser, width=args.width, rec_num=args.rec_num,
-        noise_preset=args.noise_preset or "", control_size=args.control_size or 0, phantoms=args.phantoms,
-        phantom_texture=args.phantom_texture,
+        log_every=args.log_every, regulariser=args.regulariser, width=settings["width"], rec_num=args.rec_num,
+        noise_preset=settings["noise_preset"] or "", control_size=args.control_size or 0, phantoms=args.phantoms,
+        phantom_texture=args.phantom_texture, init=args.init or "",
         augment=not args.no_augment, name=args.name,
         command="drdm train " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]))
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -271,18 +325,27 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """``drdm demo``: ``generate`` on the bundled cardiac phantom with the default model."""
-    device = resolve_device(args.device)
-    model = load_model(args.model, device, allow_untrained=True)
-    phantom, phantom_labels = cardiac_phantom(model.size, model.ndims, seed=0)
+def demo_phantom(model: DRDMModel) -> tuple[sitk.Image, sitk.Image]:
+    """The demo's input for ``model``: a cardiac short-axis phantom slice (2D models; the bundled ``cmr-2d``
+    recovers its deformations, recovery error < 1) or the 3D cardiac phantom, 1.25 mm voxels, with labels."""
+    if model.ndims == 2:
+        phantom, phantom_labels = cardiac_short_axis_phantom(model.size, seed=0)
+    else:
+        phantom, phantom_labels = cardiac_phantom(model.size, 3, seed=0)
     image = sitk.GetImageFromArray(phantom[0, 0].numpy())
     labels = sitk.GetImageFromArray(phantom_labels[0, 0].numpy().astype(np.uint8))
-    spacing = (1.25,) * model.ndims
-    image.SetSpacing(spacing)
-    labels.SetSpacing(spacing)
+    for item in (image, labels):
+        item.SetSpacing((1.25,) * model.ndims)
+    return image, labels
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``drdm demo``: ``generate`` on a cardiac phantom with the default model (the bundled ``cmr-2d``)."""
+    model = load_model(args.model, resolve_device(args.device))
+    image, labels = demo_phantom(model)
     out = check_writable(args.out)
-    print(f"model: {model.name} ({model.ndims}D, grid {model.size}, preset {model.noise_preset})")
+    kind = "learned recovery" if model.learned else "random field only, no learned recovery"
+    print(f"model: {model.name} ({model.ndims}D, grid {model.size}, preset {model.noise_preset}, {kind})")
     args.count, args.interpolation, args.label_method, args.slice_axis = 1, "linear", "nearest", None
     stem = "phantom"
     for old in out.glob(f"{stem}_T*"):
@@ -312,7 +375,8 @@ def run_web(args: argparse.Namespace) -> int:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="checkpoint file or model name (cmr-2d); default: the installed default model")
+    parser.add_argument("--model", help="model name (cmr-2d, random-field-2d, random-field-3d, a cached name) or file "
+                                         "(.safetensors, .json, .pth); default: the bundled cmr-2d")
     parser.add_argument("--level", type=int, help="start noise level T' (default: the model's first level, 48 for cmr-2d)")
     parser.add_argument("--seed", type=int, help="random seed of the first sample (default: random, recorded in stats.json)")
     parser.add_argument("--mode", choices=MODES, default="diffeomorphic",
@@ -373,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list, download (sha256-verified), import or verify models")
     models.add_argument("action", choices=("list", "fetch", "import", "verify"))
-    models.add_argument("name", nargs="?", help="registry name (e.g. cmr-2d); for import: an authors' .pth checkpoint")
+    models.add_argument("name", nargs="?", help="registry name (e.g. cmr-2d); for import: a .pth checkpoint or a "
+                                                ".safetensors/.json model (e.g. from drdm train)")
     models.add_argument("--name", dest="as_name", help="import: name of the converted model (default: the file's stem)")
     models.add_argument("--force", action="store_true", help="import: replace a model of the same name")
     models.add_argument("--url", help="download from this URL instead of the registry's (a mirror)")
@@ -383,9 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("data", nargs="*", help="image files and/or folders (any SimpleITK format); none: procedural phantoms")
     trn.add_argument("--out", required=True, help="run folder: last.pt (resume state), metrics.csv, the trained model")
     trn.add_argument("--name", default="drdm-model", help="model name (files NAME.safetensors + NAME.json)")
-    trn.add_argument("--dims", type=int, choices=(2, 3), default=2)
-    trn.add_argument("--size", type=int, default=128, help="training grid side (multiple of 8; images are resampled)")
-    trn.add_argument("--levels", type=int, default=80, help="number of diffusion levels T (reference: 80)")
+    trn.add_argument("--init", metavar="MODEL",
+                     help="fine-tune: start from this model's weights and noise preset (name such as cmr-2d, .pth, "
+                          ".safetensors/.json); dims, levels, width, size and preset default to the model's")
+    trn.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default 2, or the --init model's)")
+    trn.add_argument("--size", type=int,
+                     help="training grid side (multiple of 8; images are resampled; default 128, or the --init model's)")
+    trn.add_argument("--levels", type=int, help="number of diffusion levels T (default 80 = reference, or the --init model's)")
     trn.add_argument("--batch", type=int, default=1, help="global batch (split across torchrun processes)")
     trn.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (reference: 1e-4)")
     trn.add_argument("--steps", type=int, default=1000, help="optimisation steps in total")
@@ -399,9 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--log-every", type=int, default=10, help="write a metrics.csv row every N steps")
     trn.add_argument("--regulariser", choices=("paper", "reference"), default="paper",
                      help="folding penalty: paper (true det J, default) or reference (the authors' code)")
-    trn.add_argument("--width", type=int, default=10, help="channels of the first network stage (reference: 10)")
+    trn.add_argument("--width", type=int, help="channels of the first network stage (default 10 = reference, or the "
+                                                 "--init model's)")
     trn.add_argument("--rec-num", type=int, default=2, help="refinement passes (reference: 2)")
-    trn.add_argument("--noise-preset", choices=("cmr-2d", "lct-3d"), help="forward process (default by --dims)")
+    trn.add_argument("--noise-preset", choices=("cmr-2d", "lct-3d"),
+                     help="forward process (default by --dims, or the --init model's)")
     trn.add_argument("--control-size", type=int, help="forward-process control grid (default: the preset's, scaled with --size)")
     trn.add_argument("--phantoms", type=int, default=64, help="number of phantoms when no data is given")
     trn.add_argument("--phantom-texture", type=float, default=0.0,
@@ -422,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--timeout", type=int, default=0, help="stop after N s without a connected browser (0: never)")
     web.set_defaults(func=run_web)
 
-    demo = commands.add_parser("demo", help="deform the bundled phantom with the default model into ./drdm-demo/")
+    demo = commands.add_parser("demo", help="deform a cardiac phantom with the bundled cmr-2d model (or --model) into ./drdm-demo/")
     _add_model_options(demo)
     demo.add_argument("--out", default="drdm-demo")
     demo.set_defaults(func=run_demo, seed=None)

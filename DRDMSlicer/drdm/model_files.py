@@ -72,6 +72,8 @@ def save_model(model: DRDMModel, path: str | os.PathLike, **extra) -> tuple[Path
     """
     from safetensors.torch import save_file
 
+    if not model.learned:
+        raise ValueError(f"model {model.name!r} is a random field only: it has no weights to save")
     weights_path, metadata_path = model_paths(path)
     metadata = model_metadata(model, **extra)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.network.state_dict().items()}
@@ -141,7 +143,8 @@ def load_model_file(path: str | os.PathLike, device: torch.device | str = "cpu",
                       name=str(metadata.get("name", weights_path.stem)), source=str(weights_path), sha256=sha256,
                       trained_on=str(metadata.get("trained_on", "")),
                       noise_overrides=dict(metadata.get("noise_overrides") or {}),
-                      extra={k: metadata[k] for k in ("training_command", "licence", "created", "drdm_version") if k in metadata})
+                      extra={k: metadata[k] for k in ("training_command", "licence", "created", "drdm_version") if k in metadata},
+                      metadata=metadata)
     validate_metadata(model, weights_path)
     return model
 

@@ -34,19 +34,22 @@ class CheckpointError(ValueError):
 
 @dataclass
 class DRDMModel:
-    """A recovery network with what is needed to use it.
+    """A recovery network with what is needed to use it, or a random-field-only model (``network`` is ``None``).
 
     Attributes:
-        network: the :class:`RecResACNet` (eval mode).
+        network: the :class:`RecResACNet` (eval mode); ``None`` for a random-field-only model, whose deformation
+            is the forward process's diffeomorphic random field with no learned recovery (:func:`random_field_model`).
         ndims: 2 or 3.
         size: side of the square/cubic working grid the model was trained on (voxels).
         num_steps: number of diffusion levels T.
         noise_preset: name of the :class:`ForwardProcess` preset it was trained with.
         intensity: intensity normalisation expected on input (``"minmax-0-1"``).
         name, source, sha256: where it came from.
+        metadata: the model file's JSON metadata (provenance, recovery-error table, ...); empty for ``.pth`` files.
+        field_device: where a random-field-only model computes (a network's device wins otherwise).
     """
 
-    network: RecResACNet
+    network: RecResACNet | None
     ndims: int
     size: int
     num_steps: int
@@ -58,10 +61,17 @@ class DRDMModel:
     trained_on: str = ""
     noise_overrides: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    field_device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def learned(self) -> bool:
+        """True when a trained network recovers the deformation (False: random field only)."""
+        return self.network is not None
 
     @property
     def device(self) -> torch.device:
-        return next(self.network.parameters()).device
+        return self.field_device if self.network is None else next(self.network.parameters()).device
 
     def forward_process(self) -> ForwardProcess:
         """The forward deformation process this model was trained with."""
@@ -69,7 +79,9 @@ class DRDMModel:
                                                                 **self.noise_overrides})
 
     def to(self, device: torch.device | str) -> DRDMModel:
-        self.network.to(device)
+        if self.network is not None:
+            self.network.to(device)
+        self.field_device = torch.device(device)
         return self
 
 
@@ -161,6 +173,8 @@ def validate_metadata(model: DRDMModel, path: str | Path) -> None:
 
 def save_checkpoint(model: DRDMModel, path: str | Path) -> Path:
     """Save weights and metadata as a weights-only loadable ``.pth`` (``{"state_dict", "metadata"}``)."""
+    if not model.learned:
+        raise ValueError(f"model {model.name!r} is a random field only: it has no weights to save")
     path = Path(path)
     metadata = {"size": model.size, "noise_preset": model.noise_preset, "intensity": model.intensity,
                 "name": model.name, "trained_on": model.trained_on, "noise_overrides": dict(model.noise_overrides)}
@@ -186,16 +200,38 @@ def untrained_model(ndims: int = 2, size: int | None = None, seed: int = 0, devi
                      noise_overrides=dict(noise_overrides or {}))
 
 
-REFERENCE_CHECKPOINT_NAME = "cmr_recresacnet_2d.pth"
-MODEL_NAMES = {"cmr-2d": REFERENCE_CHECKPOINT_NAME}  # registry names -> file names in the model cache
 BUNDLED_FOLDER = Path(__file__).resolve().parent / "bundled"
-BUNDLED_MODELS = ("drdm-demo-2d", "drdm-demo-3d")  # shipped with the package (trained by `drdm train`)
-DEFAULT_BUNDLED_MODEL = "drdm-demo-2d"
+BUNDLED_MODELS = ("cmr-2d",)  # weights shipped inside the package (bundled/NAME.safetensors + NAME.json)
+DEFAULT_BUNDLED_MODEL = "cmr-2d"  # the default model of every front end
+# Random field only (no learned recovery): the forward process's diffeomorphic field at level T', no network.
+RANDOM_FIELD_MODELS: dict[str, dict] = {
+    "random-field-2d": dict(ndims=2, noise_preset="cmr-2d"),
+    "random-field-3d": dict(ndims=3, noise_preset="lct-3d"),
+}
+MODEL_NAMES = BUNDLED_MODELS + tuple(RANDOM_FIELD_MODELS)  # every built-in name load_model_spec accepts
 
 
 def bundled_model_path(name: str) -> Path:
-    """Weights file of a bundled model (``drdm-demo-2d`` / ``drdm-demo-3d``)."""
+    """Weights file of a bundled model (``cmr-2d``)."""
     return BUNDLED_FOLDER / f"{name}.safetensors"
+
+
+def random_field_model(name: str, device: torch.device | str = "cpu") -> DRDMModel:
+    """A random-field-only model (``random-field-2d`` / ``random-field-3d``): no network, no learned recovery.
+
+    Generating with it gives the forward process's diffeomorphic (fold-free) random field at level T' on the
+    preset's working grid (256² CMR settings in 2D, 128³ lung-CT settings in 3D), with every output of a
+    learned model (deformed image and labels, transform, det J, statistics). Its recovery error is 1 by
+    construction (it recovers nothing).
+    """
+    if name not in RANDOM_FIELD_MODELS:
+        raise CheckpointError(f"unknown random-field model {name!r}; choose one of {', '.join(RANDOM_FIELD_MODELS)}")
+    spec = RANDOM_FIELD_MODELS[name]
+    preset = ForwardProcess.from_preset(spec["noise_preset"])
+    return DRDMModel(network=None, ndims=spec["ndims"], size=preset.image_size, num_steps=preset.num_steps,
+                     noise_preset=spec["noise_preset"], name=name, source="built in",
+                     trained_on="nothing: random field only (no learned recovery)",
+                     field_device=torch.device(device))
 
 
 def drdm_home() -> Path:
@@ -204,19 +240,11 @@ def drdm_home() -> Path:
 
 
 def find_default_checkpoint() -> Path | None:
-    """The default model: ``$DRDM_MODEL``, the cached ``cmr-2d`` model, the published CMR checkpoint in a
-    ``shared/reference`` folder beside the source checkout (developer machines), or else the bundled
-    ``drdm-demo-2d``; ``None`` if none exists."""
+    """The default model file: ``$DRDM_MODEL`` when set, else the bundled ``cmr-2d`` (``None`` only when the
+    installation lacks it)."""
     env = os.environ.get("DRDM_MODEL")
     if env:
         return Path(env)
-    cached = drdm_home() / "models" / REFERENCE_CHECKPOINT_NAME
-    if cached.is_file():
-        return cached
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent.parent / "shared" / "reference" / REFERENCE_CHECKPOINT_NAME
-        if candidate.is_file():
-            return candidate
     bundled = bundled_model_path(DEFAULT_BUNDLED_MODEL)
     return bundled if bundled.is_file() else None
 
@@ -240,25 +268,33 @@ def resolve_device(name: str) -> torch.device:
 
 def load_model_spec(spec: str | os.PathLike | None, device: torch.device | str = "cpu") -> DRDMModel:
     """A model from a file (``.pth`` reference checkpoint or ``.safetensors``/``.json`` model), a name
-    (``cmr-2d``, a bundled ``drdm-demo-2d``/``drdm-demo-3d`` or one made by ``drdm models import``) or,
-    for ``None``, the default model.
+    (the bundled ``cmr-2d``, ``random-field-2d``/``random-field-3d``, or one made by ``drdm models import`` or
+    ``drdm train`` in the cache) or, for ``None``, the default model: ``$DRDM_MODEL`` (a name or a file) when set,
+    else the bundled ``cmr-2d``.
 
     Raises :class:`CheckpointError` (a ``ValueError``) with a message for the user.
     """
     if spec is None or not str(spec):
+        if os.environ.get("DRDM_MODEL"):
+            return load_model_spec(os.environ["DRDM_MODEL"], device)  # a name or a file
         path = find_default_checkpoint()
         if path is None:
-            raise CheckpointError("no model given and no default model installed: pass a model file")
+            raise CheckpointError(f"no model given and the bundled default model is missing from this installation "
+                                  f"({bundled_model_path(DEFAULT_BUNDLED_MODEL)}): pass --model")
         return _load_path(path, device)
     name = str(spec)
-    if name in MODEL_NAMES:
-        path = drdm_home() / "models" / MODEL_NAMES[name]
-        fallback = find_default_checkpoint()
-        if not path.is_file() and fallback is not None and fallback.name == MODEL_NAMES[name]:
-            path = fallback
+    if name in RANDOM_FIELD_MODELS:
+        return random_field_model(name, device)
+    from . import registry
+
+    item = registry.REGISTRY.get(name)
+    if item is not None and not item.bundled:  # a registry download
+        if not item.available:
+            raise CheckpointError(f"model {name!r} is not available: {item.note}")
+        path = registry.cached_path(name)
         if not path.is_file():
-            raise CheckpointError(f"model {name!r} is not installed (expected {path}); run: drdm models fetch {name}")
-        return load_checkpoint(path, device=device)
+            raise CheckpointError(f"model {name!r} is not downloaded yet (expected {path}); run: drdm models fetch {name}")
+        return _load_path(path, device)
     if name in BUNDLED_MODELS:
         path = bundled_model_path(name)
         if not path.is_file():

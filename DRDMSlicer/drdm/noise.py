@@ -175,7 +175,7 @@ class ForwardProcess:
 
     def sample(self, t: torch.Tensor | int, size: int | None = None, batch: int = 1,
                generator: torch.Generator | None = None, *, device: torch.device | str | None = None,
-               diffeomorphic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               diffeomorphic: bool = False, target: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw the forward deformation at level ``t``.
 
         Args:
@@ -185,6 +185,8 @@ class ForwardProcess:
             generator: random source; seeded like the reference's global seed it reproduces its fields.
             device: where the fields are computed (the draws come from ``generator``'s device).
             diffeomorphic: fold-free variant (see module docstring).
+            target: False skips ``ddf_target`` (returned as ``None``; the sampler needs only ``ddf_warp``, and
+                in diffeomorphic mode the target costs as much again). The random stream is the same.
 
         Returns:
             ``(ddf_warp, ddf_target)``, each ``(batch, ndims, S, ..., S)`` in voxels: the field that deforms
@@ -198,12 +200,12 @@ class ForwardProcess:
             normals = [z.to(device) for z in normals]
         if not diffeomorphic:
             fields = self.control_fields(t, normals)
-            return self.lift(fields.warp, size), self.lift(fields.target, size)
+            return self.lift(fields.warp, size), self.lift(fields.target, size) if target else None
         velocity, _, noisy = self.velocities(normals)
         k_warp, k_target = self._levels(t, batch)
         stretch = size / (2 * self.control_size)
         return (self.diffeomorphic_field(noisy, k_warp * stretch, size),
-                self.diffeomorphic_field(velocity, k_target * stretch, size))
+                self.diffeomorphic_field(velocity, k_target * stretch, size) if target else None)
 
 
 def _mask(flags: list[bool], like: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,10 @@
-"""Model registry and cache: named models with URL, SHA-256 and licence; verified downloads.
+"""Model registry and cache: named models with licence and provenance; verified downloads; what to offer.
 
-Downloads stream to a temporary file in the cache folder with a progress callback, are checked against the
-registry's SHA-256, and only then renamed into place; a mismatch deletes the file and raises. The cache is
-``$DRDM_HOME/models`` (default ``~/.cache/drdm/models``).
+Built in: the bundled ``cmr-2d`` (the authors' published model, converted to the project's format) and the
+``random-field-2d``/``random-field-3d`` choices (no learned recovery). :func:`offered_models` is the one list
+the front ends (Slicer module, web app, CLI) show. Downloads stream to a temporary file in the cache folder
+with a progress callback, are checked against the registry's SHA-256, and only then renamed into place; a
+mismatch deletes the file and raises. The cache is ``$DRDM_HOME/models`` (default ``~/.cache/drdm/models``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import BUNDLED_MODELS, MODEL_NAMES, bundled_model_path, drdm_home, file_sha256
+from .models import (
+    BUNDLED_MODELS,
+    DEFAULT_BUNDLED_MODEL,
+    RANDOM_FIELD_MODELS,
+    CheckpointError,
+    bundled_model_path,
+    drdm_home,
+    file_sha256,
+    random_field_model,
+)
+from .noise import PRESETS
+
+MAX_OFFERED_RECOVERY_ERROR = 1.0  # a model that recovers no better than nothing is not offered as a DRDM model
+PUBLISHED_CMR_URL = "https://github.com/jianqingzheng/def_diff_rec/raw/main/models/cmr_recresacnet/000000_cmr_recresacnet.pth"
+PUBLISHED_CMR_SHA256 = "c9e93ccbd99ad288bb1c961f980141d2c8c91115e8a5986d7a20a98f64ae8e93"
 
 
 class RegistryError(ValueError):
@@ -25,7 +41,7 @@ class RegistryError(ValueError):
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """A downloadable model."""
+    """A named model: bundled weights, a built-in random-field choice, or a download."""
 
     name: str
     filename: str
@@ -36,25 +52,27 @@ class RegistryEntry:
     available: bool = True
     note: str = ""
     bundled: bool = False  # shipped inside the package: nothing to download
+    learned: bool = True  # False: random field only (no network, nothing on disk)
 
 
 REGISTRY: dict[str, RegistryEntry] = {
     "cmr-2d": RegistryEntry(
-        name="cmr-2d", filename=MODEL_NAMES["cmr-2d"],
-        url="https://github.com/jianqingzheng/def_diff_rec/raw/main/models/cmr_recresacnet/000000_cmr_recresacnet.pth",
-        sha256="c9e93ccbd99ad288bb1c961f980141d2c8c91115e8a5986d7a20a98f64ae8e93",
-        licence="Apache-2.0 (authors' repository jianqingzheng/def_diff_rec)",
-        description="the authors' published 2D cardiac MRI model (256², 80 levels)"),
+        name="cmr-2d", filename="cmr-2d.safetensors", url=None, sha256=None, bundled=True,
+        licence="Apache-2.0 (the authors' repository jianqingzheng/def_diff_rec; see bundled/NOTICE)",
+        description=f"the authors' published 2D cardiac MRI model (256², 80 levels), converted from "
+                    f"{PUBLISHED_CMR_URL.rsplit('/', 1)[1]} (sha256 {PUBLISHED_CMR_SHA256[:8]}…)"),
     "lct-3d": RegistryEntry(
         name="lct-3d", filename="lct_recresacnet_3d.pth", url=None, sha256=None,
         licence="Apache-2.0 (authors' repository)", description="the authors' 3D lung CT model (128³)",
         available=False, note="its weights are not in the authors' public repository snapshot"),
     **{name: RegistryEntry(
-        name=name, filename=f"{name}.safetensors", url=None, sha256=None, bundled=True,
-        licence="Apache-2.0 (this project; trained on procedural phantoms)",
-        description=f"small {name[-2:].upper()} demo model bundled with the package, trained by `drdm train`")
-       for name in BUNDLED_MODELS},
+        name=name, filename="", url=None, sha256=None, bundled=True, learned=False, licence="Apache-2.0 (this project)",
+        description=f"random field only (no learned recovery): the diffeomorphic {spec['ndims']}D forward field at "
+                    f"level T' ({spec['noise_preset']} settings, {PRESETS[spec['noise_preset']]['image_size']} working grid), "
+                    "fold-free, no network")
+       for name, spec in RANDOM_FIELD_MODELS.items()},
 }
+assert set(BUNDLED_MODELS) | set(RANDOM_FIELD_MODELS) <= set(REGISTRY)
 
 
 def cache_folder() -> Path:
@@ -70,6 +88,8 @@ def entry(name: str) -> RegistryEntry:
 def cached_path(name: str) -> Path:
     """Where the model lives locally (the package folder for bundled models)."""
     item = entry(name)
+    if not item.learned:
+        raise RegistryError(f"model {name!r} is built in (random field only): it has no file")
     return bundled_model_path(name) if item.bundled else cache_folder() / item.filename
 
 
@@ -83,6 +103,8 @@ def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, 
     item = entry(name)
     if not item.available:
         raise RegistryError(f"model {name!r} is not available: {item.note}")
+    if not item.learned:
+        raise RegistryError(f"model {name!r} is built in (random field only): there is nothing to download")
     if item.bundled:
         if not verify(name):
             raise RegistryError(f"bundled model {name!r} is missing or modified in this installation ({cached_path(name)})")
@@ -119,8 +141,11 @@ def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, 
 
 
 def verify(name: str) -> bool:
-    """True when the cached file exists and matches the registry hash (bundled: the hash in its JSON)."""
+    """True when the cached file exists and matches the registry hash (bundled: the hash in its JSON; built-in
+    random-field choices: always)."""
     item = entry(name)
+    if not item.learned:
+        return True
     path = cached_path(name)
     if not path.is_file():
         return False
@@ -132,18 +157,20 @@ def verify(name: str) -> bool:
 
 
 def import_checkpoint(source: str | os.PathLike, name: str | None = None, force: bool = False) -> tuple[Path, Path]:
-    """Convert an authors' ``.pth`` checkpoint (weights-only loading) into the project's format in the cache.
+    """Copy a model into the cache under ``name``, where the front ends offer it: an authors' ``.pth`` checkpoint
+    (weights-only loading, converted to the project's format) or a ``.safetensors``/``.json`` model (e.g. made by
+    ``drdm train``; its metadata, recovery-error table included, is kept).
 
     Returns the ``(.safetensors, .json)`` paths; refuses to overwrite an existing model unless ``force``.
     """
     import re
 
-    from .model_files import model_paths, save_model
+    from .model_files import is_model_file, load_model_file, model_paths, read_metadata, save_model
     from .models import load_checkpoint
 
     source = Path(source)
-    model = load_checkpoint(source)
-    name = name or re.sub(r"^\d+_", "", source.stem)
+    model = load_model_file(source) if is_model_file(source) else load_checkpoint(source)
+    name = name or re.sub(r"^\d+_", "", model_paths(source)[0].stem)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in REGISTRY:
         raise RegistryError(f"model name {name!r} is not allowed: use letters, digits, '.', '_', '-' "
                             f"and not a registry name ({', '.join(sorted(REGISTRY))})")
@@ -151,6 +178,92 @@ def import_checkpoint(source: str | os.PathLike, name: str | None = None, force:
     if weights.exists() and not force:
         raise RegistryError(f"model {name!r} already exists ({weights}); choose another --name or pass --force")
     model.name = name
+    if is_model_file(source):
+        kept = {k: v for k, v in read_metadata(source).items()
+                if k not in ("name", "sha256", "created", "drdm_version", "format", "format_version")}
+        return save_model(model, weights, **{**kept, "imported_from": str(model_paths(source)[0].resolve())})
     return save_model(model, weights, licence="as the source checkpoint",
                       trained_on=model.trained_on, source_file=str(source.resolve()), source_sha256=model.sha256,
                       training_command="(imported with: drdm models import)")
+
+
+@dataclass(frozen=True)
+class OfferedModel:
+    """One choice the front ends offer (:func:`offered_models`).
+
+    Attributes:
+        name: what :func:`drdm.models.load_model_spec` accepts (``cmr-2d``, ``random-field-3d``, a cached name).
+        label: for people: what it is and its measured recovery error.
+        ndims: 2 or 3 (a 2D model also deforms 3D stacks slice by slice).
+        num_steps: number of diffusion levels T (start levels T' lie in 0 … T).
+        learned: False for the random-field-only choices (no learned recovery).
+        recovery_error: summary of the measured recovery-error table (:mod:`drdm.evaluation`; 1 = nothing
+            recovered, which a random field scores by construction); ``None`` when never measured.
+        default: the front ends' preselected choice.
+        origin: ``"bundled"``, ``"built in"`` or ``"cache"`` (made by ``drdm train`` or ``drdm models import``).
+    """
+
+    name: str
+    label: str
+    ndims: int
+    num_steps: int
+    learned: bool
+    recovery_error: float | None
+    default: bool
+    origin: str
+
+
+def _learned_label(name: str, what: str, ndims: int, num_steps: int, error: float | None) -> str:
+    measured = "recovery error not measured" if error is None else f"recovery error {error:.2f}"
+    return f"{name}: {what}, {ndims}D, T={num_steps} ({measured})"
+
+
+def _metadata_choice(name: str, metadata: dict, what: str, origin: str) -> OfferedModel | None:
+    from .evaluation import summary
+
+    error = summary(metadata)
+    if error is not None and error >= MAX_OFFERED_RECOVERY_ERROR:
+        return None  # recovers nothing: not a DRDM model to offer
+    ndims, num_steps = int(metadata["ndims"]), int(metadata["num_steps"])
+    return OfferedModel(name=name, label=_learned_label(name, what, ndims, num_steps, error), ndims=ndims,
+                        num_steps=num_steps, learned=True, recovery_error=error, default=name == DEFAULT_BUNDLED_MODEL,
+                        origin=origin)
+
+
+def offered_models(ndims: int | None = None, include_cache: bool = True) -> list[OfferedModel]:
+    """What the front ends offer, in display order: the bundled learned models, the user's own models in the
+    cache (``drdm train`` / ``drdm models import``), then the random-field-only choices.
+
+    A model whose recorded recovery error is ≥ 1 (:data:`MAX_OFFERED_RECOVERY_ERROR`) is left out; a cached
+    model without a recorded table is offered with "recovery error not measured". ``ndims`` keeps only models
+    of that dimensionality; ``include_cache=False`` leaves the cache out. Reads JSON metadata only (fast).
+    """
+    from .model_files import read_metadata
+
+    choices: list[OfferedModel] = []
+    for name in BUNDLED_MODELS:
+        path = bundled_model_path(name)
+        if path.is_file():
+            try:
+                choice = _metadata_choice(name, read_metadata(path), "published DRDM cardiac MRI model", "bundled")
+            except CheckpointError:
+                choice = None
+            if choice is not None:
+                choices.append(choice)
+    if include_cache and cache_folder().is_dir():
+        for weights in sorted(cache_folder().glob("*.safetensors")):
+            if weights.stem in REGISTRY:
+                continue
+            try:
+                metadata = read_metadata(weights)
+                choice = _metadata_choice(weights.stem, metadata, "your model", "cache")
+            except (CheckpointError, KeyError, TypeError, ValueError):
+                continue  # not a readable DRDM model: not offered
+            if choice is not None:
+                choices.append(choice)
+    for name in RANDOM_FIELD_MODELS:
+        model = random_field_model(name)
+        label = f"{name}: random field only (no learned recovery), {model.ndims}D, T={model.num_steps}"
+        choices.append(OfferedModel(name=name, label=label, ndims=model.ndims, num_steps=model.num_steps, learned=False,
+                                    recovery_error=1.0, default=False, origin="built in"))
+    return [c for c in choices if ndims is None or c.ndims == ndims]

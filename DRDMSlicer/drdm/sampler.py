@@ -72,8 +72,9 @@ def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None
         if model.ndims == 3 and spatial == 2:
             raise ValueError("a 3D model cannot deform a 2D image")
         raise ValueError(f"a {model.ndims}D model needs an image of shape (N, 1, *{model.ndims} sizes), got {tuple(image.shape)}")
-    if image.shape[1] != model.network.in_channels:
-        raise ValueError(f"image must have {model.network.in_channels} channel(s), got {image.shape[1]}")
+    channels = model.network.in_channels if model.learned else 1
+    if image.shape[1] != channels:
+        raise ValueError(f"image must have {channels} channel(s), got {image.shape[1]}")
     if not image.is_floating_point():
         raise ValueError("image must be a floating-point tensor")
     if len(set(image.shape[2:])) != 1 or image.shape[2] % 8:
@@ -88,6 +89,9 @@ def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None
             raise ValueError(f"labels shape {tuple(labels.shape)} does not match image shape {tuple(image.shape)}")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if not model.learned and mode != "diffeomorphic":
+        raise ValueError(f"model {model.name!r} is the random field only (no learned recovery), which is always "
+                         "diffeomorphic: use mode 'diffeomorphic' (the reference mode needs a learned model)")
     if not 0 <= int(start_level) <= 2 * model.num_steps:
         raise ValueError(f"start_level must lie in [0, {2 * model.num_steps}], got {start_level}")
 
@@ -128,7 +132,9 @@ def generate(
     """Deform ``image`` (and ``labels``) with a new DRDM deformation.
 
     Args:
-        model: a loaded :class:`~drdm.models.DRDMModel`.
+        model: a loaded :class:`~drdm.models.DRDMModel`. A random-field-only model (``model.learned`` False)
+            runs no recovery step: the result is the diffeomorphic random field at ``start_level``
+            (``ddf == ddf_random``; diffeomorphic mode only).
         image: ``(N, 1, *spatial)`` float tensor on the model's grid (square/cubic, side divisible by 8),
             intensities in the model's range ([0, 1] for the reference models).
         labels: optional ``(N, 1, *spatial)`` integer label map; deformed with ``label_method``
@@ -161,15 +167,17 @@ def generate(
     levels = list(range(model.num_steps - 1, -1, -1)) if levels is None else [int(t) for t in levels]
     if any(not 0 <= t < model.num_steps for t in levels):
         raise ValueError(f"recovery levels must lie in [0, {model.num_steps - 1}]")
+    if not model.learned:
+        levels = []  # random field only: no recovery steps
     network = model.network
     size = image.shape[2]
     batch = image.shape[0]
-    device = next(network.parameters()).device
+    device = model.device
     image = image.to(device=device, dtype=torch.float32)
 
     with torch.no_grad():
         ddf_random, _ = process.sample(start_level, size, batch=batch, generator=generator,
-                                       device=device, diffeomorphic=diffeomorphic)
+                                       device=device, diffeomorphic=diffeomorphic, target=False)
         image_random = warp(image, ddf_random, interpolation, "zeros")
         ddf, current = ddf_random, image_random
         for index, t in enumerate(levels):

@@ -45,19 +45,26 @@ def _check_field(x: torch.Tensor, ddf: torch.Tensor) -> int:
     return ndim
 
 
+# The cached constants below are created outside inference mode (``torch.inference_mode(False)``): a tensor
+# made under ``torch.inference_mode()`` cannot take part in autograd, so a cache first filled there (e.g. by a
+# recovery-error measurement) would break every later ``backward()`` through a warp.
+
+
 @functools.lru_cache(maxsize=32)
 def _identity_positions(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Voxel index positions, channel-last in grid_sample order (last array axis first): (1, *shape, ndim)."""
-    axes = [torch.arange(s, device=device, dtype=dtype) for s in shape]
-    mesh = torch.meshgrid(*axes, indexing="ij")
-    return torch.stack(mesh[::-1], dim=-1).unsqueeze(0)
+    with torch.inference_mode(False):
+        axes = [torch.arange(s, device=device, dtype=dtype) for s in shape]
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        return torch.stack(mesh[::-1], dim=-1).unsqueeze(0)
 
 
 @functools.lru_cache(maxsize=32)
 def _half_extent(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(S_a - 1) / 2 per axis in grid_sample order; 1 for singleton axes (they cannot be displaced)."""
     half = [max(s - 1, 1) / 2.0 for s in shape[::-1]]
-    return torch.tensor(half, device=device, dtype=dtype)
+    with torch.inference_mode(False):
+        return torch.tensor(half, device=device, dtype=dtype)
 
 
 def identity_grid(shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .initialisation import initial_model
 from .losses import REGULARISERS, recovery_losses, relative_recovery_error
-from .models import DRDMModel, untrained_model
+from .models import DRDMModel
 from .noise import ForwardProcess
 from .spatial import warp
 from .training_data import TrainingImages, geometric_augmentation, intensity_augmentation, sample_generator
@@ -41,7 +42,7 @@ METRICS_FILE = "metrics.csv"
 METRIC_COLUMNS = ("step", "loss", "dist", "angle", "reg", "seconds", "val_loss", "val_relative_error")
 # Settings that must not change when a run is resumed.
 RESUME_KEYS = ("ndims", "size", "levels", "batch", "lr", "seed", "regulariser", "width", "rec_num", "control_size",
-               "noise_preset", "augment", "data", "phantoms", "phantom_texture", "val_fraction")
+               "noise_preset", "augment", "data", "phantoms", "phantom_texture", "val_fraction", "init")
 
 
 @dataclass
@@ -74,6 +75,7 @@ class TrainingConfig:
     augment: bool = True
     name: str = "drdm-model"
     command: str = ""
+    init: str = ""  # fine-tuning: start from this model's weights (name, .pth, .safetensors/.json)
 
     def check(self) -> None:
         """Raise ``ValueError`` for impossible settings."""
@@ -96,15 +98,16 @@ class TrainingConfig:
     def preset(self) -> str:
         return self.noise_preset or ("cmr-2d" if self.ndims == 2 else "lct-3d")
 
-    def noise_overrides(self) -> dict:
-        """Forward-process settings for this training size: the preset scaled so that deformations are the
-        same fraction of the field of view (control grid ∝ size, velocity scale ∝ 1/size)."""
-        preset = ForwardProcess.from_preset(self.preset())
-        if self.size == preset.image_size and not self.control_size:
-            return {}
-        ratio = self.size / preset.image_size
-        control = self.control_size or max(8, int(round(preset.control_size * ratio)))
-        return {"control_size": control, "velocity_scale": preset.velocity_scale / ratio}
+    def noise_overrides(self, initial: DRDMModel | None = None) -> dict:
+        """Forward-process settings for this training size: the preset's (or, fine-tuning, the ``initial``
+        model's) scaled so that deformations are the same fraction of the field of view (control grid ∝ size,
+        velocity scale ∝ 1/size); at the base size, the base settings themselves."""
+        base = ForwardProcess.from_preset(self.preset()) if initial is None else initial.forward_process()
+        if self.size == base.image_size and not self.control_size:
+            return {} if initial is None else dict(initial.noise_overrides)
+        ratio = self.size / base.image_size
+        control = self.control_size or max(8, int(round(base.control_size * ratio)))
+        return {"control_size": control, "velocity_scale": base.velocity_scale / ratio}
 
 
 @dataclass
@@ -197,9 +200,10 @@ def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[i
 
     For every image, level and draw, the image is deformed by the forward process (fixed seeds, so two
     models see the same deformations) and the network's prediction is compared with the target it learns.
-    0 is perfect and a network that outputs zero scores 1 (randomly initialised networks score far more).
+    0 is perfect and a network that outputs zero scores 1 (randomly initialised networks score far more); a
+    random-field-only model (no network) predicts no recovery and scores exactly 1.
     """
-    network = model.network.eval()
+    network = model.network.eval() if model.learned else None
     process = model.forward_process()
     device = model.device
     errors = {}
@@ -209,7 +213,7 @@ def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[i
             for k in range(draws):
                 generator = sample_generator(seed, level, i, k)
                 x_t, ddf_target = deform_clean_image(process, image, level, model.size, generator, device)
-                prediction = network(x_t, level, rec_num=rec_num)
+                prediction = torch.zeros_like(ddf_target) if network is None else network(x_t, level, rec_num=rec_num)
                 aligned = warp(prediction, ddf_target, "linear", process.composition_padding)
                 values.append(float(relative_recovery_error(aligned, ddf_target / model.size)[0]))
         errors[level] = sum(values) / len(values)
@@ -237,6 +241,18 @@ def _validation(model: DRDMModel, images: TrainingImages, config: TrainingConfig
             errors.append(float(values["relative_error"]))
     network.train(was_training)
     return sum(losses) / len(losses), sum(errors) / len(errors)
+
+
+def _recovery_error_table(model: DRDMModel, images: TrainingImages, config: TrainingConfig) -> dict | None:
+    """The trained model's recovery-error table (:mod:`drdm.evaluation`) on up to ``val_samples`` held-out
+    images, or ``None`` without any."""
+    from .evaluation import recovery_error_table
+
+    count = config.val_samples if images.training is None else min(config.val_samples, len(images.validation or []))
+    held_out = [images.validation_image(i) for i in range(count)]
+    if not held_out:
+        return None
+    return recovery_error_table(model, [(f"{count} held-out validation images of the training data", held_out)])
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -295,6 +311,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     if not resume and (out / STATE_FILE).is_file():
         raise ValueError(f"{out} already holds a training run ({STATE_FILE}): pass --resume to continue it "
                          "or choose another --out")
+    model = initial_model(config, device)  # first: a --init that does not fit fails before any data is read
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
     if images is None:
@@ -306,11 +323,11 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
         else:
             images = TrainingImages.phantoms(config.ndims, config.size, config.phantoms, config.phantom_texture)
 
-    model = untrained_model(config.ndims, config.size, seed=config.seed, device=device, width=config.width,
-                            noise_overrides=config.noise_overrides())
-    model.noise_preset = config.preset()
     model.name = config.name
     model.trained_on = images.description
+    if config.init:
+        start = model.extra["init"]
+        model.trained_on = f"{images.description}; fine-tuned from {start['name']} (trained on {start['trained_on']})"
     network = model.network.train()
     process = model.forward_process()
     optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=config.lr)
@@ -389,11 +406,17 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     if context.is_main:
         from .model_files import save_model
 
-        weights, metadata = save_model(model, out / config.name, training_command=config.command,
-                                       licence=PHANTOM_LICENCE if not config.data else "as the training data",
+        licence = PHANTOM_LICENCE if not config.data else "as the training data"
+        if config.init:
+            licence = f"derived from {model.extra['init']['name']} ({model.extra['init']['licence']}); training data: {licence}"
+        table = _recovery_error_table(model, images, config)
+        extra = {"init": model.extra["init"]} if config.init else {}
+        if table is not None:
+            extra["recovery_error"] = table
+        weights, metadata = save_model(model, out / config.name, training_command=config.command, licence=licence,
                                        training={**asdict(config), "data": list(config.data)},
                                        training_seconds=round(time.perf_counter() - began, 1),
-                                       final_validation_error=validation[1] if validation else None)
+                                       final_validation_error=validation[1] if validation else None, **extra)
     if context.world > 1:
         dist.barrier()
     return TrainingResult(model, weights, metadata, config.steps, time.perf_counter() - began, last["loss"],

@@ -1,0 +1,86 @@
+"""Recovery-error tables: what a model has learned, measured one way for every model and kept in its metadata.
+
+The error of one draw is ``‖W(P; D_target) + D_target‖ / ‖D_target‖`` (:func:`drdm.training.recovery_error`):
+0 is a perfect recovery of the forward-process target, 1 is what a model that recovers nothing scores (a
+network that outputs zero, or a random-field-only model), and untrained networks score 18–150. A table holds
+one row per evaluation data set with the mean error at each level of :data:`LEVELS`; its ``summary`` (the
+mean of the first row) is the one number the front ends show. Stored as ``metadata["recovery_error"]``::
+
+    {"definition": ..., "levels": [10, 30, 50, 70], "draws": 2, "seed": 7777, "summary": 0.43,
+     "rows": [{"data": "...", "images": 10, "errors": [0.61, 0.42, 0.36, 0.35], "mean": 0.43}, ...]}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .models import DRDMModel
+from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
+from .training import EVALUATION_LEVELS, VALIDATION_SEED, recovery_error
+
+LEVELS = EVALUATION_LEVELS
+DEFINITION = ("mean ‖W(P; D_target) + D_target‖ / ‖D_target‖ of the predicted recovery field per level "
+              "(drdm.training.recovery_error); 0 perfect, 1 = no recovery")
+PHANTOM_SEED = 900_000  # evaluation phantoms: seeds no training run uses (training phantoms: 0 .. count-1)
+
+
+def evaluation_phantoms(ndims: int, size: int, count: int = 4) -> tuple[str, list[torch.Tensor]]:
+    """``(description, images)``: held-out phantoms ``(1, *[size]*ndims)`` in [0, 1] for a model's table.
+
+    2D: :func:`~drdm.phantoms.cardiac_short_axis_phantom`; 3D: :func:`~drdm.phantoms.cardiac_phantom`.
+    """
+    seeds = range(PHANTOM_SEED, PHANTOM_SEED + count)
+    if ndims == 2:
+        images = [cardiac_short_axis_phantom(size, seed=s)[0][0] for s in seeds]
+        return f"{count} cardiac short-axis phantoms (drdm.phantoms.cardiac_short_axis_phantom, seeds {seeds[0]}+)", images
+    images = [cardiac_phantom(size, 3, seed=s)[0][0] for s in seeds]
+    return f"{count} 3D cardiac phantoms (drdm.phantoms.cardiac_phantom, seeds {seeds[0]}+)", images
+
+
+def cmr_sample_datasets(folder: Path, size: int) -> list[tuple[str, list[torch.Tensor]]]:
+    """The public cardiac MRI samples (``shared/data/cmr``) as 2D evaluation data sets at ``size``²: ACDC
+    patient001 end-diastole (every short-axis slice) and the authors' preprocessed sample. Files that are absent
+    are skipped (so the result may be empty)."""
+    from .training_data import load_training_images
+
+    sets = []
+    acdc, sample = Path(folder) / "patient001_frame01.nii.gz", Path(folder) / "OpenDataset_162867.nii.gz"
+    if acdc.is_file():
+        images = load_training_images([acdc], 2, size)
+        sets.append((f"ACDC patient001 end-diastole, its {len(images)} short-axis slices (padded square, resized to "
+                     f"{size}², min-max)", images))
+    if sample.is_file():
+        sets.append(("the authors' preprocessed CMR sample OpenDataset_162867 (their example data; may have been "
+                     "seen in training)", load_training_images([sample], 2, size)))
+    return sets
+
+
+def recovery_error_row(model: DRDMModel, data: str, images: list[torch.Tensor], draws: int = 2,
+                       seed: int = VALIDATION_SEED) -> dict:
+    """One table row: ``{"data", "images", "errors" (one per level of LEVELS), "mean"}`` (errors rounded to 1e-4)."""
+    errors = recovery_error(model, images, LEVELS, draws=draws, seed=seed)
+    values = [round(errors[t], 4) for t in LEVELS]
+    return {"data": data, "images": len(images), "errors": values, "mean": round(sum(values) / len(values), 4)}
+
+
+def recovery_error_table(model: DRDMModel, datasets: list[tuple[str, list[torch.Tensor]]], draws: int = 2,
+                         seed: int = VALIDATION_SEED) -> dict:
+    """The table of ``model`` on ``datasets`` (``(description, images)`` pairs, the first one summarises).
+
+    Images are ``(1, *[model.size]*ndims)`` in [0, 1]. Deterministic: the same draws for every model.
+    """
+    if not datasets:
+        raise ValueError("a recovery-error table needs at least one data set")
+    rows = [recovery_error_row(model, data, images, draws, seed) for data, images in datasets]
+    return {"definition": DEFINITION, "levels": list(LEVELS), "draws": draws, "seed": seed,
+            "summary": rows[0]["mean"], "rows": rows}
+
+
+def summary(metadata: dict) -> float | None:
+    """The summary recovery error recorded in model metadata, or ``None`` when it was never measured."""
+    table = metadata.get("recovery_error")
+    if not isinstance(table, dict) or not isinstance(table.get("summary"), (int, float)):
+        return None
+    return float(table["summary"])

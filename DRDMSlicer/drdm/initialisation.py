@@ -1,0 +1,71 @@
+"""What training starts from: a model's weights (fine-tuning, ``drdm train --init MODEL``) or a new network.
+
+Fine-tuning keeps the starting model's architecture (dimensionality, levels T, width: shape-checked against the
+run's settings, with a one-line error on a mismatch) and its forward process ("noise preset"): at the model's
+own size its exact settings, at another ``--size`` the same settings scaled so that deformations stay the same
+fraction of the field of view.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .models import DRDMModel, load_model_spec, untrained_model
+
+if TYPE_CHECKING:
+    from .training import TrainingConfig
+
+
+def load_initial_weights(spec: str, device: torch.device | str = "cpu") -> DRDMModel:
+    """The model named by ``--init`` (registry name, ``.pth``, ``.safetensors``/``.json``); a clear ``ValueError``
+    when it cannot be loaded or has no weights (a random-field-only choice)."""
+    model = load_model_spec(spec, device)  # CheckpointError is a ValueError
+    if not model.learned:
+        raise ValueError(f"--init {spec}: {model.name} is the random field only (no learned recovery): "
+                         "it has no weights to start from")
+    return model
+
+
+def init_settings(spec: str) -> dict:
+    """The run settings implied by an initial model: ``{"ndims", "levels", "width", "size", "noise_preset"}``
+    (``drdm train`` uses them for every option the user left out)."""
+    model = load_initial_weights(spec)
+    return {"ndims": model.ndims, "levels": model.num_steps, "width": model.network.width, "size": model.size,
+            "noise_preset": model.noise_preset}
+
+
+def check_fits(model: DRDMModel, config: TrainingConfig) -> None:
+    """Raise ``ValueError`` when the run's settings do not fit the initial model's weights or process."""
+    name = f"--init {config.init} ({model.name})"
+    mismatches = [(f"is a {model.ndims}D model", f"--dims {config.ndims}", config.ndims != model.ndims),
+                  (f"has T = {model.num_steps} levels", f"--levels {config.levels}", config.levels != model.num_steps),
+                  (f"has width {model.network.width}", f"--width {config.width}", config.width != model.network.width),
+                  (f"was trained with noise preset {model.noise_preset}", f"--noise-preset {config.noise_preset}",
+                   bool(config.noise_preset) and config.noise_preset != model.noise_preset)]
+    for fact, option, differs in mismatches:
+        if differs:
+            raise ValueError(f"{name} {fact}: {option} does not fit it (leave the option out to use the model's)")
+    if model.network.in_channels != 1:
+        raise ValueError(f"{name} takes {model.network.in_channels} input channels; training uses 1")
+
+
+def initial_model(config: TrainingConfig, device: torch.device) -> DRDMModel:
+    """The model a run starts from (not yet named): ``config.init``'s weights, checked against ``config``, with
+    its forward process; or a new network (seeded by ``config.seed``) with the preset's process scaled to
+    ``config.size``."""
+    if not config.init:
+        model = untrained_model(config.ndims, config.size, seed=config.seed, device=device, width=config.width,
+                                noise_overrides=config.noise_overrides())
+        model.noise_preset = config.preset()
+        return model
+    start = load_initial_weights(config.init, device)
+    check_fits(start, config)
+    model = DRDMModel(network=start.network, ndims=start.ndims, size=config.size, num_steps=start.num_steps,
+                      noise_preset=start.noise_preset, intensity=start.intensity,
+                      noise_overrides=config.noise_overrides(start))
+    licence = start.metadata.get("licence") or start.extra.get("licence") or "its licence"
+    model.extra["init"] = {"spec": config.init, "name": start.name, "sha256": start.sha256, "licence": licence,
+                           "trained_on": start.trained_on}
+    return model
