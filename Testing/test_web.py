@@ -45,16 +45,18 @@ SHOTS = os.environ.get("DRDM_SCREENSHOTS")
 
 
 def oblique_inputs(folder: Path) -> tuple[Path, Path]:
-    """A small oblique, anisotropic 3D volume (6 slices of 40×48) and a two-label map on its grid."""
-    k, j, i = np.meshgrid(np.arange(6), np.linspace(-1, 1, 40), np.linspace(-1, 1, 48), indexing="ij")
-    ring = np.sqrt(i**2 + (1.3 * j) ** 2)
-    array = (200 * np.exp(-6 * (ring - 0.45) ** 2) + 60 * np.sin(7 * i) * np.cos(5 * j) + 5 * k + 100).astype(np.int16)
+    """A small oblique, anisotropic stack (4 cardiac short-axis-like slices of 96², int16, 1.4 × 1.4 × 8 mm,
+    rotated 20° about z) and its label map (3 labels)."""
+    from drdm.phantoms import cardiac_short_axis_phantom
+
+    slices = [cardiac_short_axis_phantom(96, seed=seed) for seed in range(4)]
+    array = (1000 * np.concatenate([image[0, 0].numpy()[None] for image, _ in slices])).astype(np.int16)
     image = sitk.GetImageFromArray(array)
-    image.SetSpacing((1.4, 1.1, 6.0))
+    image.SetSpacing((1.4, 1.4, 8.0))
     image.SetOrigin((-30.0, 12.0, 4.0))
     a = np.deg2rad(20)
     image.SetDirection(tuple(np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]).ravel()))
-    labels = sitk.GetImageFromArray(((ring < 0.35).astype(np.uint8) + 2 * ((ring > 0.5) & (ring < 0.6))).astype(np.uint8))
+    labels = sitk.GetImageFromArray(np.concatenate([lab[0, 0].numpy()[None] for _, lab in slices]).astype(np.uint8))
     labels.CopyInformation(image)
     paths = folder / "oblique.nii.gz", folder / "oblique_labels.nii.gz"
     sitk.WriteImage(image, str(paths[0]))
