@@ -37,6 +37,7 @@ if _TOO_OLD is not None:
 from typing import Annotated  # noqa: E402  (after the version check, on purpose)
 
 import vtk  # noqa: E402
+from drdm.settings import DEFAULTS, DEVICES, MODES, SPEEDS  # noqa: E402  (torch-free: the engine's one set of defaults)
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
 from slicer.i18n import tr as _  # noqa: E402
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: E402
@@ -88,9 +89,9 @@ class DRDMSlicerParameterNode:
     count: Annotated[int, WithinRange(1, 100)] = 1
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     randomSeed: bool = True
-    mode: Annotated[str, Choice(["diffeomorphic", "reference"])] = "diffeomorphic"
-    speed: Annotated[str, Choice(["fast", "faithful"])] = "fast"
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    mode: Annotated[str, Choice(list(MODES))] = DEFAULTS.mode
+    speed: Annotated[str, Choice(list(SPEEDS))] = DEFAULTS.speed
+    device: Annotated[str, Choice(list(DEVICES))] = DEFAULTS.device
     showDeformed: bool = True
     showJacobian: bool = True
     jacobianOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5

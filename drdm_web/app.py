@@ -15,7 +15,8 @@ from pathlib import Path
 
 from drdm.io import read_image, read_labels
 from drdm.models import DRDMModel, load_model_spec
-from drdm.sampler import MODES, SPEEDS, GenerationCancelled
+from drdm.sampler import GenerationCancelled
+from drdm.settings import DEFAULTS, DEVICES, MODES, SPEEDS
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample, is_out_of_memory
 from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
 from trame.app import TrameApp
@@ -48,7 +49,7 @@ class WebSettings:
     segmentation: str | None = None
     model: str | None = None
     export_dir: Path = Path("drdm-web-exports")
-    device: str = "auto"
+    device: str = DEFAULTS.device
 
 
 class DRDMWebApp(TrameApp):
@@ -88,9 +89,9 @@ class DRDMWebApp(TrameApp):
         s.update(dict(
             drdm_volume_path=self.settings.volume or "", drdm_segmentation_path=self.settings.segmentation or "",
             drdm_loaded="", drdm_model_items=choices, drdm_model=choices[0]["value"] if choices else None,
-            drdm_level=48, drdm_level_max=80, drdm_seed=0, drdm_random_seed=True, drdm_count=1,
-            drdm_mode="diffeomorphic", drdm_mode_items=list(MODES), drdm_speed="fast", drdm_speed_items=list(SPEEDS),
-            drdm_device=self.settings.device, drdm_device_items=["auto", "cpu", "cuda"],
+            drdm_level=48, drdm_level_max=80, drdm_seed=0, drdm_random_seed=True, drdm_count=DEFAULTS.count,
+            drdm_mode=DEFAULTS.mode, drdm_mode_items=list(MODES), drdm_speed=DEFAULTS.speed, drdm_speed_items=list(SPEEDS),
+            drdm_device=self.settings.device, drdm_device_items=list(DEVICES),
             drdm_running=False, drdm_progress=0, drdm_status="ready", drdm_error="",
             drdm_results=[], drdm_selected=None, drdm_show_deformed=True, drdm_show_jacobian=True,
             drdm_jacobian_opacity=0.5, drdm_show_grid=False, drdm_stats=[], drdm_selected_stem="drdm",

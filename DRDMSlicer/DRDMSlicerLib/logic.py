@@ -27,6 +27,7 @@ from drdm.models import (
     resolve_device,
 )
 from drdm.sample_folder import write_sample
+from drdm.settings import DEFAULTS, DeformationSettings
 
 from .mrml import (
     labels_from_segmentation,
@@ -151,8 +152,8 @@ class DeformationLogic:
     # -- main entry point ---------------------------------------------------------------------------
 
     def generate(self, volumeNode, segmentationNode=None, *, model, level: int, seed: int, count: int = 1,
-                 mode: str = "diffeomorphic", speed: str = "fast", progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None, device: str = "auto") -> list[DeformationSample]:
+                 mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None, device: str = DEFAULTS.device) -> list[DeformationSample]:
         """Generate ``count`` deformations (seeds ``seed``, ``seed + 1``, …) of ``volumeNode``.
 
         ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
@@ -166,13 +167,13 @@ class DeformationLogic:
                                mode=mode, speed=speed, device=device)
         return self.add_samples(request, self.compute(request, progress=progress, cancel=cancel))
 
-    def prepare(self, volumeNode, segmentationNode=None, *, model, level: int, seed: int, count: int = 1,
-                mode: str = "diffeomorphic", speed: str = "fast", device: str = "auto") -> DeformationRequest:
+    def prepare(self, volumeNode, segmentationNode=None, *, model, level: int | None, seed: int, count: int = 1,
+                mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, device: str = DEFAULTS.device) -> DeformationRequest:
         """Check the input and copy what the computation needs out of the scene (call on the scene's thread)."""
         self._check_volume(volumeNode)
-        if count < 1:
-            raise ValueError("the number of samples must be at least 1")
+        settings = DeformationSettings(level=level, seed=seed, count=count, mode=mode, speed=speed, device=device)
         loaded = resolve_model(model, device)
+        level = settings.start_level(loaded.num_steps, loaded.forward_process().first_level)
         segments = self._segments(segmentationNode) if segmentationNode is not None else None
         image = volume_to_sitk(volumeNode)
         labels = None

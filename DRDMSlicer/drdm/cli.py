@@ -38,7 +38,8 @@ from .models import DRDMModel, load_model_spec, resolve_device
 from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
 from .qa import save_qa_figure
 from .sample_folder import write_sample
-from .sampler import MODES, SPEEDS, GenerationCancelled
+from .sampler import GenerationCancelled
+from .settings import DEFAULTS, DEVICES, MODES, SPEEDS
 from .spatial import jacobian_determinant
 from .synthesize import synthesize_pair
 
@@ -379,12 +380,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                                          "(.safetensors, .json, .pth); default: the bundled cmr-2d")
     parser.add_argument("--level", type=int, help="start noise level T' (default: the model's first level, 48 for cmr-2d)")
     parser.add_argument("--seed", type=int, help="random seed of the first sample (default: random, recorded in stats.json)")
-    parser.add_argument("--mode", choices=MODES, default="diffeomorphic",
-                        help="diffeomorphic (topology preserving, default) or reference (the authors' sampler)")
-    parser.add_argument("--speed", choices=SPEEDS, default="fast",
-                        help="fast (default: 20 network calls, about 4x faster, field statistics within 10 %%) or "
-                             "faithful (the reference's 80)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
+                        help=f"diffeomorphic (topology preserving) or reference (the authors' sampler); default {DEFAULTS.mode}")
+    parser.add_argument("--speed", choices=SPEEDS, default=DEFAULTS.speed,
+                        help="fast (20 network calls, about 4x faster, field statistics within 10 %%) or faithful (the "
+                             f"reference's 80); default {DEFAULTS.speed}")
+    parser.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -489,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     web.add_argument("--port", type=int, default=8080)
     web.add_argument("--export-dir", default="drdm-web-exports", help="where Export writes (default ./drdm-web-exports)")
-    web.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    web.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
     web.add_argument("--timeout", type=int, default=0, help="stop after N s without a connected browser (0: never)")
     web.set_defaults(func=run_web)
 

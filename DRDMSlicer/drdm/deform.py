@@ -21,6 +21,7 @@ from .io import InputError, displacement_image, displacement_transform, image_ar
 from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel
 from .sampler import GenerationResult, generate
+from .settings import DEFAULTS
 from .spatial import jacobian_determinant_slabs
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
@@ -138,7 +139,7 @@ def warp_label_image(labels: sitk.Image, transform: sitk.Transform, method: str)
 
 
 def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,
-                  generator: torch.Generator | None, mode: str = "diffeomorphic", speed: str = "faithful",
+                  generator: torch.Generator | None, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
                   slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
                   cancel: Callable[[], bool] | None = None) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
     """A DRDM deformation field for an image array, on the array's own grid.
@@ -175,8 +176,8 @@ def deform_image(
     *,
     level: int,
     seed: int,
-    mode: str = "diffeomorphic",
-    speed: str = "faithful",
+    mode: str = DEFAULTS.mode,
+    speed: str = DEFAULTS.speed,
     interpolation: str = "linear",
     label_method: str = "nearest",
     slice_axis: int | None = None,
