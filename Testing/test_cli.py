@@ -14,6 +14,7 @@ import SimpleITK as sitk
 import torch
 from conftest import DATA, field_only_model
 from drdm.cli import main
+from drdm.errors import MEMORY_ADVICE
 from drdm.io import displacement_image, displacement_transform
 from drdm.models import save_checkpoint
 
@@ -294,6 +295,39 @@ def test_bad_input(case, tmp_path, model3d_path, checkpoint_path, capsys, monkey
     out = tmp_path / "out"
     assert not out.exists() or not any(out.iterdir())
     assert {p: digest(p) for p in inputs} == before
+
+
+@pytest.mark.parametrize("error, message", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of GPU memory"),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes"), "out of memory"),
+    (MemoryError(), "out of memory"),
+])
+def test_out_of_memory_during_the_run_is_one_clear_line(tmp_path, model3d_path, capsys, monkeypatch, error, message):
+    """An allocation that fails inside the sampler ends like the memory check before the run: one line, exit 2."""
+    from drdm import deform
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(deform, "generate", out_of_memory)
+    image = write(blob_image((24, 24, 16), (1.0, 1.0, 2.0))[0], tmp_path / "v.nii.gz")
+    capsys.readouterr()
+    code = main(["generate", str(image), "--model", str(model3d_path), "--seed", "0", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"drdm: error: {message}: {MEMORY_ADVICE}"
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_other_runtime_errors_are_not_called_memory(tmp_path, model3d_path, monkeypatch):
+    from drdm import deform
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(deform, "generate", broken)
+    image = write(blob_image((24, 24, 16), (1.0, 1.0, 2.0))[0], tmp_path / "v.nii.gz")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["generate", str(image), "--model", str(model3d_path), "--seed", "0", "--out", str(tmp_path / "out")])
 
 
 # -- augment (Algorithm 3) and synthesize (Algorithm 4) ----------------------------------------------------

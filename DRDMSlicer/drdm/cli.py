@@ -21,6 +21,7 @@ import torch
 from . import __version__
 from .augment import find_inputs, parse_shard, plan_jobs, shard_jobs, write_manifest
 from .deform import INTERPOLATORS, LABEL_METHODS, deform_image
+from .errors import out_of_memory_as_error
 from .io import (
     InputError,
     check_writable,
@@ -438,12 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo" and args.seed is None:
         args.seed = 0
     try:
-        return args.func(args)
-    except (InputError, ValueError) as error:  # CheckpointError is a ValueError
+        with out_of_memory_as_error():
+            return args.func(args)
+    except ValueError as error:  # every DRDMError (InputError, CheckpointError, OutOfMemory, ...) is a ValueError
         print(f"drdm: error: {error}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print("drdm: error: out of memory; try a smaller volume, --device cuda or a smaller --count", file=sys.stderr)
         return 2
     except (GenerationCancelled, KeyboardInterrupt):
         print("\ndrdm: cancelled; unfinished outputs were removed", file=sys.stderr)

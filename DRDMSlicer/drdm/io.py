@@ -19,6 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .errors import DRDMError
+
 SLAB_VOXELS = 1 << 21  # voxels per slab when full-resolution fields are converted piecewise
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 INTEGER_PIXEL_IDS = {
@@ -29,7 +31,7 @@ INTEGER_PIXEL_IDS = {
 sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK prints harmless header warnings to stderr
 
 
-class InputError(ValueError):
+class InputError(DRDMError):
     """An input the user gave cannot be used; the message says why in one line."""
 
 

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DRDMError
 from .models import BUNDLED_MODELS, MODEL_NAMES, bundled_model_path, drdm_home, file_sha256
 
 
-class RegistryError(ValueError):
+class RegistryError(DRDMError):
     """A registry name, download or verification problem, explained in one line."""
 
 
