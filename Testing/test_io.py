@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -98,6 +101,31 @@ def test_staged_directory_is_all_or_nothing(tmp_path):
     with pytest.raises(io.InputError, match="already exists"):
         with io.staged_directory(final):
             pass
+
+
+@pytest.mark.parametrize("initially", [True, False])
+def test_import_leaves_itk_warning_display_alone(initially):
+    code = ("import SimpleITK as sitk; "
+            f"sitk.ProcessObject.SetGlobalWarningDisplay({initially}); "
+            "import drdm.io; "
+            "print(sitk.ProcessObject.GetGlobalWarningDisplay())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(initially)
+
+
+def test_reads_hide_itk_warnings_only_while_reading(tmp_path, monkeypatch):
+    path = tmp_path / "x.nrrd"
+    sitk.WriteImage(oblique_image(), str(path))
+    seen = []
+    real = sitk.ReadImage
+    monkeypatch.setattr(sitk, "ReadImage", lambda *a: (seen.append(sitk.ProcessObject.GetGlobalWarningDisplay()), real(*a))[1])
+    assert sitk.ProcessObject.GetGlobalWarningDisplay()
+    io.read_image(path)
+    with pytest.raises(io.InputError):
+        io.read_vector_image(path)  # one component per voxel: refused, after the read
+    assert seen == [False, False] and sitk.ProcessObject.GetGlobalWarningDisplay()
 
 
 def test_labels_must_match_geometry(tmp_path):

@@ -28,11 +28,23 @@ INTEGER_PIXEL_IDS = {
     sitk.sitkUInt64, sitk.sitkInt64,
 }
 
-sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK prints harmless header warnings to stderr
-
-
 class InputError(DRDMError):
     """An input the user gave cannot be used; the message says why in one line."""
+
+
+@contextlib.contextmanager
+def itk_warnings_hidden() -> Iterator[None]:
+    """Hide ITK's (harmless) header warnings on stderr inside the block; the previous setting comes back after.
+
+    The setting is process-wide in ITK, so it is changed only around our own reads, never for the whole process
+    (Slicer's own readers keep their warnings).
+    """
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def _suffix(path: Path) -> str:
@@ -46,22 +58,26 @@ def read_image(path: str | Path, what: str = "image") -> sitk.Image:
     if not path.exists():
         raise InputError(f"{what} {path}: no such file or folder")
     try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise InputError(f"{what} {path}: folder holds no DICOM series")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-            image = reader.Execute()
-        else:
-            _check_complete(path, what)
-            image = sitk.ReadImage(str(path))
+        with itk_warnings_hidden():
+            image = _read_file_or_series(path, what)
     except RuntimeError as error:
         detail = next((line.strip() for line in str(error).splitlines() if line.strip().startswith("ITK")), "")
         suffix = f": {detail}" if detail else ""
         raise InputError(f"{what} {path}: cannot be read (corrupt, truncated or unsupported format){suffix}") from None
     validate_image(image, f"{what} {path}")
     return image
+
+
+def _read_file_or_series(path: Path, what: str) -> sitk.Image:
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        series = reader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise InputError(f"{what} {path}: folder holds no DICOM series")
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        return reader.Execute()
+    _check_complete(path, what)
+    return sitk.ReadImage(str(path))
 
 
 def _check_complete(path: Path, what: str) -> None:
@@ -185,7 +201,8 @@ def read_displacement_transform(path: str | Path) -> sitk.Image:
         raise InputError(f"transform {path}: no such file")
     if _suffix(path) in (".h5", ".hdf5", ".tfm", ".txt"):
         try:
-            transform = sitk.ReadTransform(str(path))
+            with itk_warnings_hidden():
+                transform = sitk.ReadTransform(str(path))
         except RuntimeError:
             raise InputError(f"transform {path}: cannot be read as an ITK transform") from None
         transform = _unwrap(transform)
@@ -207,7 +224,8 @@ def _unwrap(transform: sitk.Transform) -> sitk.Transform:
 
 def read_vector_image(path: Path) -> sitk.Image:
     try:
-        image = sitk.ReadImage(str(path))
+        with itk_warnings_hidden():
+            image = sitk.ReadImage(str(path))
     except RuntimeError:
         raise InputError(f"field {path}: cannot be read") from None
     if image.GetNumberOfComponentsPerPixel() != image.GetDimension():
