@@ -240,8 +240,13 @@ def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Pat
     if name == "NaN voxels":
         array = sitk.GetArrayFromImage(good).astype(np.float32)
         array[3, 4, 5] = np.nan
-        nan = write(sitk.GetImageFromArray(array), tmp_path / "nan.mha")  # ITK reads NIfTI NaN as 0
-        return [str(nan), "--model", model], [nan], "NaN"
+        nan = write(sitk.GetImageFromArray(array), tmp_path / "nan.mha")
+        return [str(nan), "--model", model], [nan], "nan.mha: contains NaN or infinite voxels"
+    if name in ("NaN voxels (NIfTI)", "Inf voxels (NIfTI)"):  # ITK's NIfTI reader alone turns them into 0
+        array = sitk.GetArrayFromImage(good).astype(np.float32)
+        array[3, 4, 5] = np.nan if name.startswith("NaN") else np.inf
+        bad = write(sitk.GetImageFromArray(array), tmp_path / "bad.nii.gz")
+        return [str(bad), "--model", model], [bad], "bad.nii.gz: contains NaN or infinite voxels"
     if name == "constant image":
         const = write(sitk.Image([16, 16, 8], sitk.sitkInt16) + 7, tmp_path / "const.nii.gz")
         return [str(const), "--model", model], [const], "constant"
@@ -272,9 +277,9 @@ def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Pat
     raise AssertionError(name)
 
 
-BAD_CASES = ["missing file", "corrupt file", "empty volume", "4D image", "RGB image", "NaN voxels", "constant image",
-             "labels geometry", "non-integer labels", "3D model on 2D image", "not a DRDM checkpoint",
-             "level out of range", "output not writable", "too large for memory"]
+BAD_CASES = ["missing file", "corrupt file", "empty volume", "4D image", "RGB image", "NaN voxels", "NaN voxels (NIfTI)",
+             "Inf voxels (NIfTI)", "constant image", "labels geometry", "non-integer labels", "3D model on 2D image",
+             "not a DRDM checkpoint", "level out of range", "output not writable", "too large for memory"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

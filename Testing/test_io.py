@@ -103,6 +103,28 @@ def test_staged_directory_is_all_or_nothing(tmp_path):
             pass
 
 
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nifti_nan_and_inf_are_refused(tmp_path, monkeypatch, suffix, value):
+    """ITK's NIfTI reader turns NaN/Inf into 0; the raw data block is checked (in small pieces here)."""
+    array = np.random.default_rng(1).random((8, 10, 12)).astype(np.float32)
+    path = tmp_path / f"clean{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    monkeypatch.setattr(io, "NIFTI_CHECK_BYTES", 100)  # many pieces: the bad voxel is in the last one
+    assert io.read_image(path).GetSize() == (12, 10, 8)
+    array[-1, -1, -1] = value
+    path = tmp_path / f"bad{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).all()  # what ITK alone gives
+    with pytest.raises(io.InputError) as nifti_error:
+        io.read_image(path)
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "bad.mha"))
+    with pytest.raises(io.InputError) as mha_error:
+        io.read_image(tmp_path / "bad.mha")
+    assert str(nifti_error.value) == f"image {path}: contains NaN or infinite voxels"
+    assert str(mha_error.value).replace("bad.mha", f"bad{suffix}") == str(nifti_error.value)
+
+
 @pytest.mark.parametrize("initially", [True, False])
 def test_import_leaves_itk_warning_display_alone(initially):
     code = ("import SimpleITK as sitk; "

@@ -28,6 +28,9 @@ INTEGER_PIXEL_IDS = {
     sitk.sitkUInt64, sitk.sitkInt64,
 }
 
+NIFTI_CHECK_BYTES = 1 << 24  # bytes of a NIfTI data block checked for NaN/Inf at a time
+
+
 class InputError(DRDMError):
     """An input the user gave cannot be used; the message says why in one line."""
 
@@ -65,6 +68,7 @@ def read_image(path: str | Path, what: str = "image") -> sitk.Image:
         suffix = f": {detail}" if detail else ""
         raise InputError(f"{what} {path}: cannot be read (corrupt, truncated or unsupported format){suffix}") from None
     validate_image(image, f"{what} {path}")
+    _check_nifti_finite(path, f"{what} {path}")
     return image
 
 
@@ -90,6 +94,33 @@ def _check_complete(path: Path, what: str) -> None:
                 pass
     except (EOFError, OSError, zlib.error) as error:
         raise InputError(f"{what} {path}: cannot be read (corrupt or truncated gzip data: {error})") from None
+
+
+def _check_nifti_finite(path: Path, label: str) -> None:
+    """ITK's NIfTI reader turns NaN and infinite voxels into 0 without a word: check the file's raw data block.
+
+    nibabel parses the header (data type and byte order, data offset, shape); the data block is then streamed in
+    pieces of :data:`NIFTI_CHECK_BYTES`, so the check needs little memory. Integer NIfTI files hold no NaN.
+    """
+    if path.is_dir() or _suffix(path) not in (".nii", ".nii.gz"):
+        return
+    import nibabel  # imported here: only NIfTI files need it
+
+    try:
+        data = nibabel.load(str(path)).dataobj  # an array proxy: the header is read, the data is not
+        dtype, offset, count = np.dtype(data.dtype), int(data.offset), int(np.prod(data.shape))
+    except (OSError, ValueError, nibabel.filebasedimages.ImageFileError):
+        return  # ITK read it; a header nibabel cannot parse is left to ITK's validation
+    if dtype.kind not in "fc":
+        return
+    opener = gzip.open if _suffix(path) == ".nii.gz" else open
+    step = max(1, NIFTI_CHECK_BYTES // dtype.itemsize)
+    with opener(path, "rb") as stream:
+        stream.seek(offset)
+        for start in range(0, count, step):
+            block = np.frombuffer(stream.read(min(step, count - start) * dtype.itemsize), dtype=dtype)
+            if not np.isfinite(block).all():
+                raise InputError(f"{label}: contains NaN or infinite voxels")
 
 
 def validate_image(image: sitk.Image, label: str) -> None:
