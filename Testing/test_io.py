@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import interrupt_after
 from drdm import io
 
 
@@ -123,6 +124,41 @@ def test_nifti_nan_and_inf_are_refused(tmp_path, monkeypatch, suffix, value):
         io.read_image(tmp_path / "bad.mha")
     assert str(nifti_error.value) == f"image {path}: contains NaN or infinite voxels"
     assert str(mha_error.value).replace("bad.mha", f"bad{suffix}") == str(nifti_error.value)
+
+
+def test_staged_directory_ctrl_c_right_after_the_folder_is_made(tmp_path, monkeypatch):
+    """The window between creating the partial folder and entering the ``try`` is closed."""
+    monkeypatch.setattr(os, "mkdir", interrupt_after(os.mkdir, ".partial-"))  # tempfile.mkdtemp uses os.mkdir too
+    with pytest.raises(KeyboardInterrupt):
+        with io.staged_directory(tmp_path / "sample"):
+            pytest.fail("the block must not run")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["writing", "renaming"])
+def test_atomic_write_ctrl_c_leaves_no_temporary_file(tmp_path, monkeypatch, where):
+    path = io.write_text("old\n", tmp_path / "manifest.csv")
+    if where == "writing":
+        monkeypatch.setattr(io.Path, "write_text", interrupt_after(io.Path.write_text, ".partial-"))
+    else:
+        monkeypatch.setattr(os, "replace", interrupt_after(lambda a, b: None, ".partial-"))
+    with pytest.raises(KeyboardInterrupt):
+        io.write_text("new\n", path)
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.csv"]
+    assert path.read_text(encoding="utf-8") == "old\n"
+
+
+def test_write_permissions_follow_the_umask(tmp_path):
+    """Outputs are ordinary files and folders (not the 0600/0700 of mkstemp/mkdtemp)."""
+    umask = os.umask(0o022)
+    try:
+        image = io.write_image(oblique_image(), tmp_path / "x.nii.gz")
+        with io.staged_directory(tmp_path / "sample"):
+            pass
+    finally:
+        os.umask(umask)
+    assert image.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "sample").stat().st_mode & 0o777 == 0o755
 
 
 @pytest.mark.parametrize("initially", [True, False])

@@ -10,9 +10,9 @@ import contextlib
 import gzip
 import os
 import shutil
-import tempfile
+import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -268,34 +268,40 @@ def read_vector_image(path: Path) -> sitk.Image:
 # -- atomic writes --------------------------------------------------------------------------------
 
 
-def _temporary_sibling(path: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=_suffix(path), dir=path.parent)
-    os.close(handle)
-    return Path(name)
+def _unused_sibling(path: Path, suffix: str = "") -> Path:
+    """A fresh name beside ``path`` (nothing is created: the caller creates it inside its own ``try``)."""
+    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}{suffix}")
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary)`` for a temporary file beside ``path`` (same extension), then rename it to ``path``.
+
+    The temporary file is created inside the ``try``, so an error or Ctrl-C at any point leaves nothing behind
+    and ``path`` either untouched or complete.
+    """
+    path = Path(path)
+    temporary = _unused_sibling(path, _suffix(path))
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:
     """Write an image atomically (format from the extension)."""
-    path = Path(path)
-    temporary = _temporary_sibling(path)
-    try:
-        sitk.WriteImage(image, str(temporary), compress)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda temporary: sitk.WriteImage(image, str(temporary), compress))
 
 
 def write_transform(transform: sitk.Transform, path: str | Path) -> Path:
     """Write an ITK transform atomically (``.h5`` HDF5 or ``.tfm``/``.txt`` text)."""
-    path = Path(path)
-    temporary = _temporary_sibling(path)
-    try:
-        sitk.WriteTransform(transform, str(temporary))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda temporary: sitk.WriteTransform(transform, str(temporary)))
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a UTF-8 text file atomically."""
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 @contextlib.contextmanager
@@ -309,8 +315,9 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     if final.exists():
         raise InputError(f"output {final} already exists; choose another --out folder or remove it")
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    staging = _unused_sibling(final)  # a random name: no other run can own it
     try:
+        staging.mkdir()  # inside the try: a Ctrl-C right after it still removes the folder
         yield staging
         os.replace(staging, final)
     except BaseException:
@@ -321,11 +328,13 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
 def check_writable(folder: str | Path) -> Path:
     """Create ``folder`` if needed and make sure files can be written there."""
     folder = Path(folder)
+    probe = folder / f".drdm-write-test-{uuid.uuid4().hex}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=".drdm-write-test-", dir=folder)
-        os.close(handle)
-        os.unlink(name)
+        try:
+            probe.open("xb").close()
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as error:
         raise InputError(f"output folder {folder} is not writable ({error.strerror or error})") from None
     return folder
