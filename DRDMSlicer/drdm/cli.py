@@ -19,7 +19,7 @@ import SimpleITK as sitk
 import torch
 
 from . import __version__
-from .augment import find_inputs, parse_shard, plan_jobs, shard_jobs, write_manifest
+from .augment import Manifest, find_inputs, parse_shard, plan_jobs, shard_jobs
 from .deform import INTERPOLATORS, LABEL_METHODS, deform_image
 from .errors import out_of_memory_as_error
 from .io import (
@@ -124,6 +124,8 @@ def run_augment(args: argparse.Namespace) -> int:
     print(f"{len(jobs)} jobs in all, {len(mine)} in shard {shard[0]}/{shard[1]}, {len(mine) - len(todo)} already done")
     from tqdm import tqdm
 
+    manifest = Manifest(out, shard)
+    manifest.rebuild(mine)
     for job in tqdm(todo, desc="augment", unit="sample", file=sys.stderr):
         image = read_image(job.image)
         labels = read_labels(job.labels, image) if job.labels else None
@@ -131,9 +133,8 @@ def run_augment(args: argparse.Namespace) -> int:
             result = deform_image(model, image, labels, level=job.level, seed=job.seed, mode=args.mode,
                                   speed=args.speed, interpolation=args.interpolation, label_method=args.label_method)
             write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=not args.no_qa)
-        write_manifest(out, mine, shard)
-    manifest = write_manifest(out, mine, shard)
-    print(f"manifest: {manifest}")
+        manifest.add(job)
+    print(f"manifest: {manifest.rewrite()}")
     return 0
 
 
