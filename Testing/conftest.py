@@ -61,3 +61,17 @@ def field_only_model(ndims: int, size: int, seed: int = 0):
     torch.nn.init.zeros_(model.network.conv_out.weight)
     torch.nn.init.zeros_(model.network.conv_out.bias)
     return model
+
+
+def interrupt_after(function, marker: str):
+    """``function`` that does its work and then raises KeyboardInterrupt (a Ctrl-C just after it) when its first
+    argument (a path) contains ``marker``: deterministic interruption at a chosen point."""
+    import os
+
+    def wrapped(*args, **kwargs):
+        result = function(*args, **kwargs)
+        if marker in os.fspath(args[0]):
+            raise KeyboardInterrupt
+        return result
+
+    return wrapped

@@ -12,8 +12,9 @@ import SimpleITK as sitk
 import torch
 from conftest import DATA, field_only_model
 from drdm.cli import main
+from drdm.errors import MEMORY_ADVICE
 from drdm.io import displacement_image, displacement_transform
-from drdm.models import save_checkpoint
+from drdm.model_files import save_model
 
 
 def rotation(ndim: int) -> tuple[float, ...]:
@@ -93,7 +94,8 @@ def check_sample(folder: Path, image_path: Path, labels_path: Path | None, inter
 
 @pytest.fixture(scope="module")
 def model3d_path(tmp_path_factory) -> Path:
-    return save_checkpoint(field_only_model(3, 16, seed=3), tmp_path_factory.mktemp("models") / "tiny3d.pth")
+    weights, _ = save_model(field_only_model(3, 16, seed=3), tmp_path_factory.mktemp("models") / "tiny3d.safetensors")
+    return weights
 
 
 def test_displacement_image_is_lps_physical():
@@ -201,7 +203,7 @@ def write(image: sitk.Image, path: Path) -> Path:
     return path
 
 
-def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Path) -> tuple[list[str], list[Path], str]:
+def bad_case(tmp_path: Path, name: str, model3d_path: Path) -> tuple[list[str], list[Path], str]:
     """Build one bad-input case: (CLI arguments, input files, expected message fragment)."""
     good, good_labels = blob_image((24, 24, 16), (1.0, 1.0, 2.0))
     image = write(good, tmp_path / "good.nii.gz")
@@ -217,7 +219,8 @@ def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Pat
         header = "NRRD0004\ntype: short\ndimension: 3\nsizes: 0 0 0\nencoding: raw\ndata file: empty.raw\n"
         empty.write_text(header, encoding="utf-8")
         (tmp_path / "empty.raw").write_bytes(b"")
-        return [str(empty), "--model", model], [empty], ""
+        # ITK refuses a zero-size volume as a file: it never reaches the engine's own "is empty" check
+        return [str(empty), "--model", model], [empty], "empty.nhdr: cannot be read (corrupt, truncated or unsupported"
     if name == "4D image":
         four = write(sitk.Image([4, 4, 4, 3], sitk.sitkFloat32), tmp_path / "four.nii.gz")
         return [str(four), "--model", model], [four], "4D"
@@ -227,8 +230,13 @@ def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Pat
     if name == "NaN voxels":
         array = sitk.GetArrayFromImage(good).astype(np.float32)
         array[3, 4, 5] = np.nan
-        nan = write(sitk.GetImageFromArray(array), tmp_path / "nan.mha")  # ITK reads NIfTI NaN as 0
-        return [str(nan), "--model", model], [nan], "NaN"
+        nan = write(sitk.GetImageFromArray(array), tmp_path / "nan.mha")
+        return [str(nan), "--model", model], [nan], "nan.mha: contains NaN or infinite voxels"
+    if name in ("NaN voxels (NIfTI)", "Inf voxels (NIfTI)"):  # ITK's NIfTI reader alone turns them into 0
+        array = sitk.GetArrayFromImage(good).astype(np.float32)
+        array[3, 4, 5] = np.nan if name.startswith("NaN") else np.inf
+        bad = write(sitk.GetImageFromArray(array), tmp_path / "bad.nii.gz")
+        return [str(bad), "--model", model], [bad], "bad.nii.gz: contains NaN or infinite voxels"
     if name == "constant image":
         const = write(sitk.Image([16, 16, 8], sitk.sitkInt16) + 7, tmp_path / "const.nii.gz")
         return [str(const), "--model", model], [const], "constant"
@@ -259,14 +267,14 @@ def bad_case(tmp_path: Path, name: str, model3d_path: Path, checkpoint_path: Pat
     raise AssertionError(name)
 
 
-BAD_CASES = ["missing file", "corrupt file", "empty volume", "4D image", "RGB image", "NaN voxels", "constant image",
-             "labels geometry", "non-integer labels", "3D model on 2D image", "not a DRDM checkpoint",
-             "level out of range", "output not writable", "too large for memory"]
+BAD_CASES = ["missing file", "corrupt file", "empty volume", "4D image", "RGB image", "NaN voxels", "NaN voxels (NIfTI)",
+             "Inf voxels (NIfTI)", "constant image", "labels geometry", "non-integer labels", "3D model on 2D image",
+             "not a DRDM checkpoint", "level out of range", "output not writable", "too large for memory"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input(case, tmp_path, model3d_path, checkpoint_path, capsys, monkeypatch):
-    args, inputs, message = bad_case(tmp_path, case, model3d_path, checkpoint_path)
+def test_bad_input(case, tmp_path, model3d_path, capsys, monkeypatch):
+    args, inputs, message = bad_case(tmp_path, case, model3d_path)
     if "--memory-limit-test" in args:
         args.remove("--memory-limit-test")
         monkeypatch.setenv("DRDM_MEMORY_LIMIT_BYTES", "1000000")
@@ -282,6 +290,39 @@ def test_bad_input(case, tmp_path, model3d_path, checkpoint_path, capsys, monkey
     out = tmp_path / "out"
     assert not out.exists() or not any(out.iterdir())
     assert {p: digest(p) for p in inputs} == before
+
+
+@pytest.mark.parametrize("error, message", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of GPU memory"),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes"), "out of memory"),
+    (MemoryError(), "out of memory"),
+])
+def test_out_of_memory_during_the_run_is_one_clear_line(tmp_path, model3d_path, capsys, monkeypatch, error, message):
+    """An allocation that fails inside the sampler ends like the memory check before the run: one line, exit 2."""
+    from drdm import deform
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(deform, "generate", out_of_memory)
+    image = write(blob_image((24, 24, 16), (1.0, 1.0, 2.0))[0], tmp_path / "v.nii.gz")
+    capsys.readouterr()
+    code = main(["generate", str(image), "--model", str(model3d_path), "--seed", "0", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"drdm: error: {message}: {MEMORY_ADVICE}"
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_other_runtime_errors_are_not_called_memory(tmp_path, model3d_path, monkeypatch):
+    from drdm import deform
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(deform, "generate", broken)
+    image = write(blob_image((24, 24, 16), (1.0, 1.0, 2.0))[0], tmp_path / "v.nii.gz")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["generate", str(image), "--model", str(model3d_path), "--seed", "0", "--out", str(tmp_path / "out")])
 
 
 # -- augment (Algorithm 3) and synthesize (Algorithm 4) ----------------------------------------------------

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import interrupt_after
 from drdm import io
 
 
@@ -98,6 +102,88 @@ def test_staged_directory_is_all_or_nothing(tmp_path):
     with pytest.raises(io.InputError, match="already exists"):
         with io.staged_directory(final):
             pass
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nifti_nan_and_inf_are_refused(tmp_path, monkeypatch, suffix, value):
+    """ITK's NIfTI reader turns NaN/Inf into 0; the raw data block is checked (in small pieces here)."""
+    array = np.random.default_rng(1).random((8, 10, 12)).astype(np.float32)
+    path = tmp_path / f"clean{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    monkeypatch.setattr(io, "NIFTI_CHECK_BYTES", 100)  # many pieces: the bad voxel is in the last one
+    assert io.read_image(path).GetSize() == (12, 10, 8)
+    array[-1, -1, -1] = value
+    path = tmp_path / f"bad{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).all()  # what ITK alone gives
+    with pytest.raises(io.InputError) as nifti_error:
+        io.read_image(path)
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "bad.mha"))
+    with pytest.raises(io.InputError) as mha_error:
+        io.read_image(tmp_path / "bad.mha")
+    assert str(nifti_error.value) == f"image {path}: contains NaN or infinite voxels"
+    assert str(mha_error.value).replace("bad.mha", f"bad{suffix}") == str(nifti_error.value)
+
+
+def test_staged_directory_ctrl_c_right_after_the_folder_is_made(tmp_path, monkeypatch):
+    """The window between creating the partial folder and entering the ``try`` is closed."""
+    monkeypatch.setattr(os, "mkdir", interrupt_after(os.mkdir, ".partial-"))  # tempfile.mkdtemp uses os.mkdir too
+    with pytest.raises(KeyboardInterrupt):
+        with io.staged_directory(tmp_path / "sample"):
+            pytest.fail("the block must not run")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["writing", "renaming"])
+def test_atomic_write_ctrl_c_leaves_no_temporary_file(tmp_path, monkeypatch, where):
+    path = io.write_text("old\n", tmp_path / "manifest.csv")
+    if where == "writing":
+        monkeypatch.setattr(io.Path, "write_text", interrupt_after(io.Path.write_text, ".partial-"))
+    else:
+        monkeypatch.setattr(os, "replace", interrupt_after(lambda a, b: None, ".partial-"))
+    with pytest.raises(KeyboardInterrupt):
+        io.write_text("new\n", path)
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.csv"]
+    assert path.read_text(encoding="utf-8") == "old\n"
+
+
+def test_write_permissions_follow_the_umask(tmp_path):
+    """Outputs are ordinary files and folders (not the 0600/0700 of mkstemp/mkdtemp)."""
+    umask = os.umask(0o022)
+    try:
+        image = io.write_image(oblique_image(), tmp_path / "x.nii.gz")
+        with io.staged_directory(tmp_path / "sample"):
+            pass
+    finally:
+        os.umask(umask)
+    assert image.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "sample").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("initially", [True, False])
+def test_import_leaves_itk_warning_display_alone(initially):
+    code = ("import SimpleITK as sitk; "
+            f"sitk.ProcessObject.SetGlobalWarningDisplay({initially}); "
+            "import drdm.io; "
+            "print(sitk.ProcessObject.GetGlobalWarningDisplay())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(initially)
+
+
+def test_reads_hide_itk_warnings_only_while_reading(tmp_path, monkeypatch):
+    path = tmp_path / "x.nrrd"
+    sitk.WriteImage(oblique_image(), str(path))
+    seen = []
+    real = sitk.ReadImage
+    monkeypatch.setattr(sitk, "ReadImage", lambda *a: (seen.append(sitk.ProcessObject.GetGlobalWarningDisplay()), real(*a))[1])
+    assert sitk.ProcessObject.GetGlobalWarningDisplay()
+    io.read_image(path)
+    with pytest.raises(io.InputError):
+        io.read_vector_image(path)  # one component per voxel: refused, after the read
+    assert seen == [False, False] and sitk.ProcessObject.GetGlobalWarningDisplay()
 
 
 def test_labels_must_match_geometry(tmp_path):

@@ -265,6 +265,37 @@ def test_errors_leave_scene_unchanged(scene, field_only_3d, case, tmp_path):
     assert str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("error, message", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB"), "out of GPU memory"),
+    (MemoryError(), "out of memory"),
+])
+def test_out_of_memory_is_a_clear_error_and_leaves_the_scene(scene, field_only_3d, monkeypatch, error, message):
+    from drdm.errors import MEMORY_ADVICE, OutOfMemory
+    from DRDMSlicerLib import logic
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(logic, "deform_image", out_of_memory)
+    volume = oblique_volume(scene, (12, 16, 16))
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(OutOfMemory) as raised:
+        DeformationLogic(scene).generate(volume, model=field_only_3d, level=40, seed=0)
+    assert str(raised.value) == f"{message}: {MEMORY_ADVICE}" and isinstance(raised.value, ValueError)
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_engine_errors_reach_the_caller_unwrapped(scene, field_only_3d):
+    """The engine's InputError comes through as itself (a DRDMError, a ValueError), not re-wrapped."""
+    from drdm.errors import DRDMError
+    from drdm.io import InputError
+
+    flat = add_volume(scene, np.random.default_rng(0).random((1, 32, 32)), (1, 1, 1), (0, 0, 0), np.eye(3), "slice")
+    with pytest.raises(InputError, match="3D model cannot deform a 2D image") as raised:
+        DeformationLogic(scene).generate(flat, model=field_only_3d, level=40, seed=0)
+    assert isinstance(raised.value, DRDMError) and isinstance(raised.value, ValueError)
+
+
 def test_cmr_sample_with_published_model(scene, scene_bundle, cmr_model):
     source = DATA / "cmr" / "patient001_frame01.nii.gz"
     if not source.exists():

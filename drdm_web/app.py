@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from drdm.errors import is_out_of_memory, out_of_memory_message
 from drdm.io import read_image, read_labels
 from drdm.models import DRDMModel, load_model_spec
 from drdm.sampler import GenerationCancelled
 from drdm.settings import DEFAULTS, DEVICES, MODES, SPEEDS
-from DRDMSlicerLib.logic import DeformationLogic, DeformationSample, is_out_of_memory
+from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
 from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
 from trame.app import TrameApp
 from trame_slicer import module as trame_slicer_module
@@ -254,8 +255,7 @@ class DRDMWebApp(TrameApp):
                 self.fail(str(error))
             except Exception as error:  # shown, never a dead server
                 log.exception("generation failed")
-                self.fail("out of memory: try a smaller volume, fewer samples or device cpu" if is_out_of_memory(error)
-                          else f"{type(error).__name__}: {error}")
+                self.fail(out_of_memory_message(error) if is_out_of_memory(error) else f"{type(error).__name__}: {error}")
             else:
                 self.samples.extend(samples)
                 self._refresh_results()

@@ -16,7 +16,8 @@ import SimpleITK as sitk
 import slicer
 import vtk
 from drdm.deform import DeformationResult, deform_image
-from drdm.io import InputError, staged_directory
+from drdm.errors import out_of_memory_as_error
+from drdm.io import staged_directory
 from drdm.models import (
     BUNDLED_MODELS,
     DEFAULT_BUNDLED_MODEL,
@@ -40,11 +41,6 @@ from .mrml import (
 
 JACOBIAN_COLOR_NODE_NAME = "DRDM det J (1 = volume kept)"
 JACOBIAN_RANGE = (0.0, 2.0)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for PyTorch's out-of-memory errors (``torch.OutOfMemoryError`` on CUDA is a ``RuntimeError``)."""
-    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error)
 
 
 @dataclass
@@ -157,8 +153,9 @@ class DeformationLogic:
         """Generate ``count`` deformations (seeds ``seed``, ``seed + 1``, …) of ``volumeNode``.
 
         ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
-        run with :class:`drdm.sampler.GenerationCancelled` and no node is added. Bad input raises
-        ``ValueError`` with a message for the user; the scene is then unchanged too.
+        run with :class:`drdm.sampler.GenerationCancelled` and no node is added. Bad input and running out of
+        memory raise ``ValueError`` (the engine's :class:`drdm.errors.DRDMError`) with a message for the user; the
+        scene is then unchanged too.
 
         The three phases are public for front ends that compute off the main thread (the scene is not
         thread-safe): :meth:`prepare` and :meth:`add_samples` on the scene's thread, :meth:`compute` anywhere.
@@ -167,6 +164,7 @@ class DeformationLogic:
                                mode=mode, speed=speed, device=device)
         return self.add_samples(request, self.compute(request, progress=progress, cancel=cancel))
 
+    @out_of_memory_as_error()  # loading the model on the GPU and copying the volume can run out of memory too
     def prepare(self, volumeNode, segmentationNode=None, *, model, level: int | None, seed: int, count: int = 1,
                 mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, device: str = DEFAULTS.device) -> DeformationRequest:
         """Check the input and copy what the computation needs out of the scene (call on the scene's thread)."""
@@ -196,18 +194,10 @@ class DeformationLogic:
                 if progress is not None:
                     progress(k * total + done, request.count * total)
 
-            try:
+            with out_of_memory_as_error():  # DRDMError (a ValueError) for bad input and for memory alike
                 results.append(deform_image(request.model, request.image, request.labels, level=request.level,
                                             seed=request.seed + k, mode=request.mode, speed=request.speed,
                                             progress=step, cancel=cancel))
-            except InputError as error:
-                raise ValueError(str(error)) from None
-            except MemoryError:
-                raise ValueError("out of memory: try a smaller volume or the GPU") from None
-            except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError
-                if not is_out_of_memory(error):
-                    raise
-                raise ValueError("out of GPU memory: try a smaller volume, fewer samples or device cpu") from None
         return results
 
     def add_samples(self, request: DeformationRequest, results: list[DeformationResult]) -> list[DeformationSample]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import IMAGE_SUFFIXES, InputError
+from .io import IMAGE_SUFFIXES, InputError, write_text
 
 MANIFEST_COLUMNS = ("job", "image", "labels", "level", "seed", "folder", "out_image", "out_labels", "transform",
                     "mean_mm", "p95_mm", "folding_fraction", "det_min", "det_max")
@@ -103,28 +102,70 @@ def shard_jobs(jobs: list[Job], shard: tuple[int, int]) -> list[Job]:
     return [job for job in jobs if job.index % count == index]
 
 
-def write_manifest(out: Path, jobs: list[Job], shard: tuple[int, int]) -> Path:
-    """Write the manifest of this shard's finished jobs (atomically); returns its path."""
+def manifest_path(out: Path, shard: tuple[int, int]) -> Path:
+    """``out/manifest.csv``, or ``out/manifest-shard<i>of<n>.csv`` for one shard of several."""
     index, count = shard
-    name = "manifest.csv" if count == 1 else f"manifest-shard{index}of{count}.csv"
+    return out / ("manifest.csv" if count == 1 else f"manifest-shard{index}of{count}.csv")
+
+
+def manifest_row(out: Path, job: Job) -> dict[str, object] | None:
+    """The manifest row of a finished job (read from its ``stats.json``), ``None`` while it is not done."""
+    folder = out / job.folder
+    stats_file = folder / "stats.json"
+    if not stats_file.is_file():
+        return None
+    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    return {
+        "job": job.index, "image": str(job.image), "labels": str(job.labels or ""), "level": job.level,
+        "seed": job.seed, "folder": str(folder), "out_image": str(folder / "image.nii.gz"),
+        "out_labels": str(folder / "labels.nii.gz") if job.labels else "", "transform": str(folder / "transform.h5"),
+        "mean_mm": stats["mean_mm"], "p95_mm": stats["p95_mm"], "folding_fraction": stats["folding_fraction"],
+        "det_min": stats["det_min"], "det_max": stats["det_max"],
+    }
+
+
+def _csv_text(rows: Iterable[dict[str, object]], header: bool) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS)
-    writer.writeheader()
-    for job in jobs:
-        folder = out / job.folder
-        stats_file = folder / "stats.json"
-        if not stats_file.is_file():
-            continue
-        stats = json.loads(stats_file.read_text(encoding="utf-8"))
-        writer.writerow({
-            "job": job.index, "image": str(job.image), "labels": str(job.labels or ""), "level": job.level,
-            "seed": job.seed, "folder": str(folder), "out_image": str(folder / "image.nii.gz"),
-            "out_labels": str(folder / "labels.nii.gz") if job.labels else "", "transform": str(folder / "transform.h5"),
-            "mean_mm": stats["mean_mm"], "p95_mm": stats["p95_mm"], "folding_fraction": stats["folding_fraction"],
-            "det_min": stats["det_min"], "det_max": stats["det_max"],
-        })
-    path = out / name
-    temporary = out / f".{name}.partial-{os.getpid()}"
-    temporary.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+class Manifest:
+    """One shard's manifest, kept up to date while its jobs finish, in time linear in the number of jobs.
+
+    :meth:`rebuild` reads every finished job's ``stats.json`` once and rewrites the file (at the start of a run:
+    it also repairs a file cut short by a killed run); :meth:`add` reads one job's statistics and appends one
+    row; :meth:`rewrite` writes the rows held in memory in job order (at the end of a run). Rewrites are
+    atomic; an interrupted append loses at most that row until the next run rebuilds the file.
+    """
+
+    def __init__(self, out: Path, shard: tuple[int, int]) -> None:
+        self.out, self.path = out, manifest_path(out, shard)
+        self.rows: dict[int, dict[str, object]] = {}
+
+    def rebuild(self, jobs: Iterable[Job]) -> Path:
+        """Rows of every finished job in ``jobs``; the file is rewritten from them."""
+        rows = ((job.index, manifest_row(self.out, job)) for job in jobs)
+        self.rows = {index: row for index, row in rows if row is not None}
+        return self.rewrite()
+
+    def add(self, job: Job) -> None:
+        """Append the row of ``job``, which has just finished."""
+        row = manifest_row(self.out, job)
+        if row is None:
+            raise InputError(f"{self.out / job.folder}: the job finished without stats.json")
+        self.rows[job.index] = row
+        with open(self.path, "a", encoding="utf-8", newline="") as handle:
+            handle.write(_csv_text([row], header=False))
+
+    def rewrite(self) -> Path:
+        """Write the file atomically from the rows held, in job order; returns its path."""
+        return write_text(_csv_text((self.rows[index] for index in sorted(self.rows)), header=True), self.path)
+
+
+def write_manifest(out: Path, jobs: list[Job], shard: tuple[int, int]) -> Path:
+    """Write the manifest of this shard's finished jobs (atomically); returns its path."""
+    return Manifest(out, shard).rebuild(jobs)

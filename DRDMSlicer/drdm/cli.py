@@ -19,8 +19,9 @@ import SimpleITK as sitk
 import torch
 
 from . import __version__
-from .augment import find_inputs, parse_shard, plan_jobs, shard_jobs, write_manifest
+from .augment import Manifest, find_inputs, parse_shard, plan_jobs, shard_jobs
 from .deform import INTERPOLATORS, LABEL_METHODS, deform_image
+from .errors import out_of_memory_as_error
 from .io import (
     InputError,
     check_writable,
@@ -120,6 +121,8 @@ def run_augment(args: argparse.Namespace) -> int:
     print(f"{len(jobs)} jobs in all, {len(mine)} in shard {shard[0]}/{shard[1]}, {len(mine) - len(todo)} already done")
     from tqdm import tqdm
 
+    manifest = Manifest(out, shard)
+    manifest.rebuild(mine)
     for job in tqdm(todo, desc="augment", unit="sample", file=sys.stderr):
         image = read_image(job.image)
         labels = read_labels(job.labels, image) if job.labels else None
@@ -127,9 +130,8 @@ def run_augment(args: argparse.Namespace) -> int:
             result = deform_image(model, image, labels, level=job.level, seed=job.seed, mode=args.mode,
                                   speed=args.speed, interpolation=args.interpolation, label_method=args.label_method)
             write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=not args.no_qa)
-        write_manifest(out, mine, shard)
-    manifest = write_manifest(out, mine, shard)
-    print(f"manifest: {manifest}")
+        manifest.add(job)
+    print(f"manifest: {manifest.rewrite()}")
     return 0
 
 
@@ -510,12 +512,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo" and args.seed is None:
         args.seed = 0
     try:
-        return args.func(args)
-    except (InputError, ValueError) as error:  # CheckpointError is a ValueError
+        with out_of_memory_as_error():
+            return args.func(args)
+    except ValueError as error:  # every DRDMError (InputError, CheckpointError, OutOfMemory, ...) is a ValueError
         print(f"drdm: error: {error}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print("drdm: error: out of memory; try a smaller volume, --device cuda or a smaller --count", file=sys.stderr)
         return 2
     except (GenerationCancelled, KeyboardInterrupt):
         print("\ndrdm: cancelled; unfinished outputs were removed", file=sys.stderr)

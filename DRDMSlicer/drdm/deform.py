@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .errors import MEMORY_ADVICE, OutOfMemory
 from .geometry import WorkingGrid, plan_working_grid
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
 from .metrics import determinant_statistics, displacement_statistics
@@ -84,8 +85,8 @@ def check_memory(grid: WorkingGrid) -> None:
     needed = estimate_memory_bytes(grid)
     available = available_memory_bytes()
     if available is not None and needed > available:
-        raise InputError(f"volume {grid.shape} needs about {_size(needed)} of memory but only {_size(available)} "
-                         "is available")
+        raise OutOfMemory(f"volume {grid.shape} needs about {_size(needed)} of memory but only {_size(available)} "
+                          f"is available: {MEMORY_ADVICE}")
 
 
 def _size(count: int) -> str:

@@ -10,14 +10,16 @@ import contextlib
 import gzip
 import os
 import shutil
-import tempfile
+import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
+
+from .errors import DRDMError
 
 SLAB_VOXELS = 1 << 21  # voxels per slab when full-resolution fields are converted piecewise
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
@@ -26,11 +28,26 @@ INTEGER_PIXEL_IDS = {
     sitk.sitkUInt64, sitk.sitkInt64,
 }
 
-sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK prints harmless header warnings to stderr
+NIFTI_CHECK_BYTES = 1 << 24  # bytes of a NIfTI data block checked for NaN/Inf at a time
 
 
-class InputError(ValueError):
+class InputError(DRDMError):
     """An input the user gave cannot be used; the message says why in one line."""
+
+
+@contextlib.contextmanager
+def itk_warnings_hidden() -> Iterator[None]:
+    """Hide ITK's (harmless) header warnings on stderr inside the block; the previous setting comes back after.
+
+    The setting is process-wide in ITK, so it is changed only around our own reads, never for the whole process
+    (Slicer's own readers keep their warnings).
+    """
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def _suffix(path: Path) -> str:
@@ -44,22 +61,27 @@ def read_image(path: str | Path, what: str = "image") -> sitk.Image:
     if not path.exists():
         raise InputError(f"{what} {path}: no such file or folder")
     try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise InputError(f"{what} {path}: folder holds no DICOM series")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-            image = reader.Execute()
-        else:
-            _check_complete(path, what)
-            image = sitk.ReadImage(str(path))
+        with itk_warnings_hidden():
+            image = _read_file_or_series(path, what)
     except RuntimeError as error:
         detail = next((line.strip() for line in str(error).splitlines() if line.strip().startswith("ITK")), "")
         suffix = f": {detail}" if detail else ""
         raise InputError(f"{what} {path}: cannot be read (corrupt, truncated or unsupported format){suffix}") from None
     validate_image(image, f"{what} {path}")
+    _check_nifti_finite(path, f"{what} {path}")
     return image
+
+
+def _read_file_or_series(path: Path, what: str) -> sitk.Image:
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        series = reader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise InputError(f"{what} {path}: folder holds no DICOM series")
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        return reader.Execute()
+    _check_complete(path, what)
+    return sitk.ReadImage(str(path))
 
 
 def _check_complete(path: Path, what: str) -> None:
@@ -72,6 +94,33 @@ def _check_complete(path: Path, what: str) -> None:
                 pass
     except (EOFError, OSError, zlib.error) as error:
         raise InputError(f"{what} {path}: cannot be read (corrupt or truncated gzip data: {error})") from None
+
+
+def _check_nifti_finite(path: Path, label: str) -> None:
+    """ITK's NIfTI reader turns NaN and infinite voxels into 0 without a word: check the file's raw data block.
+
+    nibabel parses the header (data type and byte order, data offset, shape); the data block is then streamed in
+    pieces of :data:`NIFTI_CHECK_BYTES`, so the check needs little memory. Integer NIfTI files hold no NaN.
+    """
+    if path.is_dir() or _suffix(path) not in (".nii", ".nii.gz"):
+        return
+    import nibabel  # imported here: only NIfTI files need it
+
+    try:
+        data = nibabel.load(str(path)).dataobj  # an array proxy: the header is read, the data is not
+        dtype, offset, count = np.dtype(data.dtype), int(data.offset), int(np.prod(data.shape))
+    except (OSError, ValueError, nibabel.filebasedimages.ImageFileError):
+        return  # ITK read it; a header nibabel cannot parse is left to ITK's validation
+    if dtype.kind not in "fc":
+        return
+    opener = gzip.open if _suffix(path) == ".nii.gz" else open
+    step = max(1, NIFTI_CHECK_BYTES // dtype.itemsize)
+    with opener(path, "rb") as stream:
+        stream.seek(offset)
+        for start in range(0, count, step):
+            block = np.frombuffer(stream.read(min(step, count - start) * dtype.itemsize), dtype=dtype)
+            if not np.isfinite(block).all():
+                raise InputError(f"{label}: contains NaN or infinite voxels")
 
 
 def validate_image(image: sitk.Image, label: str) -> None:
@@ -183,7 +232,8 @@ def read_displacement_transform(path: str | Path) -> sitk.Image:
         raise InputError(f"transform {path}: no such file")
     if _suffix(path) in (".h5", ".hdf5", ".tfm", ".txt"):
         try:
-            transform = sitk.ReadTransform(str(path))
+            with itk_warnings_hidden():
+                transform = sitk.ReadTransform(str(path))
         except RuntimeError:
             raise InputError(f"transform {path}: cannot be read as an ITK transform") from None
         transform = _unwrap(transform)
@@ -205,7 +255,8 @@ def _unwrap(transform: sitk.Transform) -> sitk.Transform:
 
 def read_vector_image(path: Path) -> sitk.Image:
     try:
-        image = sitk.ReadImage(str(path))
+        with itk_warnings_hidden():
+            image = sitk.ReadImage(str(path))
     except RuntimeError:
         raise InputError(f"field {path}: cannot be read") from None
     if image.GetNumberOfComponentsPerPixel() != image.GetDimension():
@@ -217,34 +268,40 @@ def read_vector_image(path: Path) -> sitk.Image:
 # -- atomic writes --------------------------------------------------------------------------------
 
 
-def _temporary_sibling(path: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=_suffix(path), dir=path.parent)
-    os.close(handle)
-    return Path(name)
+def _unused_sibling(path: Path, suffix: str = "") -> Path:
+    """A fresh name beside ``path`` (nothing is created: the caller creates it inside its own ``try``)."""
+    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}{suffix}")
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary)`` for a temporary file beside ``path`` (same extension), then rename it to ``path``.
+
+    The temporary file is created inside the ``try``, so an error or Ctrl-C at any point leaves nothing behind
+    and ``path`` either untouched or complete.
+    """
+    path = Path(path)
+    temporary = _unused_sibling(path, _suffix(path))
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:
     """Write an image atomically (format from the extension)."""
-    path = Path(path)
-    temporary = _temporary_sibling(path)
-    try:
-        sitk.WriteImage(image, str(temporary), compress)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda temporary: sitk.WriteImage(image, str(temporary), compress))
 
 
 def write_transform(transform: sitk.Transform, path: str | Path) -> Path:
     """Write an ITK transform atomically (``.h5`` HDF5 or ``.tfm``/``.txt`` text)."""
-    path = Path(path)
-    temporary = _temporary_sibling(path)
-    try:
-        sitk.WriteTransform(transform, str(temporary))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda temporary: sitk.WriteTransform(transform, str(temporary)))
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a UTF-8 text file atomically."""
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 @contextlib.contextmanager
@@ -258,8 +315,9 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     if final.exists():
         raise InputError(f"output {final} already exists; choose another --out folder or remove it")
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    staging = _unused_sibling(final)  # a random name: no other run can own it
     try:
+        staging.mkdir()  # inside the try: a Ctrl-C right after it still removes the folder
         yield staging
         os.replace(staging, final)
     except BaseException:
@@ -270,11 +328,13 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
 def check_writable(folder: str | Path) -> Path:
     """Create ``folder`` if needed and make sure files can be written there."""
     folder = Path(folder)
+    probe = folder / f".drdm-write-test-{uuid.uuid4().hex}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=".drdm-write-test-", dir=folder)
-        os.close(handle)
-        os.unlink(name)
+        try:
+            probe.open("xb").close()
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as error:
         raise InputError(f"output folder {folder} is not writable ({error.strerror or error})") from None
     return folder

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import DRDMError
 from .network import RecResACNet
 from .noise import PRESETS, ForwardProcess
 
@@ -28,7 +29,7 @@ INTENSITY_MINMAX = "minmax-0-1"  # per image: (I - min) / (max - min + 1e-7), ba
 _REQUIRED_KEYS = ("time_embed.weight", "te1.0.weight", "b1.0.conv0.weight", "conv_out.weight", "conv_out.bias")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DRDMError):
     """A file that is not a loadable DRDM checkpoint."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DRDMError
 from .models import (
     BUNDLED_MODELS,
     DEFAULT_BUNDLED_MODEL,
@@ -35,7 +36,7 @@ PUBLISHED_CMR_URL = "https://github.com/jianqingzheng/def_diff_rec/raw/main/mode
 PUBLISHED_CMR_SHA256 = "c9e93ccbd99ad288bb1c961f980141d2c8c91115e8a5986d7a20a98f64ae8e93"
 
 
-class RegistryError(ValueError):
+class RegistryError(DRDMError):
     """A registry name, download or verification problem, explained in one line."""
 
 

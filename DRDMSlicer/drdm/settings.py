@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import DRDMError
+
 MODES = ("reference", "diffeomorphic")
 SPEEDS = ("faithful", "fast")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class SettingsError(ValueError):
+class SettingsError(DRDMError):
     """Settings that cannot be used together or at all; the message says why in one line."""
 
 

@@ -1,23 +1,25 @@
 """DRDM deformations inside MONAI and TorchIO pipelines (optional extras ``drdm[monai]``, ``drdm[torchio]``).
 
-``RandDRDMDeformd`` (MONAI dictionary transform) and ``RandomDRDMDeformation`` (TorchIO transform) are
-imported lazily, so ``import drdm.transforms`` works without either library installed.
+Each library gets a random transform that draws (seed, level, model) and a deterministic one that replays them:
+``RandDRDMDeformd`` / ``DRDMDeformd`` (MONAI dictionary transforms; the parameters go to ``applied_operations``)
+and ``RandomDRDMDeformation`` / ``DRDMDeformation`` (TorchIO; the parameters go to the subject's history). They
+are imported lazily, so ``import drdm.transforms`` works without either library installed.
 """
 
 from __future__ import annotations
 
 from .core import deform_channels_first
 
-__all__ = ["deform_channels_first", "RandDRDMDeformd", "RandomDRDMDeformation"]
+__all__ = ["deform_channels_first", "DRDMDeformd", "RandDRDMDeformd", "DRDMDeformation", "RandomDRDMDeformation"]
 
 
 def __getattr__(name: str):
-    if name == "RandDRDMDeformd":
-        from .monai_adapter import RandDRDMDeformd
+    if name in ("DRDMDeformd", "RandDRDMDeformd"):
+        from . import monai_adapter
 
-        return RandDRDMDeformd
-    if name == "RandomDRDMDeformation":
-        from .torchio_adapter import RandomDRDMDeformation
+        return getattr(monai_adapter, name)
+    if name in ("DRDMDeformation", "RandomDRDMDeformation"):
+        from . import torchio_adapter
 
-        return RandomDRDMDeformation
+        return getattr(torchio_adapter, name)
     raise AttributeError(name)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..deform import compute_field
+from ..errors import DRDMError
 from ..models import DRDMModel
 from ..spatial import warp, warp_labels
 
@@ -49,3 +50,23 @@ def deform_channels_first(model: DRDMModel, reference: torch.Tensor, spacing: Se
         moved = warp_labels(integer.unsqueeze(1), ddf.expand(label.shape[0], *ddf.shape[1:]), label_method)[:, 0]
         out_labels.append(moved.to(label.dtype))
     return out_images, out_labels, ddf[0]
+
+
+def as_models(model: DRDMModel | Sequence[DRDMModel]) -> tuple[DRDMModel, ...]:
+    """One model or several (a random transform draws one per call) as a non-empty tuple."""
+    models = (model,) if isinstance(model, DRDMModel) else tuple(model)
+    if not models or not all(isinstance(m, DRDMModel) for m in models):
+        raise ValueError("model must be a DRDMModel or a non-empty sequence of them")
+    return models
+
+
+def model_identity(model: DRDMModel) -> dict[str, str]:
+    """What a record keeps of the model: its name and the sha256 of its weights file ('' if made in memory)."""
+    return {"model": model.name, "model_sha256": model.sha256}
+
+
+def check_model(record: dict, model: DRDMModel) -> None:
+    """Refuse to replay a record with another model than the one that made it (same name and sha256)."""
+    if (record.get("model"), record.get("model_sha256")) != (model.name, model.sha256):
+        raise DRDMError(f"the record was made with model {record.get('model')!r} (sha256 {record.get('model_sha256') or '-'}), "
+                        f"not {model.name!r} (sha256 {model.sha256 or '-'}): pass the model that made it")
