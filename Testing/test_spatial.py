@@ -281,3 +281,25 @@ def test_backward_works_after_inference_mode_filled_the_caches(shape, mode):
         spatial.warp(x, u, mode, "border")
         spatial.identity_grid(shape)
     assert all(torch.equal(a, b) for a, b in zip(gradients(), expected))
+
+
+def test_identity_cache_is_bounded_by_bytes():
+    """Full-size identity grids are not kept without bound: the cache holds at most IDENTITY_CACHE_BYTES."""
+    from drdm import spatial
+
+    spatial._identity_positions.cache_clear()
+    limit = spatial.IDENTITY_CACHE_BYTES
+    side = int((limit / 4 / 3 / 3) ** (1 / 3))  # three 3D float32 grids fit, the fourth evicts the first
+    shapes = [(side, side, side - k) for k in range(5)]
+    for shape in shapes:
+        spatial._identity_positions(shape, torch.device("cpu"), torch.float32)
+        assert spatial._identity_positions.cache_bytes() <= limit
+    first = spatial._identity_positions(shapes[0], torch.device("cpu"), torch.float32)
+    again = spatial._identity_positions(shapes[0], torch.device("cpu"), torch.float32)
+    assert first is again  # re-cached after eviction, then served from the cache
+    huge = (1, int(limit / 4 / 2) + 1)  # one result above the bound is computed, not kept
+    before = spatial._identity_positions.cache_bytes()
+    spatial._identity_positions(huge, torch.device("cpu"), torch.float32)
+    assert spatial._identity_positions.cache_bytes() == before
+    spatial._identity_positions.cache_clear()
+    assert spatial._identity_positions.cache_bytes() == 0

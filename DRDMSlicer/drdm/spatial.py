@@ -22,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .tensor_cache import byte_bounded_cache
+
 INTERPOLATION_MODES = ("linear", "cubic", "nearest")
 PADDING_MODES = ("zeros", "border")
 CUBIC_A = -0.75  # Keys cubic-convolution parameter used by the reference (and by PyTorch's bicubic)
@@ -50,7 +52,10 @@ def _check_field(x: torch.Tensor, ddf: torch.Tensor) -> int:
 # recovery-error measurement) would break every later ``backward()`` through a warp.
 
 
-@functools.lru_cache(maxsize=32)
+IDENTITY_CACHE_BYTES = 256 * 2**20  # identity positions are (1, *shape, ndim): 0.9 GB for a 512²×300 volume
+
+
+@byte_bounded_cache(IDENTITY_CACHE_BYTES)
 def _identity_positions(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Voxel index positions, channel-last in grid_sample order (last array axis first): (1, *shape, ndim)."""
     with torch.inference_mode(False):
