@@ -419,7 +419,7 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
     def loadModel(self, path: str):
         """A model from a file (on the CPU; generation moves it to the chosen device): an authors' ``.pth``
         checkpoint or a ``.safetensors``/``.json`` model."""
-        from drdm.models import load_model_spec
+        from drdm.registry import load_model_spec
 
         return load_model_spec(path)
 

@@ -12,7 +12,8 @@ from conftest import REPO
 from drdm import registry
 from drdm.evaluation import evaluation_phantoms, recovery_error_row, summary
 from drdm.model_files import read_metadata
-from drdm.models import BUNDLED_FOLDER, bundled_model_path, file_sha256, find_default_checkpoint, load_model_spec
+from drdm.models import file_sha256
+from drdm.registry import BUNDLED_FOLDER, bundled_model_path, find_default_checkpoint, load_model_spec
 
 
 def test_bundled_weights_equal_the_published_checkpoint_bit_for_bit(checkpoint_path, cmr_model):

@@ -9,9 +9,8 @@ import SimpleITK as sitk
 import torch
 from drdm.cli import main
 from drdm.model_files import load_model_file
-from drdm.models import bundled_model_path, load_model_spec
 from drdm.phantoms import cardiac_short_axis_phantom
-from drdm.registry import offered_models
+from drdm.registry import bundled_model_path, load_model_spec, offered_models
 from drdm.training import recovery_error
 
 

@@ -10,8 +10,8 @@ import torch
 from drdm.cli import main
 from drdm.evaluation import evaluation_phantoms, recovery_error_table, summary
 from drdm.model_files import save_model
-from drdm.models import load_model_spec, random_field_model, untrained_model
-from drdm.registry import MAX_OFFERED_RECOVERY_ERROR, offered_models
+from drdm.models import random_field_model, untrained_model
+from drdm.registry import MAX_OFFERED_RECOVERY_ERROR, load_model_spec, offered_models
 from drdm.sampler import generate
 from drdm.spatial import folds
 from drdm.training import recovery_error

@@ -49,7 +49,7 @@ def test_fetch_verifies_and_caches(server, tmp_path, monkeypatch):
     stamp = path.stat().st_mtime_ns
     assert registry.fetch("cmr-download", url=f"{server}/tampered.pth") == path  # cached and valid: not downloaded again
     assert path.stat().st_mtime_ns == stamp
-    from drdm.models import load_model_spec
+    from drdm.registry import load_model_spec
 
     assert load_model_spec("cmr-download").sha256 == registry.entry("cmr-download").sha256
 

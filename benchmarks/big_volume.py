@@ -44,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from drdm.deform import check_memory, deform_image, estimate_memory_bytes
     from drdm.geometry import plan_working_grid
-    from drdm.models import load_model_spec
+    from drdm.registry import load_model_spec
 
     model = load_model_spec(args.model)
     image = ct_like_volume(tuple(args.shape))

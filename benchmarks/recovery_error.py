@@ -17,8 +17,8 @@ import time
 import torch
 from common import REPO, SHARED, machine_description
 from drdm.evaluation import LEVELS, cmr_sample_datasets, evaluation_phantoms, recovery_error_table
-from drdm.models import load_model_spec, untrained_model
-from drdm.registry import offered_models
+from drdm.models import untrained_model
+from drdm.registry import load_model_spec, offered_models
 
 
 def datasets_for(model, phantoms: int) -> list:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from drdm.errors import is_out_of_memory, out_of_memory_message
 from drdm.io import read_image, read_labels
-from drdm.models import DRDMModel, load_model_spec
+from drdm.models import DRDMModel
+from drdm.registry import load_model
 from drdm.sampler import GenerationCancelled
 from drdm.settings import DEFAULTS, DEVICES, MODES, SPEEDS
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
@@ -190,9 +191,7 @@ class DRDMWebApp(TrameApp):
         """A loaded model, cached per (name, device)."""
         key = (str(name), device)
         if key not in self._models:
-            from drdm.models import resolve_device
-
-            self._models[key] = load_model_spec(name, resolve_device(device))
+            self._models[key] = load_model(name, device)
         return self._models[key]
 
     def on_model_changed(self, name: str) -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from drdm.evaluation import cmr_sample_datasets, evaluation_phantoms, recovery_error_table
 from drdm.model_files import save_model
-from drdm.models import BUNDLED_FOLDER, file_sha256, load_checkpoint
-from drdm.registry import PUBLISHED_CMR_SHA256, PUBLISHED_CMR_URL
+from drdm.models import file_sha256, load_checkpoint
+from drdm.registry import BUNDLED_FOLDER, PUBLISHED_CMR_SHA256, PUBLISHED_CMR_URL
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_REPOSITORY = "https://github.com/jianqingzheng/def_diff_rec"

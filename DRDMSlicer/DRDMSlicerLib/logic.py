@@ -18,15 +18,8 @@ import vtk
 from drdm.deform import DeformationResult, deform_image
 from drdm.errors import out_of_memory_as_error
 from drdm.io import staged_directory
-from drdm.models import (
-    BUNDLED_MODELS,
-    DEFAULT_BUNDLED_MODEL,
-    MODEL_NAMES,
-    DRDMModel,
-    drdm_home,
-    load_model_spec,
-    resolve_device,
-)
+from drdm.models import DRDMModel
+from drdm.registry import DEFAULT_BUNDLED_MODEL, load_model
 from drdm.sample_folder import write_sample
 from drdm.settings import DEFAULTS, DeformationSettings
 
@@ -76,18 +69,6 @@ class DeformationRequest:
     count: int
     mode: str
     speed: str
-
-
-def resolve_model(model: str | os.PathLike | DRDMModel, device: str = "auto") -> DRDMModel:
-    """A loaded model (on ``device``: auto, cpu or cuda) from a model object, a checkpoint path or a registry name."""
-    target = resolve_device(device)
-    if isinstance(model, DRDMModel):
-        return model.to(target)  # "auto" too: an imported model goes to the GPU when there is one
-    spec = str(model)
-    known = set(MODEL_NAMES) | set(BUNDLED_MODELS)
-    if spec not in known and not Path(spec).is_file() and not (drdm_home() / "models" / f"{spec}.safetensors").is_file():
-        raise ValueError(f"model {spec!r}: no such model name or file")
-    return load_model_spec(spec, target)  # CheckpointError is a ValueError
 
 
 def default_model_choice() -> str:
@@ -170,7 +151,7 @@ class DeformationLogic:
         """Check the input and copy what the computation needs out of the scene (call on the scene's thread)."""
         self._check_volume(volumeNode)
         settings = DeformationSettings(level=level, seed=seed, count=count, mode=mode, speed=speed, device=device)
-        loaded = resolve_model(model, device)
+        loaded = load_model(model, device)
         level = settings.start_level(loaded.num_steps, loaded.forward_process().first_level)
         segments = self._segments(segmentationNode) if segmentationNode is not None else None
         image = volume_to_sitk(volumeNode)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from . import __version__
 from .augment import Manifest, find_inputs, parse_shard, plan_jobs, shard_jobs
@@ -35,19 +34,15 @@ from .io import (
     write_transform,
 )
 from .metrics import determinant_statistics, displacement_statistics
-from .models import DRDMModel, load_model_spec, resolve_device
+from .models import DRDMModel
 from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
 from .qa import save_qa_figure
+from .registry import load_model
 from .sample_folder import write_sample
 from .sampler import GenerationCancelled
 from .settings import DEFAULTS, DEVICES, MODES, SPEEDS
 from .spatial import jacobian_determinant
 from .synthesize import synthesize_pair
-
-
-def load_model(spec: str | None, device: torch.device) -> DRDMModel:
-    """:func:`drdm.models.load_model_spec` (``None``: the default model, the bundled ``cmr-2d``)."""
-    return load_model_spec(spec, device)
 
 
 def progress_bar(description: str):
@@ -103,7 +98,7 @@ def run_generate(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
-    model = load_model(args.model, resolve_device(args.device))
+    model = load_model(args.model, args.device)
     generate_samples(image, labels, model, args, _stem(Path(args.image)), out)
     return 0
 
@@ -113,7 +108,7 @@ def run_augment(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     pairs = find_inputs(args.inputs, args.label_suffix)
     out = check_writable(args.out)
-    model = load_model(args.model, resolve_device(args.device))
+    model = load_model(args.model, args.device)
     levels = args.levels or [model.forward_process().first_level]
     jobs = plan_jobs(pairs, levels, args.per_level, args.seed if args.seed is not None else 0)
     mine = shard_jobs(jobs, shard)
@@ -140,7 +135,7 @@ def run_synthesize(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
-    model = load_model(args.model, resolve_device(args.device))
+    model = load_model(args.model, args.device)
     first = model.forward_process().first_level
     level_aug = args.level if args.level is not None else first
     level_syn = args.level_syn if args.level_syn is not None else level_aug
@@ -344,7 +339,7 @@ def demo_phantom(model: DRDMModel) -> tuple[sitk.Image, sitk.Image]:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``drdm demo``: ``generate`` on a cardiac phantom with the default model (the bundled ``cmr-2d``)."""
-    model = load_model(args.model, resolve_device(args.device))
+    model = load_model(args.model, args.device)
     image, labels = demo_phantom(model)
     out = check_writable(args.out)
     kind = "learned recovery" if model.learned else "random field only, no learned recovery"

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .models import DRDMModel, load_model_spec, untrained_model
+from .models import DRDMModel, untrained_model
+from .registry import load_model_spec
 
 if TYPE_CHECKING:
     from .training import TrainingConfig

@@ -8,7 +8,6 @@ lacks from the reference configuration (SPEC §3.1 and §7).
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,20 +200,11 @@ def untrained_model(ndims: int = 2, size: int | None = None, seed: int = 0, devi
                      noise_overrides=dict(noise_overrides or {}))
 
 
-BUNDLED_FOLDER = Path(__file__).resolve().parent / "bundled"
-BUNDLED_MODELS = ("cmr-2d",)  # weights shipped inside the package (bundled/NAME.safetensors + NAME.json)
-DEFAULT_BUNDLED_MODEL = "cmr-2d"  # the default model of every front end
 # Random field only (no learned recovery): the forward process's diffeomorphic field at level T', no network.
 RANDOM_FIELD_MODELS: dict[str, dict] = {
     "random-field-2d": dict(ndims=2, noise_preset="cmr-2d"),
     "random-field-3d": dict(ndims=3, noise_preset="lct-3d"),
 }
-MODEL_NAMES = BUNDLED_MODELS + tuple(RANDOM_FIELD_MODELS)  # every built-in name load_model_spec accepts
-
-
-def bundled_model_path(name: str) -> Path:
-    """Weights file of a bundled model (``cmr-2d``)."""
-    return BUNDLED_FOLDER / f"{name}.safetensors"
 
 
 def random_field_model(name: str, device: torch.device | str = "cpu") -> DRDMModel:
@@ -235,27 +225,6 @@ def random_field_model(name: str, device: torch.device | str = "cpu") -> DRDMMod
                      field_device=torch.device(device))
 
 
-def drdm_home() -> Path:
-    """Model cache folder: ``$DRDM_HOME`` or ``~/.cache/drdm``."""
-    return Path(os.environ.get("DRDM_HOME", Path.home() / ".cache" / "drdm"))
-
-
-def find_default_checkpoint() -> Path | None:
-    """The default model file: ``$DRDM_MODEL`` when set, else the bundled ``cmr-2d`` (``None`` only when the
-    installation lacks it)."""
-    env = os.environ.get("DRDM_MODEL")
-    if env:
-        return Path(env)
-    bundled = bundled_model_path(DEFAULT_BUNDLED_MODEL)
-    return bundled if bundled.is_file() else None
-
-
-def _load_path(path: Path, device: torch.device | str) -> DRDMModel:
-    from .model_files import is_model_file, load_model_file
-
-    return load_model_file(path, device) if is_model_file(path) else load_checkpoint(path, device=device)
-
-
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``; a clear ``ValueError`` if CUDA is missing."""
     if name == "auto":
@@ -265,43 +234,3 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
     return torch.device(name)
-
-
-def load_model_spec(spec: str | os.PathLike | None, device: torch.device | str = "cpu") -> DRDMModel:
-    """A model from a file (``.pth`` reference checkpoint or ``.safetensors``/``.json`` model), a name
-    (the bundled ``cmr-2d``, ``random-field-2d``/``random-field-3d``, or one made by ``drdm models import`` or
-    ``drdm train`` in the cache) or, for ``None``, the default model: ``$DRDM_MODEL`` (a name or a file) when set,
-    else the bundled ``cmr-2d``.
-
-    Raises :class:`CheckpointError` (a ``ValueError``) with a message for the user.
-    """
-    if spec is None or not str(spec):
-        if os.environ.get("DRDM_MODEL"):
-            return load_model_spec(os.environ["DRDM_MODEL"], device)  # a name or a file
-        path = find_default_checkpoint()
-        if path is None:
-            raise CheckpointError(f"no model given and the bundled default model is missing from this installation "
-                                  f"({bundled_model_path(DEFAULT_BUNDLED_MODEL)}): pass --model")
-        return _load_path(path, device)
-    name = str(spec)
-    if name in RANDOM_FIELD_MODELS:
-        return random_field_model(name, device)
-    from . import registry
-
-    item = registry.REGISTRY.get(name)
-    if item is not None and not item.bundled:  # a registry download
-        if not item.available:
-            raise CheckpointError(f"model {name!r} is not available: {item.note}")
-        path = registry.cached_path(name)
-        if not path.is_file():
-            raise CheckpointError(f"model {name!r} is not downloaded yet (expected {path}); run: drdm models fetch {name}")
-        return _load_path(path, device)
-    if name in BUNDLED_MODELS:
-        path = bundled_model_path(name)
-        if not path.is_file():
-            raise CheckpointError(f"bundled model {name!r} is missing from this installation ({path})")
-        return _load_path(path, device)
-    imported = drdm_home() / "models" / f"{name}.safetensors"
-    if "/" not in name and os.sep not in name and not Path(name).exists() and imported.is_file():
-        return _load_path(imported, device)
-    return _load_path(Path(name), device)

@@ -18,22 +18,103 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from .errors import DRDMError
+from .model_files import is_model_file, load_model_file, model_paths, read_metadata, save_model
 from .models import (
-    BUNDLED_MODELS,
-    DEFAULT_BUNDLED_MODEL,
     RANDOM_FIELD_MODELS,
     CheckpointError,
-    bundled_model_path,
-    drdm_home,
+    DRDMModel,
     file_sha256,
+    load_checkpoint,
     random_field_model,
+    resolve_device,
 )
 from .noise import PRESETS
 
 MAX_OFFERED_RECOVERY_ERROR = 1.0  # a model that recovers no better than nothing is not offered as a DRDM model
 PUBLISHED_CMR_URL = "https://github.com/jianqingzheng/def_diff_rec/raw/main/models/cmr_recresacnet/000000_cmr_recresacnet.pth"
 PUBLISHED_CMR_SHA256 = "c9e93ccbd99ad288bb1c961f980141d2c8c91115e8a5986d7a20a98f64ae8e93"
+
+
+BUNDLED_FOLDER = Path(__file__).resolve().parent / "bundled"
+BUNDLED_MODELS = ("cmr-2d",)  # weights shipped inside the package (bundled/NAME.safetensors + NAME.json)
+DEFAULT_BUNDLED_MODEL = "cmr-2d"  # the default model of every front end
+MODEL_NAMES = BUNDLED_MODELS + tuple(RANDOM_FIELD_MODELS)  # every built-in name load_model_spec accepts
+
+
+def bundled_model_path(name: str) -> Path:
+    """Weights file of a bundled model (``cmr-2d``)."""
+    return BUNDLED_FOLDER / f"{name}.safetensors"
+
+
+def drdm_home() -> Path:
+    """Model cache folder: ``$DRDM_HOME`` or ``~/.cache/drdm``."""
+    return Path(os.environ.get("DRDM_HOME", Path.home() / ".cache" / "drdm"))
+
+
+def find_default_checkpoint() -> Path | None:
+    """The default model file: ``$DRDM_MODEL`` when set, else the bundled ``cmr-2d`` (``None`` only when the
+    installation lacks it)."""
+    env = os.environ.get("DRDM_MODEL")
+    if env:
+        return Path(env)
+    bundled = bundled_model_path(DEFAULT_BUNDLED_MODEL)
+    return bundled if bundled.is_file() else None
+
+
+def _load_path(path: Path, device: torch.device | str) -> DRDMModel:
+    return load_model_file(path, device) if is_model_file(path) else load_checkpoint(path, device=device)
+
+
+def load_model(spec: str | os.PathLike | DRDMModel | None, device: str | torch.device = "auto") -> DRDMModel:
+    """The one call of every front end: a name, a file, a loaded model or ``None`` (the default model) →
+    a :class:`DRDMModel` on ``device`` (``auto``: CUDA when present, ``cpu``, ``cuda`` or a torch device).
+
+    Raises a :class:`~drdm.errors.DRDMError` (a ``ValueError``) with a message for the user."""
+    target = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    if isinstance(spec, DRDMModel):
+        return spec.to(target)
+    return load_model_spec(spec, target)
+
+
+def load_model_spec(spec: str | os.PathLike | None, device: torch.device | str = "cpu") -> DRDMModel:
+    """A model from a file (``.pth`` reference checkpoint or ``.safetensors``/``.json`` model), a name
+    (the bundled ``cmr-2d``, ``random-field-2d``/``random-field-3d``, or one made by ``drdm models import`` or
+    ``drdm train`` in the cache) or, for ``None``, the default model: ``$DRDM_MODEL`` (a name or a file) when set,
+    else the bundled ``cmr-2d``.
+
+    Raises :class:`CheckpointError` (a ``ValueError``) with a message for the user.
+    """
+    if spec is None or not str(spec):
+        if os.environ.get("DRDM_MODEL"):
+            return load_model_spec(os.environ["DRDM_MODEL"], device)  # a name or a file
+        path = find_default_checkpoint()
+        if path is None:
+            raise CheckpointError(f"no model given and the bundled default model is missing from this installation "
+                                  f"({bundled_model_path(DEFAULT_BUNDLED_MODEL)}): pass --model")
+        return _load_path(path, device)
+    name = str(spec)
+    if name in RANDOM_FIELD_MODELS:
+        return random_field_model(name, device)
+    item = REGISTRY.get(name)
+    if item is not None and not item.bundled:  # a registry download
+        if not item.available:
+            raise CheckpointError(f"model {name!r} is not available: {item.note}")
+        path = cached_path(name)
+        if not path.is_file():
+            raise CheckpointError(f"model {name!r} is not downloaded yet (expected {path}); run: drdm models fetch {name}")
+        return _load_path(path, device)
+    if name in BUNDLED_MODELS:
+        path = bundled_model_path(name)
+        if not path.is_file():
+            raise CheckpointError(f"bundled model {name!r} is missing from this installation ({path})")
+        return _load_path(path, device)
+    imported = cache_folder() / f"{name}.safetensors"
+    if "/" not in name and os.sep not in name and not Path(name).exists() and imported.is_file():
+        return _load_path(imported, device)
+    return _load_path(Path(name), device)
 
 
 class RegistryError(DRDMError):
@@ -151,8 +232,6 @@ def verify(name: str) -> bool:
     if not path.is_file():
         return False
     if item.bundled:
-        from .model_files import read_metadata
-
         return file_sha256(path) == read_metadata(path).get("sha256")
     return file_sha256(path) == item.sha256
 
@@ -166,8 +245,6 @@ def import_checkpoint(source: str | os.PathLike, name: str | None = None, force:
     """
     import re
 
-    from .model_files import is_model_file, load_model_file, model_paths, read_metadata, save_model
-    from .models import load_checkpoint
 
     source = Path(source)
     model = load_model_file(source) if is_model_file(source) else load_checkpoint(source)
@@ -193,7 +270,7 @@ class OfferedModel:
     """One choice the front ends offer (:func:`offered_models`).
 
     Attributes:
-        name: what :func:`drdm.models.load_model_spec` accepts (``cmr-2d``, ``random-field-3d``, a cached name).
+        name: what :func:`drdm.registry.load_model_spec` accepts (``cmr-2d``, ``random-field-3d``, a cached name).
         label: for people: what it is and its measured recovery error.
         ndims: 2 or 3 (a 2D model also deforms 3D stacks slice by slice).
         num_steps: number of diffusion levels T (start levels T' lie in 0 … T).
@@ -239,8 +316,6 @@ def offered_models(ndims: int | None = None, include_cache: bool = True) -> list
     model without a recorded table is offered with "recovery error not measured". ``ndims`` keeps only models
     of that dimensionality; ``include_cache=False`` leaves the cache out. Reads JSON metadata only (fast).
     """
-    from .model_files import read_metadata
-
     choices: list[OfferedModel] = []
     for name in BUNDLED_MODELS:
         path = bundled_model_path(name)
