@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -148,9 +149,9 @@ def test_from_files_rejects_what_it_cannot_use(tmp_path):
 
 
 def test_training_reduces_the_validation_error(tmp_path):
-    """A short run on phantoms must beat the untrained network on the held-out phantoms."""
+    """A short run on phantoms must beat the untrained (random output layer) network on the held-out phantoms."""
     config = TrainingConfig(out=str(tmp_path), size=32, width=4, steps=60, lr=1e-3, val_every=60, val_samples=4,
-                            device="cpu", log_every=60)
+                            device="cpu", log_every=60, zero_init=False)
     result = train(config)
     untrained = TrainingConfig(**{**config.__dict__, "out": str(tmp_path / "u"), "steps": 1, "lr": 1e-12})
     baseline = train(untrained)
@@ -186,6 +187,35 @@ def test_torchrun_two_processes_equal_one(tmp_path):
 
 
 def _initial_weights() -> dict[str, torch.Tensor]:
+    from drdm.initialisation import zero_output_layer
     from drdm.models import untrained_model
 
-    return untrained_model(2, 32, seed=0, width=2).network.state_dict()
+    network = untrained_model(2, 32, seed=0, width=2).network
+    zero_output_layer(network)  # new networks start with a zero output layer (TrainingConfig.zero_init)
+    return network.state_dict()
+
+
+def test_zero_init_starts_new_networks_at_the_zero_solution(tmp_path):
+    """Default for new networks: recovery error within 5 % of 1 before training (random output layer: far above
+    1), the output weights 1000× smaller and the rest identical; everything trains; --no-zero-init opts out."""
+    from drdm.evaluation import evaluation_phantoms
+    from drdm.initialisation import initial_model
+    from drdm.training import recovery_error
+
+    images = evaluation_phantoms(2, 32, count=2)[1]
+    zero = initial_model(TrainingConfig(out=str(tmp_path), size=32, width=4), torch.device("cpu"))
+    assert max(abs(error - 1.0) for error in recovery_error(zero, images).values()) < 0.05
+    random = initial_model(TrainingConfig(out=str(tmp_path), size=32, width=4, zero_init=False), torch.device("cpu"))
+    assert min(recovery_error(random, images).values()) > 2.0
+    assert torch.equal(zero.network.conv_out.weight, 1e-3 * random.network.conv_out.weight)
+    assert not zero.network.conv_out.bias.detach().any()
+    assert all(torch.equal(a, b) for (ka, a), (kb, b) in zip(zero.network.state_dict().items(),
+                                                            random.network.state_dict().items()) if "conv_out" not in ka)
+    result = train(TrainingConfig(out=str(tmp_path / "run"), size=32, width=4, steps=3, lr=1e-3, val_every=3,
+                                  val_samples=2, device="cpu", log_every=1))
+    trained = result.model.network.state_dict()
+    assert float(trained["conv_out.weight"].abs().max()) > 0
+    assert not torch.equal(trained["b1.0.conv0.weight"], random.network.state_dict()["b1.0.conv0.weight"])
+    assert not torch.equal(trained["conv_out.weight"], zero.network.state_dict()["conv_out.weight"])
+    assert main(["train", *TINY, "--steps", "1", "--no-zero-init", "--out", str(tmp_path / "nz")]) == 0
+    assert json.loads((tmp_path / "nz" / "drdm-model.json").read_text(encoding="utf-8"))["training"]["zero_init"] is False

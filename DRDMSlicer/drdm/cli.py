@@ -300,7 +300,7 @@ def run_train(args: argparse.Namespace) -> int:
         val_every=args.val_every, val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
         log_every=args.log_every, regulariser=args.regulariser, width=settings["width"], rec_num=args.rec_num,
         noise_preset=settings["noise_preset"] or "", control_size=args.control_size or 0, phantoms=args.phantoms,
-        phantom_texture=args.phantom_texture, init=args.init or "",
+        phantom_texture=args.phantom_texture, init=args.init or "", zero_init=not args.no_zero_init,
         augment=not args.no_augment, name=args.name,
         command="drdm train " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]))
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -449,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--init", metavar="MODEL",
                      help="fine-tune: start from this model's weights and noise preset (name such as cmr-2d, .pth, "
                           ".safetensors/.json); dims, levels, width, size and preset default to the model's")
+    trn.add_argument("--no-zero-init", action="store_true",
+                     help="new networks: keep PyTorch's random output layer (default: scaled to almost zero, so training "
+                          "starts at the zero solution, recovery error 1, instead of 18-75)")
     trn.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default 2, or the --init model's)")
     trn.add_argument("--size", type=int,
                      help="training grid side (multiple of 8; images are resampled; default 128, or the --init model's)")

@@ -52,14 +52,35 @@ def check_fits(model: DRDMModel, config: TrainingConfig) -> None:
         raise ValueError(f"{name} takes {model.network.in_channels} input channels; training uses 1")
 
 
+ZERO_START_SCALE = 1e-3  # output-layer weights × this at the start: within a few % of the zero solution
+
+
+def zero_output_layer(network: torch.nn.Module, scale: float = ZERO_START_SCALE) -> None:
+    """Start a new network at the zero solution: the last convolution's (``conv_out``) random weights are
+    multiplied by ``scale`` and its bias set to zero, so the network predicts (almost) no displacement (recovery
+    error ≈ 1) instead of the 18–75 of a random output layer, and the first steps learn recovery instead of
+    shrinking outputs.
+
+    ``scale=0`` (an exactly zero layer) is worse with Adam: the first step moves every output weight by ±lr
+    with one sign per output channel, which drives the last block's features below zero (dead units, a constant
+    prediction; the learning curve stalls at 1.26 in ``benchmarks/results/zero_init.md``). A tiny random layer
+    keeps its symmetry broken.
+    """
+    with torch.no_grad():
+        network.conv_out.weight.mul_(scale)
+        network.conv_out.bias.zero_()
+
+
 def initial_model(config: TrainingConfig, device: torch.device) -> DRDMModel:
     """The model a run starts from (not yet named): ``config.init``'s weights, checked against ``config``, with
-    its forward process; or a new network (seeded by ``config.seed``) with the preset's process scaled to
-    ``config.size``."""
+    its forward process; or a new network (seeded by ``config.seed``; output layer zeroed when
+    ``config.zero_init``, the default) with the preset's process scaled to ``config.size``."""
     if not config.init:
         model = untrained_model(config.ndims, config.size, seed=config.seed, device=device, width=config.width,
                                 noise_overrides=config.noise_overrides())
         model.noise_preset = config.preset()
+        if config.zero_init:
+            zero_output_layer(model.network)
         return model
     start = load_initial_weights(config.init, device)
     check_fits(start, config)

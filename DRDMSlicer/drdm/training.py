@@ -42,7 +42,7 @@ METRICS_FILE = "metrics.csv"
 METRIC_COLUMNS = ("step", "loss", "dist", "angle", "reg", "seconds", "val_loss", "val_relative_error")
 # Settings that must not change when a run is resumed.
 RESUME_KEYS = ("ndims", "size", "levels", "batch", "lr", "seed", "regulariser", "width", "rec_num", "control_size",
-               "noise_preset", "augment", "data", "phantoms", "phantom_texture", "val_fraction", "init")
+               "noise_preset", "augment", "data", "phantoms", "phantom_texture", "val_fraction", "init", "zero_init")
 
 
 @dataclass
@@ -76,6 +76,7 @@ class TrainingConfig:
     name: str = "drdm-model"
     command: str = ""
     init: str = ""  # fine-tuning: start from this model's weights (name, .pth, .safetensors/.json)
+    zero_init: bool = True  # a new network starts at the zero solution (output layer ×1e-3); unused with init
 
     def check(self) -> None:
         """Raise ``ValueError`` for impossible settings."""
