@@ -8,13 +8,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 from drdm.cli import main
-from drdm.evaluation import evaluation_phantoms, recovery_error_table, summary
+from drdm.evaluation import evaluation_phantoms, recovery_error, recovery_error_table, summary
 from drdm.model_files import save_model
 from drdm.models import random_field_model, untrained_model
 from drdm.registry import MAX_OFFERED_RECOVERY_ERROR, load_model_spec, offered_models
 from drdm.sampler import generate
 from drdm.spatial import folds
-from drdm.training import recovery_error
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -80,3 +81,43 @@ def test_bundled_files_are_packaged():
     from fnmatch import fnmatch
 
     assert all(any(fnmatch(name[len("drdm/"):], pattern) for pattern in package_data["drdm"]) for name in bundled)
+
+
+def engine_import_graph() -> dict[str, set[str]]:
+    """Engine module -> engine modules it imports at run time (top level or inside functions; imports under
+    ``if TYPE_CHECKING:`` are annotations only and left out)."""
+    folder = REPO / "DRDMSlicer" / "drdm"
+    names = {p.stem for p in folder.glob("*.py")}
+    graph = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING") for n in ast.walk(block)}
+        deps = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only or not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif node.module and node.module.startswith("drdm."):
+                deps.add(node.module.split(".")[1])
+        graph[path.stem] = (deps & names) - {path.stem}
+    return graph
+
+
+def test_engine_modules_form_no_import_cycle():
+    graph = engine_import_graph()
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            assert state.get(dep) != 1, "import cycle: " + " -> ".join(path + [dep])
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert "registry" not in graph["models"] and "model_files" not in graph["models"]

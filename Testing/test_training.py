@@ -198,9 +198,8 @@ def _initial_weights() -> dict[str, torch.Tensor]:
 def test_zero_init_starts_new_networks_at_the_zero_solution(tmp_path):
     """Default for new networks: recovery error within 5 % of 1 before training (random output layer: far above
     1), the output weights 1000× smaller and the rest identical; everything trains; --no-zero-init opts out."""
-    from drdm.evaluation import evaluation_phantoms
+    from drdm.evaluation import evaluation_phantoms, recovery_error
     from drdm.initialisation import initial_model
-    from drdm.training import recovery_error
 
     images = evaluation_phantoms(2, 32, count=2)[1]
     zero = initial_model(TrainingConfig(out=str(tmp_path), size=32, width=4), torch.device("cpu"))

@@ -1,6 +1,6 @@
 """Recovery-error tables: what a model has learned, measured one way for every model and kept in its metadata.
 
-The error of one draw is ``‖W(P; D_target) + D_target‖ / ‖D_target‖`` (:func:`drdm.training.recovery_error`):
+The error of one draw is ``‖W(P; D_target) + D_target‖ / ‖D_target‖`` (:func:`recovery_error`):
 0 is a perfect recovery of the forward-process target, 1 is what a model that recovers nothing scores (a
 network that outputs zero, or a random-field-only model), and untrained networks score 18–150. A table holds
 one row per evaluation data set with the mean error at each level of :data:`LEVELS`; its ``summary`` (the
@@ -16,14 +16,53 @@ from pathlib import Path
 
 import torch
 
+from .losses import relative_recovery_error
 from .models import DRDMModel
+from .noise import ForwardProcess
 from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
-from .training import EVALUATION_LEVELS, VALIDATION_SEED, recovery_error
+from .spatial import warp
+from .training_data import sample_generator
 
+EVALUATION_LEVELS = (10, 30, 50, 70)
+VALIDATION_SEED = 7_777  # validation draws do not depend on the training seed: runs stay comparable
 LEVELS = EVALUATION_LEVELS
 DEFINITION = ("mean ‖W(P; D_target) + D_target‖ / ‖D_target‖ of the predicted recovery field per level "
-              "(drdm.training.recovery_error); 0 perfect, 1 = no recovery")
+              "(drdm.evaluation.recovery_error); 0 perfect, 1 = no recovery")
 PHANTOM_SEED = 900_000  # evaluation phantoms: seeds no training run uses (training phantoms: 0 .. count-1)
+
+
+def deform_clean_image(process: ForwardProcess, x0: torch.Tensor, level: int, size: int, generator: torch.Generator,
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward process on one clean image ``(1, *spatial)``: ``(x_t (1, 1, *spatial), D_target (1, n, *spatial))``,
+    the image warped linearly with zero padding by ``D_warp`` (SPEC §6 step 4), fields in voxels."""
+    ddf_warp, ddf_target = process.sample(level, size, 1, generator, device=device)
+    return warp(x0[None].to(device), ddf_warp, "linear", "zeros"), ddf_target
+
+
+def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[int, ...] = EVALUATION_LEVELS,
+                   draws: int = 1, seed: int = VALIDATION_SEED, rec_num: int = 2) -> dict[int, float]:
+    """Mean relative error ``‖W(P; D_target) + D_target‖ / ‖D_target‖`` of the predicted recovery field.
+
+    For every image, level and draw, the image is deformed by the forward process (fixed seeds, so two
+    models see the same deformations) and the network's prediction is compared with the target it learns.
+    0 is perfect and a network that outputs zero scores 1 (randomly initialised networks score far more); a
+    random-field-only model (no network) predicts no recovery and scores exactly 1.
+    """
+    network = model.network.eval() if model.learned else None
+    process = model.forward_process()
+    device = model.device
+    errors = {}
+    for level in levels:
+        values = []
+        for i, image in enumerate(images):
+            for k in range(draws):
+                generator = sample_generator(seed, level, i, k)
+                x_t, ddf_target = deform_clean_image(process, image, level, model.size, generator, device)
+                prediction = torch.zeros_like(ddf_target) if network is None else network(x_t, level, rec_num=rec_num)
+                aligned = warp(prediction, ddf_target, "linear", process.composition_padding)
+                values.append(float(relative_recovery_error(aligned, ddf_target / model.size)[0]))
+        errors[level] = sum(values) / len(values)
+    return errors
 
 
 def evaluation_phantoms(ndims: int, size: int, count: int = 4) -> tuple[str, list[torch.Tensor]]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .evaluation import EVALUATION_LEVELS, VALIDATION_SEED, deform_clean_image, recovery_error_table
 from .initialisation import initial_model
 from .losses import REGULARISERS, recovery_losses, relative_recovery_error
 from .models import DRDMModel
@@ -34,8 +35,6 @@ from .spatial import warp
 from .training_data import TrainingImages, geometric_augmentation, intensity_augmentation, sample_generator
 
 AMP_MODES = ("none", "bf16", "fp16")
-EVALUATION_LEVELS = (10, 30, 50, 70)
-VALIDATION_SEED = 7_777  # validation draws do not depend on the training seed: runs stay comparable
 STATE_FILE = "last.pt"
 PHANTOM_LICENCE = "Apache-2.0 (weights trained on this project's procedural phantoms)"
 METRICS_FILE = "metrics.csv"
@@ -167,14 +166,6 @@ def make_sample(images: TrainingImages, process: ForwardProcess, config: Trainin
     return x_t[0], t, ddf_target[0]
 
 
-def deform_clean_image(process: ForwardProcess, x0: torch.Tensor, level: int, size: int, generator: torch.Generator,
-                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward process on one clean image ``(1, *spatial)``: ``(x_t (1, 1, *spatial), D_target (1, n, *spatial))``,
-    the image warped linearly with zero padding by ``D_warp`` (SPEC §6 step 4), fields in voxels."""
-    ddf_warp, ddf_target = process.sample(level, size, 1, generator, device=device)
-    return warp(x0[None].to(device), ddf_warp, "linear", "zeros"), ddf_target
-
-
 def _autocast(device: torch.device, amp: str):
     if amp == "none":
         return contextlib.nullcontext()
@@ -195,32 +186,6 @@ def batch_losses(network: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, t
 
 
 @torch.inference_mode()
-def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[int, ...] = EVALUATION_LEVELS,
-                   draws: int = 1, seed: int = VALIDATION_SEED, rec_num: int = 2) -> dict[int, float]:
-    """Mean relative error ``‖W(P; D_target) + D_target‖ / ‖D_target‖`` of the predicted recovery field.
-
-    For every image, level and draw, the image is deformed by the forward process (fixed seeds, so two
-    models see the same deformations) and the network's prediction is compared with the target it learns.
-    0 is perfect and a network that outputs zero scores 1 (randomly initialised networks score far more); a
-    random-field-only model (no network) predicts no recovery and scores exactly 1.
-    """
-    network = model.network.eval() if model.learned else None
-    process = model.forward_process()
-    device = model.device
-    errors = {}
-    for level in levels:
-        values = []
-        for i, image in enumerate(images):
-            for k in range(draws):
-                generator = sample_generator(seed, level, i, k)
-                x_t, ddf_target = deform_clean_image(process, image, level, model.size, generator, device)
-                prediction = torch.zeros_like(ddf_target) if network is None else network(x_t, level, rec_num=rec_num)
-                aligned = warp(prediction, ddf_target, "linear", process.composition_padding)
-                values.append(float(relative_recovery_error(aligned, ddf_target / model.size)[0]))
-        errors[level] = sum(values) / len(values)
-    return errors
-
-
 def _validation(model: DRDMModel, images: TrainingImages, config: TrainingConfig) -> tuple[float, float] | None:
     """``(mean validation loss, mean relative recovery error)`` over fixed validation draws."""
     samples = [images.validation_image(i) for i in range(config.val_samples)]
@@ -247,8 +212,6 @@ def _validation(model: DRDMModel, images: TrainingImages, config: TrainingConfig
 def _recovery_error_table(model: DRDMModel, images: TrainingImages, config: TrainingConfig) -> dict | None:
     """The trained model's recovery-error table (:mod:`drdm.evaluation`) on up to ``val_samples`` held-out
     images, or ``None`` without any."""
-    from .evaluation import recovery_error_table
-
     count = config.val_samples if images.training is None else min(config.val_samples, len(images.validation or []))
     held_out = [images.validation_image(i) for i in range(count)]
     if not held_out:
