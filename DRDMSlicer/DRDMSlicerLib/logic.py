@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
-from drdm.deform import DeformationResult, deform_image
+from drdm.deform import DeformationResult, deform_images
 from drdm.io import InputError, staged_directory
 from drdm.models import (
     BUNDLED_MODELS,
@@ -188,25 +188,23 @@ class DeformationLogic:
     @staticmethod
     def compute(request: DeformationRequest, progress: Callable[[int, int], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> list[DeformationResult]:
-        """Run the request's deformations (touches no MRML node: safe on a worker thread)."""
-        results: list[DeformationResult] = []
-        for k in range(request.count):
-            def step(done: int, total: int, k: int = k) -> None:
-                if progress is not None:
-                    progress(k * total + done, request.count * total)
+        """Run the request's deformations (touches no MRML node: safe on a worker thread).
 
-            try:
-                results.append(deform_image(request.model, request.image, request.labels, level=request.level,
-                                            seed=request.seed + k, mode=request.mode, speed=request.speed,
-                                            progress=step, cancel=cancel))
-            except InputError as error:
-                raise ValueError(str(error)) from None
-            except MemoryError:
-                raise ValueError("out of memory: try a smaller volume or the GPU") from None
-            except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError
-                if not is_out_of_memory(error):
-                    raise
-                raise ValueError("out of GPU memory: try a smaller volume, fewer samples or device cpu") from None
+        The samples run as sampler batches where memory allows (:func:`drdm.deform.deform_images`); sample ``k``
+        equals a lone run with seed ``seed + k``.
+        """
+        try:
+            results = deform_images(request.model, request.image, request.labels, level=request.level,
+                                    seeds=[request.seed + k for k in range(request.count)], mode=request.mode,
+                                    speed=request.speed, progress=progress, cancel=cancel)
+        except InputError as error:
+            raise ValueError(str(error)) from None
+        except MemoryError:
+            raise ValueError("out of memory: try a smaller volume or the GPU") from None
+        except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError
+            if not is_out_of_memory(error):
+                raise
+            raise ValueError("out of GPU memory: try a smaller volume, fewer samples or device cpu") from None
         return results
 
     def add_samples(self, request: DeformationRequest, results: list[DeformationResult]) -> list[DeformationSample]:
