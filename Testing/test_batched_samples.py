@@ -57,10 +57,18 @@ def test_deform_images_equal_deform_image(model, monkeypatch, limit):
         assert samples_per_chunk(grid, 3) == 3
     steps = []
     many = deform_images(model, image, level=30, seeds=[1, 2, 3], mode="diffeomorphic", speed="fast",
-                         progress=lambda done, total: steps.append((done, total)))
+                         progress=lambda done, total: steps.append((done, total)), batch=True)
     assert steps[-1] == (60, 60) and [d for d, _ in steps] == sorted(d for d, _ in steps)
     for seed, result in zip([1, 2, 3], many):
         alone = deform_image(model, image, level=30, seed=seed, mode="diffeomorphic", speed="fast")
         assert result.statistics["seed"] == seed
         assert (result.ddf - alone.ddf).abs().max() <= TOLERANCE_VOX
         assert result.image.GetSize() == image.GetSize() and result.image.GetSpacing() == image.GetSpacing()
+
+
+def test_cpu_default_runs_one_by_one_bit_identical(model):
+    """On the CPU ``count > 1`` is not batched by default (no measured gain): each sample is the lone run's bytes."""
+    image = _volume()
+    many = deform_images(model, image, level=30, seeds=[4, 5], mode="reference", speed="fast")
+    for seed, result in zip([4, 5], many):
+        assert torch.equal(result.ddf, deform_image(model, image, level=30, seed=seed, mode="reference", speed="fast").ddf)

@@ -36,7 +36,8 @@ def measure(way: str, count: int, speed: str, level: int) -> dict:
     seeds = list(range(count))
     start = time.perf_counter()
     if way == "batched":
-        results = deform_images(model, image, level=level, seeds=seeds, mode="diffeomorphic", speed=speed)
+        results = deform_images(model, image, level=level, seeds=seeds, mode="diffeomorphic", speed=speed,
+                                batch=True)
     else:
         results = [deform_image(model, image, level=level, seed=s, mode="diffeomorphic", speed=speed) for s in seeds]
     seconds = time.perf_counter() - start
