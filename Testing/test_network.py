@@ -123,3 +123,31 @@ def test_bad_inputs_raise_value_error(shape, t, message):
 def test_constructor_rejects_bad_ndims():
     with pytest.raises(ValueError):
         RecResACNet(ndims=4)
+
+
+def test_layouts_agree_with_reference_vectors_and_reproduce(net2d, vectors):
+    """Both layouts stay within the vectors' 1e-5; each is bit-reproducible; the weights' values are unchanged."""
+    x = tensor(vectors["net_x"])
+    t = torch.from_numpy(vectors["net_rec1_t"])
+    state = {k: v.clone() for k, v in net2d.state_dict().items()}
+    outputs = {}
+    try:
+        with torch.no_grad():
+            for layout in ("reference", "channels-last"):
+                net2d.set_layout(layout)
+                outputs[layout] = net2d(x, t, rec_num=1)
+                assert torch.equal(outputs[layout], net2d(x, t, rec_num=1)), layout
+                assert outputs[layout].is_contiguous()
+                assert (outputs[layout] - tensor(vectors["net_out_rec1"])).abs().max() <= 1e-5, layout
+        assert net2d.conv_out.weight.is_contiguous(memory_format=torch.channels_last)
+        assert all(torch.equal(v, state[k]) for k, v in net2d.state_dict().items())
+    finally:
+        net2d.set_layout("channels-last")
+
+
+def test_reference_layout_keeps_contiguous_weights_and_rejects_unknown():
+    net = RecResACNet(ndims=3, width=2, layout="reference")
+    assert all(p.is_contiguous() for p in net.parameters())
+    assert net.set_layout("channels-last").conv_out.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    with pytest.raises(ValueError, match="layout"):
+        net.set_layout("nhwc")

@@ -9,7 +9,7 @@ import torch
 from conftest import tensor
 from drdm.models import untrained_model
 from drdm.phantoms import cardiac_phantom
-from drdm.sampler import GenerationCancelled, generate
+from drdm.sampler import LADDER, SPEEDS, GenerationCancelled, generate
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +169,14 @@ def test_bad_mode_and_levels(small_model, small_inputs):
         generate(small_model, image, start_level=-3)
     with pytest.raises(ValueError, match="recovery levels"):
         generate(small_model, image, start_level=3, levels=[80])
+
+
+def test_speed_ladder_levels(small_model, small_inputs):
+    """Each rung walks the reference schedule with its stride; only measured rungs are offered (SPEEDS)."""
+    image, _ = small_inputs
+    for speed, count in (("fast", 20), ("faster", 10)):
+        result = generate(small_model, image, start_level=10, speed=speed, generator=torch.Generator().manual_seed(0))
+        assert result.levels == list(range(79, -1, -LADDER[speed])) and len(result.levels) == count
+    assert set(SPEEDS) <= set(LADDER)
+    with pytest.raises(ValueError, match="unknown speed"):
+        generate(small_model, image, start_level=10, speed="fastest")

@@ -2,9 +2,12 @@
 
 Measures (several runs each: median, min, max), every case in its own process so that peak memory is its own:
 
-* one network call (two refinement passes) at 2D 256², 3D 64³, 3D 128³, batch 1/4/8;
-* a whole sample (:func:`drdm.sampler.generate`) for each sampler mode and speed, with the overhead ratio
-  sample time / (network calls × one call on the same input, timed in the same process);
+* one network call (two refinement passes) at 2D 256², 3D 64³, 3D 128³, batch 1/4/8, in the default
+  ``channels-last`` layout, plus the baseline ``reference`` layout (the authors' bits) at 2D 256² batch 1;
+* a whole sample (:func:`drdm.sampler.generate`) for each sampler mode and rung of the speed ladder
+  (faithful, fast, faster), with the overhead ratio sample time / (network calls × one call on the same input,
+  timed in the same process) and samples per second (batch ``b``: ``b`` samples, one generator each, as
+  ``count > 1`` runs them);
 * TorchIO ``RandomElasticDeformation`` and MONAI ``Rand2DElasticd`` / ``Rand3DElasticd`` calibrated to a mean
   displacement of 10 % of the field of view: time per call and folding (det J ≤ 0) of their field;
 * peak RSS of each case (CPU) and peak allocated GPU memory (CUDA).
@@ -42,12 +45,16 @@ TARGET_PERCENT_FOV = 10.0
 
 def default_cases(full: bool, device: str) -> list[dict]:
     """The case list: the default set fits in 15 minutes on a 2-core CPU; ``full`` is everything."""
+    sys.path.insert(0, str(REPO / "DRDMSlicer"))
+    from drdm.sampler import LADDER
+
     cases = []
     sizes = [(2, 256), (3, 64), (3, 128)]
     for dims, size in sizes:
         for batch in (1, 4, 8):
             if full or device == "cuda" or dims == 2 or size <= 64 or batch == 1:
                 cases.append({"kind": "call", "dims": dims, "size": size, "batch": batch, "runs": 5 if dims == 2 else 3})
+    cases.append({"kind": "call", "dims": 2, "size": 256, "batch": 1, "runs": 5, "layout": "reference"})
     if device == "cuda":
         for dims, size in sizes:
             cases.append({"kind": "call", "dims": dims, "size": size, "batch": 1, "runs": 5, "amp": True})
@@ -55,7 +62,7 @@ def default_cases(full: bool, device: str) -> list[dict]:
     for dims, size in sizes:
         for batch in (1, 4, 8):
             for mode in ("reference", "diffeomorphic"):
-                for speed in ("faithful", "fast"):
+                for speed in LADDER:
                     if full or device == "cuda" or _in_default_set(dims, size, batch, mode, speed):
                         cases.append({"kind": "sample", "dims": dims, "size": size, "batch": batch, "mode": mode,
                                       "speed": speed, "runs": 3})
@@ -66,6 +73,8 @@ def default_cases(full: bool, device: str) -> list[dict]:
 
 
 def _in_default_set(dims: int, size: int, batch: int, mode: str, speed: str) -> bool:
+    if speed == "faster":
+        return dims == 2 and batch == 1 and mode == "diffeomorphic"
     if dims == 2:
         return batch == 1 or (mode == "diffeomorphic" and speed == "fast")
     return size == 64 and batch == 1 and mode == "diffeomorphic" and speed == "fast"
@@ -116,6 +125,8 @@ def _timed(function, runs: int, device: torch.device, warmup: int = 1) -> list[f
 def run_call(case: dict, device: torch.device) -> dict:
     model, image, source = _model_and_image(case["dims"], case["size"], case["batch"], device)
     network = model.network
+    if case.get("layout"):
+        network.set_layout(case["layout"])
     if case.get("compile"):
         network = torch.compile(network)
     levels = torch.full((case["batch"],), 40, device=device)
@@ -140,8 +151,9 @@ def run_sample(case: dict, device: torch.device) -> dict:
     result = {}
 
     def sample() -> None:
+        generators = [torch.Generator().manual_seed(next(seeds)) for _ in range(case["batch"])]
         out = generate(model, image, start_level=56 if case["dims"] == 2 else 64, mode=case["mode"], speed=case["speed"],
-                       generator=torch.Generator().manual_seed(next(seeds)))
+                       generator=generators)
         result["calls"] = len(out.levels) * 1  # one network call (two refinement passes) per level
         result["mean_vox"] = statistics.fmean(out.statistics["mean_vox"])
         result["folding"] = statistics.fmean(out.statistics["folding_fraction"])
@@ -249,6 +261,7 @@ def _label(case: dict) -> str:
     if case["kind"] == "peer":
         return f"{case['library']} {shape}"
     extra = " AMP bf16" if case.get("amp") else (" compiled" if case.get("compile") else "")
+    extra += f" {case['layout']} layout" if case.get("layout") else ""
     mode = f" {case['mode']}/{case['speed']}" if case["kind"] == "sample" else ""
     return f"{shape} b{case['batch']}{mode}{extra}"
 
@@ -260,7 +273,7 @@ def _gib(count: float) -> str:
 def write_report(rows: list[dict], machine: dict, device: str, seconds: float, out: Path) -> None:
     calls = {(r["case"]["dims"], r["case"]["size"], r["case"]["batch"]): r["result"]["median_s"]
              for r in rows if r["case"]["kind"] == "call" and not r["case"].get("amp") and not r["case"].get("compile")
-             and "error" not in r}
+             and not r["case"].get("layout") and "error" not in r}
     for r in rows:
         c = r["case"]
         if c["kind"] == "sample" and "error" not in r and ("call_s" in r["result"] or (c["dims"], c["size"], c["batch"]) in calls):
@@ -289,16 +302,18 @@ def write_report(rows: list[dict], machine: dict, device: str, seconds: float, o
             lines.append(f"| {_label(r['case'])} | " + (f"failed: {r['error']}" if "error" in r else
                          f"{timing(r['result'])} | {r['case']['runs']} | {mem(r['result'])}") + " |")
     lines += ["", "## Whole sample (start level 56 in 2D, 64 in 3D)", "",
-              f"| case | median s (min–max) | network calls | overhead ratio | mean abs u vox | folding % | {memory} |",
-              "|---|---|---|---|---|---|---|"]
+              f"| case | median s (min–max) | samples/s | network calls | overhead ratio | mean abs u vox | folding % | {memory} |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["case"]["kind"] == "sample":
             if "error" in r:
-                lines.append(f"| {_label(r['case'])} | failed: {r['error']} | | | | | |")
+                lines.append(f"| {_label(r['case'])} | failed: {r['error']} | | | | | | |")
                 continue
             res = r["result"]
             ratio = f"{res['overhead_ratio']:.2f}" if "overhead_ratio" in res else "–"
-            lines.append(f"| {_label(r['case'])} | {timing(res)} | {res['calls']} | {ratio} | {res['mean_vox']:.2f} | "
+            per_second = r["case"]["batch"] / res["median_s"]
+            lines.append(f"| {_label(r['case'])} | {timing(res)} | {per_second:.3f} | {res['calls']} | {ratio} | "
+                         f"{res['mean_vox']:.2f} | "
                          f"{100 * res['folding']:.3f} | {mem(res)} |")
     lines += ["", f"## Peers at {TARGET_PERCENT_FOV:.0f} % mean displacement (phantom, CPU)", "",
               "| case | median s (min–max) | parameter | mean abs u (% FOV) | folding % (interior) |", "|---|---|---|---|---|"]

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from . import __version__
 from .augment import Manifest, find_inputs, parse_shard, plan_jobs, shard_jobs
-from .deform import INTERPOLATORS, LABEL_METHODS, deform_image
+from .deform import INTERPOLATORS, LABEL_METHODS, deform_image, deform_images
 from .errors import out_of_memory_as_error
 from .io import (
     InputError,
@@ -75,14 +75,15 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
     """Run ``count`` deformations and write one folder each; returns the folders."""
     level = args.level if args.level is not None else model.forward_process().first_level
     base_seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    seeds = [base_seed + k for k in range(args.count)]
+    results = deform_images(model, image, labels, level=level, seeds=seeds, mode=args.mode, speed=args.speed,
+                            interpolation=args.interpolation, label_method=args.label_method,
+                            slice_axis=args.slice_axis,
+                            progress=progress_bar("sample 1" if args.count == 1 else f"samples 1-{args.count}"))
     folders = []
-    for k in range(args.count):
-        seed = base_seed + k
+    for seed, result in zip(seeds, results):
         final = out / f"{stem}_T{level}_seed{seed}"
         with staged_directory(final) as staging:
-            result = deform_image(model, image, labels, level=level, seed=seed, mode=args.mode, speed=args.speed,
-                                  interpolation=args.interpolation, label_method=args.label_method,
-                                  slice_axis=args.slice_axis, progress=progress_bar(f"sample {k + 1}/{args.count}"))
             title = f"{stem}: T'={level}, seed {seed}, {args.mode}/{args.speed}, model {model.name}"
             write_sample(staging, image, labels, result, title)
         s = result.statistics

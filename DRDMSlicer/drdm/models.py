@@ -178,7 +178,7 @@ def save_checkpoint(model: DRDMModel, path: str | Path) -> Path:
     path = Path(path)
     metadata = {"size": model.size, "noise_preset": model.noise_preset, "intensity": model.intensity,
                 "name": model.name, "trained_on": model.trained_on, "noise_overrides": dict(model.noise_overrides)}
-    state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
     torch.save({"state_dict": state, "metadata": metadata}, path)
     return path
 

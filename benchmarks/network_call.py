@@ -1,0 +1,102 @@
+"""Network layouts compared in the same run: one 2D 256² call and one whole reference sample per layout.
+
+The baseline is the ``"reference"`` layout (the authors' outputs bit for bit); the candidate is the default
+``"channels-last"``. Every measurement runs in a fresh process, the layouts alternate round by round, so a
+noisy machine slows both alike; the report gives median and best per layout and the baseline/candidate ratio.
+
+Usage: OMP_WAIT_POLICY=PASSIVE python benchmarks/network_call.py [--rounds 3] [--calls 8] [--sample-rounds 1]
+Writes benchmarks/results/network_call.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from common import REPO, machine_description, published_model_and_sample
+
+LAYOUTS = ("reference", "channels-last")
+
+
+def measure(layout: str, calls: int, sample: bool) -> dict:
+    """In this process: ``calls`` timed network calls (after one warm-up) and optionally one sample (seconds)."""
+    from drdm.sampler import generate
+
+    model, image = published_model_and_sample()
+    model.network.set_layout(layout)
+    t = torch.tensor([40])
+    times = []
+    with torch.inference_mode():
+        model.network(image, t)
+        for _ in range(calls):
+            start = time.perf_counter()
+            model.network(image, t)
+            times.append(time.perf_counter() - start)
+    result = {"call_s": times}
+    if sample:
+        start = time.perf_counter()
+        generate(model, image, start_level=48, mode="reference", speed="faithful", generator=torch.Generator().manual_seed(0))
+        result["sample_s"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of call timing")
+    parser.add_argument("--calls", type=int, default=8, help="timed calls per process")
+    parser.add_argument("--sample-rounds", type=int, default=1, help="alternating rounds with one whole sample")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: JSON [layout, calls, sample]
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.one:
+        layout, calls, sample = json.loads(args.one)
+        print(json.dumps(measure(layout, calls, sample)))
+        return
+    load = os.getloadavg()
+    runs = {layout: {"call_s": [], "sample_s": []} for layout in LAYOUTS}
+    for index in range(max(args.rounds, args.sample_rounds)):
+        for layout in LAYOUTS:
+            sample = index < args.sample_rounds
+            calls = args.calls if index < args.rounds else 1
+            out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--one",
+                                  json.dumps([layout, calls, sample])], capture_output=True, text=True, check=True)
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            if index < args.rounds:
+                runs[layout]["call_s"] += got["call_s"]
+            if sample:
+                runs[layout]["sample_s"].append(got["sample_s"])
+            print(layout, index, {k: round(statistics.median(v), 3) for k, v in got.items() if isinstance(v, list)},
+                  got.get("sample_s"), flush=True)
+    summary = {layout: {f"{k}_{f.__name__}": f(v) for k, v in r.items() if v for f in (statistics.median, min)}
+               for layout, r in runs.items()}
+    base, cand = summary["reference"], summary["channels-last"]
+    lines = [f"# Network layouts, 2D 256² (published cmr-2d, CMR sample), {args.threads} threads, same run", "",
+             f"Load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. Fresh process per measurement, "
+             f"layouts alternating; {args.rounds} rounds × {args.calls} calls, {args.sample_rounds} sample round(s).", "",
+             "| layout | call s median | call s best | sample s (T'=48, reference, faithful) median | best |",
+             "|---|---|---|---|---|"]
+    for layout in LAYOUTS:
+        s = summary[layout]
+        lines.append(f"| {layout} | {s['call_s_median']:.3f} | {s['call_s_min']:.3f} | "
+                     f"{s.get('sample_s_median', float('nan')):.2f} | {s.get('sample_s_min', float('nan')):.2f} |")
+    ratios = {k: base[k] / cand[k] for k in base if k in cand}
+    lines += ["", "Speed-up (reference / channels-last): " + ", ".join(f"{k} {v:.2f}×" for k, v in ratios.items()), ""]
+    out = REPO / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"args": vars(args), "load_average": load, "machine": machine_description(), "summary": summary,
+               "ratios": ratios, "runs": runs}
+    (out / "network_call.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    (out / "network_call.md").write_text("\n".join(lines) + f"\nMachine: {json.dumps(machine_description())}\n",
+                                         encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
