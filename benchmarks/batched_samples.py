@@ -28,7 +28,7 @@ def measure(way: str, count: int, speed: str, level: int) -> dict:
     """In this process: ``count`` samples (seeds 0 … count-1); seconds, samples/s and where the fields went."""
     from drdm.deform import deform_image, deform_images
     from drdm.io import read_image
-    from drdm.models import load_model_spec
+    from drdm.registry import load_model_spec
 
     model = load_model_spec("cmr-2d")
     volume = read_image(SHARED / "data" / "cmr" / "patient001_frame01.nii.gz")
