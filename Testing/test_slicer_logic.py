@@ -276,7 +276,7 @@ def test_out_of_memory_is_a_clear_error_and_leaves_the_scene(scene, field_only_3
     def out_of_memory(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(logic, "deform_image", out_of_memory)
+    monkeypatch.setattr(logic, "deform_images", out_of_memory)
     volume = oblique_volume(scene, (12, 16, 16))
     before = scene.GetNumberOfNodes()
     with pytest.raises(OutOfMemory) as raised:

@@ -44,7 +44,7 @@ def test_generation_out_of_memory_is_shown_as_one_message(monkeypatch, error, me
     def out_of_memory(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(logic, "deform_image", out_of_memory)
+    monkeypatch.setattr(logic, "deform_images", out_of_memory)
     app = object.__new__(DRDMWebApp)  # the handler needs only the state, the logic and the failure display
     app.logic = logic.DeformationLogic(scene=None)  # add_samples is never reached
     state = State()

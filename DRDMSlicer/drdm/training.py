@@ -276,6 +276,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
         raise ValueError(f"{out} already holds a training run ({STATE_FILE}): pass --resume to continue it "
                          "or choose another --out")
     model = initial_model(config, device)  # first: a --init that does not fit fails before any data is read
+    model.network.set_layout("reference")  # contiguous weights: DDP buckets and resumed runs stay bit-identical
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
     if images is None:
