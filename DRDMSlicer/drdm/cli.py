@@ -285,6 +285,11 @@ def run_models(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         from tqdm import tqdm
 
+        item = registry.entry(args.name)
+        if item.bundled or not item.learned or not item.available:  # nothing to download: a path or a clear error
+            print(f"{args.name}: {registry.fetch(args.name)} (bundled, sha256 verified)")
+            return 0
+
         with tqdm(unit="B", unit_scale=True, desc=args.name, file=sys.stderr) as bar:
             def progress(done: int, total: int | None) -> None:
                 bar.total = total
