@@ -265,6 +265,11 @@ def run_models(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         from tqdm import tqdm
 
+        item = registry.entry(args.name)
+        if item.bundled or not item.learned or not item.available:  # nothing to download: a path or a clear error
+            print(f"{args.name}: {registry.fetch(args.name)} (bundled, sha256 verified)")
+            return 0
+
         with tqdm(unit="B", unit_scale=True, desc=args.name, file=sys.stderr) as bar:
             def progress(done: int, total: int | None) -> None:
                 bar.total = total
@@ -302,6 +307,7 @@ def run_train(args: argparse.Namespace) -> int:
         log_every=args.log_every, regulariser=args.regulariser, width=settings["width"], rec_num=args.rec_num,
         noise_preset=settings["noise_preset"] or "", control_size=args.control_size or 0, phantoms=args.phantoms,
         phantom_texture=args.phantom_texture, init=args.init or "", zero_init=not args.no_zero_init,
+        workers=args.workers, channels_last=args.channels_last, compile=args.compile, cache=args.cache or "",
         augment=not args.no_augment, name=args.name,
         command="drdm train " + shlex.join(sys.argv[2:] if args.argv is None else args.argv[1:]))
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -463,9 +469,15 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--seed", type=int, default=0)
     trn.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     trn.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16: CUDA only)")
+    trn.add_argument("--workers", type=int, default=0,
+                     help="DataLoader processes preparing samples (pinned memory on CUDA; same batches); default 0")
+    trn.add_argument("--channels-last", action="store_true", help="channels-last memory format (measure: see README)")
+    trn.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, faster steps on GPUs)")
+    trn.add_argument("--cache", help="folder keeping preprocessed training images between runs (large data sets)")
     trn.add_argument("--val-fraction", type=float, default=0.1, help="fraction of image files held out for validation")
     trn.add_argument("--val-every", type=int, default=100, help="validate every N steps")
-    trn.add_argument("--val-samples", type=int, default=8, help="validation draws per validation")
+    trn.add_argument("--val-samples", type=int, default=8,
+                     help="validation draws per validation (0: no validation and no recovery-error table)")
     trn.add_argument("--checkpoint-every", type=int, default=100, help="write last.pt every N steps")
     trn.add_argument("--log-every", type=int, default=10, help="write a metrics.csv row every N steps")
     trn.add_argument("--regulariser", choices=("paper", "reference"), default="paper",

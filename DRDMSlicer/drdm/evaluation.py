@@ -39,6 +39,7 @@ def deform_clean_image(process: ForwardProcess, x0: torch.Tensor, level: int, si
     return warp(x0[None].to(device), ddf_warp, "linear", "zeros"), ddf_target
 
 
+@torch.no_grad()
 def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[int, ...] = EVALUATION_LEVELS,
                    draws: int = 1, seed: int = VALIDATION_SEED, rec_num: int = 2) -> dict[int, float]:
     """Mean relative error ``‖W(P; D_target) + D_target‖ / ‖D_target‖`` of the predicted recovery field.

@@ -32,7 +32,8 @@ from .losses import REGULARISERS, recovery_losses, relative_recovery_error
 from .models import DRDMModel
 from .noise import ForwardProcess
 from .spatial import warp
-from .training_data import TrainingImages, geometric_augmentation, intensity_augmentation, sample_generator
+from .training_data import TrainingImages, sample_generator
+from .training_loader import resume_generator, step_batches
 
 AMP_MODES = ("none", "bf16", "fp16")
 STATE_FILE = "last.pt"
@@ -76,6 +77,10 @@ class TrainingConfig:
     command: str = ""
     init: str = ""  # fine-tuning: start from this model's weights (name, .pth, .safetensors/.json)
     zero_init: bool = True  # a new network starts at the zero solution (output layer ×1e-3); unused with init
+    workers: int = 0  # DataLoader processes preparing samples (0: the training process itself)
+    channels_last: bool = False  # channels-last memory format for the network and its inputs
+    compile: bool = False  # torch.compile the network for training
+    cache: str = ""  # folder keeping preprocessed training images between runs ("": no cache)
 
     def check(self) -> None:
         """Raise ``ValueError`` for impossible settings."""
@@ -86,6 +91,8 @@ class TrainingConfig:
         for name in ("steps", "batch", "levels", "width", "rec_num", "val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0 or self.val_samples < 0:
+            raise ValueError(f"--workers and --val-samples must be 0 or more, got {self.workers}, {self.val_samples}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}")
         if self.amp not in AMP_MODES:
@@ -154,16 +161,14 @@ def training_device(name: str) -> torch.device:
     return device
 
 
-def make_sample(images: TrainingImages, process: ForwardProcess, config: TrainingConfig, step: int, index: int,
-                device: torch.device) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """One training sample ``(x_t (1, *spatial), t, D_target (n, *spatial) in voxels)``."""
-    generator = sample_generator(config.seed, step, index)
-    x0 = images.training_image(generator)
-    if config.augment:
-        x0 = intensity_augmentation(geometric_augmentation(x0, generator), generator)
-    t = int(torch.randint(config.levels, (1,), generator=generator))
-    x_t, ddf_target = deform_clean_image(process, x0, t, config.size, generator, device)
-    return x_t[0], t, ddf_target[0]
+def deform_batch(process: ForwardProcess, x0: torch.Tensor, states: torch.Tensor, levels: torch.Tensor, size: int,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward deformation of prepared samples (:mod:`drdm.training_loader`): ``x0`` ``(B, 1, *spatial)``,
+    generator ``states`` ``(B, n)`` and ``levels`` ``(B,)`` → ``(x_t (B, 1, *spatial), D_target (B, n, *spatial))``
+    on ``device``, fields in voxels."""
+    pairs = [deform_clean_image(process, x0[i], int(levels[i]), size, resume_generator(states[i]), device)
+             for i in range(x0.shape[0])]
+    return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
 
 def _autocast(device: torch.device, amp: str):
@@ -189,7 +194,7 @@ def batch_losses(network: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, t
 def _validation(model: DRDMModel, images: TrainingImages, config: TrainingConfig) -> tuple[float, float] | None:
     """``(mean validation loss, mean relative recovery error)`` over fixed validation draws."""
     samples = [images.validation_image(i) for i in range(config.val_samples)]
-    if samples[0] is None:
+    if not samples or samples[0] is None:  # --val-samples 0: no validation
         return None
     process = model.forward_process()
     network = model.network
@@ -276,7 +281,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
         raise ValueError(f"{out} already holds a training run ({STATE_FILE}): pass --resume to continue it "
                          "or choose another --out")
     model = initial_model(config, device)  # first: a --init that does not fit fails before any data is read
-    model.network.set_layout("reference")  # contiguous weights: DDP buckets and resumed runs stay bit-identical
+    # the reference (contiguous) layout by default: DDP buckets and resumed runs stay bit-identical
+    model.network.set_layout("channels-last" if config.channels_last else "reference")
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
     if images is None:
@@ -284,7 +290,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
             from .augment import find_inputs
 
             paths = [image for image, _ in find_inputs(config.data, None)]
-            images = TrainingImages.from_files(paths, config.ndims, config.size, config.val_fraction, config.seed)
+            images = TrainingImages.from_files(paths, config.ndims, config.size, config.val_fraction, config.seed,
+                                               cache=Path(config.cache) if config.cache else None)
         else:
             images = TrainingImages.phantoms(config.ndims, config.size, config.phantoms, config.phantom_texture)
 
@@ -315,6 +322,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     trainable = network
     if context.world > 1:
         trainable = torch.nn.parallel.DistributedDataParallel(network, device_ids=[device] if device.type == "cuda" else None)
+    if config.compile:
+        trainable = torch.compile(trainable)
 
     per_rank = config.batch // context.world
     handle = writer = board = None
@@ -324,12 +333,11 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     began = time.perf_counter() - earlier_seconds
     last = {"loss": float("nan")}
     validation = None
+    batches = step_batches(images, config, start, context.rank * per_rank, per_rank, device)
     try:
-        for step in range(start, config.steps):
-            samples = [make_sample(images, process, config, step, context.rank * per_rank + i, device) for i in range(per_rank)]
-            x_t = torch.stack([s[0] for s in samples])
-            t = torch.tensor([s[1] for s in samples], device=device)
-            target = torch.stack([s[2] for s in samples])
+        for step, (x0, levels, states) in zip(range(start, config.steps), batches):
+            x_t, target = deform_batch(process, x0, states, levels, config.size, device)
+            t = levels.to(device, non_blocking=True)
             values = batch_losses(trainable, x_t, t, target, process, config, device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(values["loss"]).backward()

@@ -8,7 +8,9 @@ resumed from a checkpoint continues exactly as an uninterrupted run.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,29 +52,59 @@ def _square_and_resize(array: torch.Tensor, spacing: tuple[float, ...], size: in
     return normalise_minmax(x[0])
 
 
-def load_training_images(paths: list[Path], ndims: int, size: int) -> list[torch.Tensor]:
+CACHE_VERSION = 1  # bump when the preprocessing changes: older cache entries are then ignored
+
+
+def cache_file(cache: Path, path: Path, ndims: int, size: int) -> Path:
+    """Where the preprocessed images of ``path`` live in ``cache``: keyed by the file (absolute path, size,
+    modification time) and the preprocessing (dimensionality, training size, :data:`CACHE_VERSION`)."""
+    stat = Path(path).stat()
+    key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ndims}|{size}|{CACHE_VERSION}"
+    return Path(cache) / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt"
+
+
+def load_training_images(paths: list[Path], ndims: int, size: int, cache: Path | None = None) -> list[torch.Tensor]:
     """Read images and return ``(1, *[size]*ndims)`` tensors in [0, 1].
 
     A 2D model takes every slice of a 3D volume along the axis of largest spacing (the first array axis
-    when isotropic); constant slices are skipped. Raises :class:`~drdm.io.InputError` for unreadable files.
+    when isotropic); constant slices are skipped. With ``cache`` (a folder), each file's result is kept there
+    and reused while the file is unchanged (reading and resampling large volumes is then done once). Raises
+    :class:`~drdm.io.InputError` for unreadable files.
     """
     images = []
     for path in paths:
-        image = read_image(path)
-        validate_image(image, f"training image {path}")
-        array = torch.from_numpy(sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkFloat32))).float()
-        spacing = spacing_array_order(image)
-        if array.dim() == ndims:
-            images.append(_square_and_resize(array, spacing, size))
-        elif ndims == 2 and array.dim() == 3:
-            axis = int(np.argmax(spacing)) if len(set(spacing)) > 1 else 0
-            in_plane = tuple(s for a, s in enumerate(spacing) if a != axis)
-            for k in range(array.shape[axis]):
-                plane = array.select(axis, k)
-                if float(plane.max() - plane.min()) > 0:
-                    images.append(_square_and_resize(plane, in_plane, size))
-        else:
-            raise InputError(f"training image {path}: a {ndims}D model cannot train on a {array.dim()}D image")
+        stored = cache_file(cache, path, ndims, size) if cache is not None and Path(path).is_file() else None
+        if stored is not None and stored.is_file():
+            images.extend(torch.load(stored, weights_only=True))
+            continue
+        found = _preprocess(path, ndims, size)
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            partial = stored.with_name(f".{stored.name}.{os.getpid()}.partial")
+            torch.save(found, partial)
+            os.replace(partial, stored)
+        images.extend(found)
+    return images
+
+
+def _preprocess(path: Path, ndims: int, size: int) -> list[torch.Tensor]:
+    """The training images of one file (see :func:`load_training_images`)."""
+    images = []
+    image = read_image(path)
+    validate_image(image, f"training image {path}")
+    array = torch.from_numpy(sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkFloat32))).float()
+    spacing = spacing_array_order(image)
+    if array.dim() == ndims:
+        images.append(_square_and_resize(array, spacing, size))
+    elif ndims == 2 and array.dim() == 3:
+        axis = int(np.argmax(spacing)) if len(set(spacing)) > 1 else 0
+        in_plane = tuple(s for a, s in enumerate(spacing) if a != axis)
+        for k in range(array.shape[axis]):
+            plane = array.select(axis, k)
+            if float(plane.max() - plane.min()) > 0:
+                images.append(_square_and_resize(plane, in_plane, size))
+    else:
+        raise InputError(f"training image {path}: a {ndims}D model cannot train on a {array.dim()}D image")
     return images
 
 
@@ -106,13 +138,15 @@ class TrainingImages:
                    f"fine texture {texture:g})", texture)
 
     @classmethod
-    def from_files(cls, paths: list[Path], ndims: int, size: int, validation_fraction: float, seed: int) -> TrainingImages:
-        """Images read from ``paths``; a fraction of the *files* is held out for validation."""
+    def from_files(cls, paths: list[Path], ndims: int, size: int, validation_fraction: float, seed: int,
+                   cache: Path | None = None) -> TrainingImages:
+        """Images read from ``paths`` (preprocessed once into ``cache`` when given); a fraction of the *files* is
+        held out for validation."""
         if not paths:
             raise InputError("no training images found")
         train_paths, val_paths = split_for_validation(list(paths), validation_fraction, seed)
-        training = load_training_images(train_paths, ndims, size)
-        validation = load_training_images(val_paths, ndims, size)
+        training = load_training_images(train_paths, ndims, size, cache)
+        validation = load_training_images(val_paths, ndims, size, cache)
         if not training:
             raise InputError("no usable (non-constant) training images")
         names = ", ".join(p.name for p in paths[:3]) + (", …" if len(paths) > 3 else "")

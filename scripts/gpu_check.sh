@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One-command GPU check (about 8 minutes on one H100): sampler time per sample and peak memory (2D 256² batch
+# 1/8/32, 3D 64³ and 128³; fp32, bf16 autocast, torch.compile; fast and faithful), training samples/s, and a
+# 4-minute 3D 64³ training run from the zero start with its recovery-error table.
+# Writes benchmarks/results/gpu_<device>_<date>.{json,md}. Options go to benchmarks/gpu_check.py
+# (--budget-s SECONDS, --train-seconds SECONDS, --out FOLDER).
+#
+# Environment: $PYTHON if it already has a CUDA PyTorch, else .venv-gpu (created here; it sees the system's
+# packages, so a preinstalled CUDA torch is used; otherwise pip installs the project with PyPI's default Linux
+# torch wheel, which is a CUDA build). On a machine without an NVIDIA GPU it stops at once with exit status 2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "gpu_check: $*" >&2; exit 2; }
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q "^GPU "; then
+    fail "no NVIDIA GPU on this machine (nvidia-smi lists none); this check only runs on a GPU machine"
+fi
+nvidia-smi -L
+
+has_cuda_torch() { "$1" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; }
+
+PYTHON="${PYTHON:-python3}"
+if has_cuda_torch "$PYTHON" && "$PYTHON" -c "import safetensors, SimpleITK, tqdm, matplotlib" 2>/dev/null; then
+    export PYTHONPATH="$PWD/DRDMSlicer${PYTHONPATH:+:$PYTHONPATH}"
+else
+    if [ ! -x .venv-gpu/bin/python ]; then
+        "$PYTHON" -m venv --system-site-packages .venv-gpu
+    fi
+    PYTHON=.venv-gpu/bin/python
+    echo "gpu_check: installing the project into .venv-gpu (log: .venv-gpu/install.log)"
+    if ! "$PYTHON" -m pip install -e . > .venv-gpu/install.log 2>&1; then
+        tail -n 20 .venv-gpu/install.log >&2
+        fail "installing the project failed (full log: .venv-gpu/install.log)"
+    fi
+    has_cuda_torch "$PYTHON" || fail "the installed PyTorch has no CUDA support ($("$PYTHON" -c 'import torch; print(torch.__version__)'))"
+fi
+
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+exec timeout 600 "$PYTHON" benchmarks/gpu_check.py --device cuda "$@"
