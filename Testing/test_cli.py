@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -203,73 +205,141 @@ def write(image: sitk.Image, path: Path) -> Path:
     return path
 
 
-def bad_case(tmp_path: Path, name: str, model3d_path: Path) -> tuple[list[str], list[Path], str]:
+@dataclass(frozen=True)
+class BadInputs:
+    """What a bad-input case starts from: a good image and labels written in ``folder`` and a 3D model path."""
+
+    folder: Path
+    good: sitk.Image
+    good_labels: sitk.Image
+    image: Path
+    model: str
+
+
+Case = tuple[list[str], list[Path], str]  # CLI arguments, input files, expected message fragment
+BAD_CASE_BUILDERS: dict[str, Callable[[BadInputs], Case]] = {}
+
+
+def bad_input_case(name: str):
+    """Register a bad-input case builder under ``name``."""
+    def register(builder: Callable[[BadInputs], Case]) -> Callable[[BadInputs], Case]:
+        BAD_CASE_BUILDERS[name] = builder
+        return builder
+    return register
+
+
+@bad_input_case("missing file")
+def _missing(c: BadInputs) -> Case:
+    return [str(c.folder / "nope.nii.gz"), "--model", c.model], [], "no such file"
+
+
+@bad_input_case("corrupt file")
+def _corrupt(c: BadInputs) -> Case:
+    broken = c.folder / "broken.nii.gz"
+    broken.write_bytes(c.image.read_bytes()[:300])
+    return [str(broken), "--model", c.model], [broken], "cannot be read"
+
+
+@bad_input_case("empty volume")
+def _empty(c: BadInputs) -> Case:
+    empty = c.folder / "empty.nhdr"
+    header = "NRRD0004\ntype: short\ndimension: 3\nsizes: 0 0 0\nencoding: raw\ndata file: empty.raw\n"
+    empty.write_text(header, encoding="utf-8")
+    (c.folder / "empty.raw").write_bytes(b"")
+    # ITK refuses a zero-size volume as a file: it never reaches the engine's own "is empty" check
+    return [str(empty), "--model", c.model], [empty], "empty.nhdr: cannot be read (corrupt, truncated or unsupported"
+
+
+@bad_input_case("4D image")
+def _four_d(c: BadInputs) -> Case:
+    four = write(sitk.Image([4, 4, 4, 3], sitk.sitkFloat32), c.folder / "four.nii.gz")
+    return [str(four), "--model", c.model], [four], "4D"
+
+
+@bad_input_case("RGB image")
+def _rgb(c: BadInputs) -> Case:
+    rgb = write(sitk.Image([16, 16], sitk.sitkVectorUInt8, 3), c.folder / "rgb.png")
+    return [str(rgb), "--model", c.model], [rgb], "components"
+
+
+@bad_input_case("NaN voxels")
+def _nan_mha(c: BadInputs) -> Case:
+    array = sitk.GetArrayFromImage(c.good).astype(np.float32)
+    array[3, 4, 5] = np.nan
+    nan = write(sitk.GetImageFromArray(array), c.folder / "nan.mha")
+    return [str(nan), "--model", c.model], [nan], "nan.mha: contains NaN or infinite voxels"
+
+
+def _not_finite_nifti(c: BadInputs, value: float) -> Case:
+    array = sitk.GetArrayFromImage(c.good).astype(np.float32)
+    array[3, 4, 5] = value
+    bad = write(sitk.GetImageFromArray(array), c.folder / "bad.nii.gz")
+    return [str(bad), "--model", c.model], [bad], "bad.nii.gz: contains NaN or infinite voxels"
+
+
+# ITK's NIfTI reader alone turns NaN and Inf into 0
+bad_input_case("NaN voxels (NIfTI)")(lambda c: _not_finite_nifti(c, np.nan))
+bad_input_case("Inf voxels (NIfTI)")(lambda c: _not_finite_nifti(c, np.inf))
+
+
+@bad_input_case("constant image")
+def _constant(c: BadInputs) -> Case:
+    const = write(sitk.Image([16, 16, 8], sitk.sitkInt16) + 7, c.folder / "const.nii.gz")
+    return [str(const), "--model", c.model], [const], "constant"
+
+
+@bad_input_case("labels geometry")
+def _labels_geometry(c: BadInputs) -> Case:
+    other = sitk.Image(c.good_labels)
+    other.SetSpacing((1.0, 1.0, 3.0))
+    moved = write(other, c.folder / "moved_labels.nii.gz")
+    return [str(c.image), "--labels", str(moved), "--model", c.model], [c.image, moved], "geometry differs"
+
+
+@bad_input_case("non-integer labels")
+def _fractional_labels(c: BadInputs) -> Case:
+    frac = write(sitk.Cast(c.good_labels, sitk.sitkFloat32) * 0.5, c.folder / "frac_labels.nii.gz")
+    return [str(c.image), "--labels", str(frac), "--model", c.model], [c.image, frac], "not integers"
+
+
+@bad_input_case("3D model on 2D image")
+def _dimension_mismatch(c: BadInputs) -> Case:
+    flat = write(c.good[:, :, 3], c.folder / "flat.nii.gz")
+    return [str(flat), "--model", c.model], [flat], "3D model cannot deform a 2D image"
+
+
+@bad_input_case("not a DRDM checkpoint")
+def _not_a_checkpoint(c: BadInputs) -> Case:
+    fake = c.folder / "fake.pth"
+    torch.save({"weight": torch.zeros(3)}, fake)
+    return [str(c.image), "--model", str(fake)], [c.image, fake], "not a DRDM"
+
+
+@bad_input_case("level out of range")
+def _level_out_of_range(c: BadInputs) -> Case:
+    return [str(c.image), "--model", c.model, "--level", "500"], [c.image], "out of range"
+
+
+@bad_input_case("output not writable")
+def _output_not_writable(c: BadInputs) -> Case:
+    blocker = c.folder / "a_file"
+    blocker.write_text("x", encoding="utf-8")
+    return [str(c.image), "--model", c.model, "--out", str(blocker / "sub")], [c.image], "not writable"
+
+
+@bad_input_case("too large for memory")
+def _too_large(c: BadInputs) -> Case:
+    return [str(c.image), "--model", c.model, "--memory-limit-test"], [c.image], "of memory but only"
+
+
+def bad_case(tmp_path: Path, name: str, model3d_path: Path) -> Case:
     """Build one bad-input case: (CLI arguments, input files, expected message fragment)."""
     good, good_labels = blob_image((24, 24, 16), (1.0, 1.0, 2.0))
     image = write(good, tmp_path / "good.nii.gz")
-    model = str(model3d_path)
-    if name == "missing file":
-        return [str(tmp_path / "nope.nii.gz"), "--model", model], [], "no such file"
-    if name == "corrupt file":
-        broken = tmp_path / "broken.nii.gz"
-        broken.write_bytes(image.read_bytes()[:300])
-        return [str(broken), "--model", model], [broken], "cannot be read"
-    if name == "empty volume":
-        empty = tmp_path / "empty.nhdr"
-        header = "NRRD0004\ntype: short\ndimension: 3\nsizes: 0 0 0\nencoding: raw\ndata file: empty.raw\n"
-        empty.write_text(header, encoding="utf-8")
-        (tmp_path / "empty.raw").write_bytes(b"")
-        # ITK refuses a zero-size volume as a file: it never reaches the engine's own "is empty" check
-        return [str(empty), "--model", model], [empty], "empty.nhdr: cannot be read (corrupt, truncated or unsupported"
-    if name == "4D image":
-        four = write(sitk.Image([4, 4, 4, 3], sitk.sitkFloat32), tmp_path / "four.nii.gz")
-        return [str(four), "--model", model], [four], "4D"
-    if name == "RGB image":
-        rgb = write(sitk.Image([16, 16], sitk.sitkVectorUInt8, 3), tmp_path / "rgb.png")
-        return [str(rgb), "--model", model], [rgb], "components"
-    if name == "NaN voxels":
-        array = sitk.GetArrayFromImage(good).astype(np.float32)
-        array[3, 4, 5] = np.nan
-        nan = write(sitk.GetImageFromArray(array), tmp_path / "nan.mha")
-        return [str(nan), "--model", model], [nan], "nan.mha: contains NaN or infinite voxels"
-    if name in ("NaN voxels (NIfTI)", "Inf voxels (NIfTI)"):  # ITK's NIfTI reader alone turns them into 0
-        array = sitk.GetArrayFromImage(good).astype(np.float32)
-        array[3, 4, 5] = np.nan if name.startswith("NaN") else np.inf
-        bad = write(sitk.GetImageFromArray(array), tmp_path / "bad.nii.gz")
-        return [str(bad), "--model", model], [bad], "bad.nii.gz: contains NaN or infinite voxels"
-    if name == "constant image":
-        const = write(sitk.Image([16, 16, 8], sitk.sitkInt16) + 7, tmp_path / "const.nii.gz")
-        return [str(const), "--model", model], [const], "constant"
-    if name == "labels geometry":
-        other = sitk.Image(good_labels)
-        other.SetSpacing((1.0, 1.0, 3.0))
-        moved = write(other, tmp_path / "moved_labels.nii.gz")
-        return [str(image), "--labels", str(moved), "--model", model], [image, moved], "geometry differs"
-    if name == "non-integer labels":
-        frac = sitk.Cast(good_labels, sitk.sitkFloat32) * 0.5
-        frac_path = write(frac, tmp_path / "frac_labels.nii.gz")
-        return [str(image), "--labels", str(frac_path), "--model", model], [image, frac_path], "not integers"
-    if name == "3D model on 2D image":
-        flat = write(good[:, :, 3], tmp_path / "flat.nii.gz")
-        return [str(flat), "--model", model], [flat], "3D model cannot deform a 2D image"
-    if name == "not a DRDM checkpoint":
-        fake = tmp_path / "fake.pth"
-        torch.save({"weight": torch.zeros(3)}, fake)
-        return [str(image), "--model", str(fake)], [image, fake], "not a DRDM"
-    if name == "level out of range":
-        return [str(image), "--model", model, "--level", "500"], [image], "out of range"
-    if name == "output not writable":
-        blocker = tmp_path / "a_file"
-        blocker.write_text("x", encoding="utf-8")
-        return [str(image), "--model", model, "--out", str(blocker / "sub")], [image], "not writable"
-    if name == "too large for memory":
-        return [str(image), "--model", model, "--memory-limit-test"], [image], "of memory but only"
-    raise AssertionError(name)
+    return BAD_CASE_BUILDERS[name](BadInputs(tmp_path, good, good_labels, image, str(model3d_path)))
 
 
-BAD_CASES = ["missing file", "corrupt file", "empty volume", "4D image", "RGB image", "NaN voxels", "NaN voxels (NIfTI)",
-             "Inf voxels (NIfTI)", "constant image", "labels geometry", "non-integer labels", "3D model on 2D image",
-             "not a DRDM checkpoint", "level out of range", "output not writable", "too large for memory"]
+BAD_CASES = list(BAD_CASE_BUILDERS)
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

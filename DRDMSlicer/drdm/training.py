@@ -16,7 +16,6 @@ installed, and the trained model ``NAME.safetensors`` + ``NAME.json`` (:mod:`drd
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import time
 from collections.abc import Callable
@@ -34,15 +33,11 @@ from .noise import ForwardProcess
 from .spatial import warp
 from .training_data import TrainingImages, sample_generator
 from .training_loader import resume_generator, step_batches
+from .training_log import MetricsLog
+from .training_state import STATE_FILE, Optimisation, make_optimisation
 
 AMP_MODES = ("none", "bf16", "fp16")
-STATE_FILE = "last.pt"
 PHANTOM_LICENCE = "Apache-2.0 (weights trained on this project's procedural phantoms)"
-METRICS_FILE = "metrics.csv"
-METRIC_COLUMNS = ("step", "loss", "dist", "angle", "reg", "seconds", "val_loss", "val_relative_error")
-# Settings that must not change when a run is resumed.
-RESUME_KEYS = ("ndims", "size", "levels", "batch", "lr", "seed", "regulariser", "width", "rec_num", "control_size",
-               "noise_preset", "augment", "data", "phantoms", "phantom_texture", "val_fraction", "init", "zero_init")
 
 
 @dataclass
@@ -224,51 +219,17 @@ def _recovery_error_table(model: DRDMModel, images: TrainingImages, config: Trai
     return recovery_error_table(model, [(f"{count} held-out validation images of the training data", held_out)])
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
+@dataclass(frozen=True)
+class TrainingSetup:
+    """Where a run happens: its device, its process group and its output folder."""
+
+    device: torch.device
+    context: DistributedContext
+    out: Path
 
 
-def _load_state(path: Path, config: TrainingConfig) -> dict:
-    state = torch.load(path, weights_only=True, map_location="cpu")
-    stored = state.get("config", {})
-    changed = [k for k in RESUME_KEYS if k in stored and stored[k] != asdict(config)[k]]
-    if changed:
-        details = ", ".join(f"{k}: {stored[k]!r} → {asdict(config)[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume {path}: settings differ from the interrupted run ({details})")
-    return state
-
-
-def _metrics_writer(path: Path, resume_step: int):
-    """Open ``metrics.csv`` for appending, dropping rows after ``resume_step`` (written after the checkpoint)."""
-    rows = []
-    if resume_step > 0 and path.is_file():
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
-    handle = open(path, "w", encoding="utf-8", newline="")
-    writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    handle.flush()
-    return handle, writer
-
-
-def _tensorboard(out: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
-
-
-def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int, int, dict], None] | None = None,
-          images: TrainingImages | None = None) -> TrainingResult:
-    """Run (or resume) training; returns the trained model and where it was written.
-
-    ``progress(step, total, values)`` is called after every step on the main process. ``images`` overrides
-    the data described by ``config`` (tests). Under torchrun the global ``batch`` is split across ranks.
-    """
+def set_up(config: TrainingConfig, resume: bool) -> TrainingSetup:
+    """Check the settings, pick the device, join the process group (torchrun) and refuse to overwrite a run."""
     config.check()
     device = training_device(config.device)
     if config.amp == "fp16" and device.type != "cuda":
@@ -280,116 +241,127 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     if not resume and (out / STATE_FILE).is_file():
         raise ValueError(f"{out} already holds a training run ({STATE_FILE}): pass --resume to continue it "
                          "or choose another --out")
-    model = initial_model(config, device)  # first: a --init that does not fit fails before any data is read
-    # the reference (contiguous) layout by default: DDP buckets and resumed runs stay bit-identical
-    model.network.set_layout("channels-last" if config.channels_last else "reference")
-    if context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    if images is None:
-        if config.data:
-            from .augment import find_inputs
+    return TrainingSetup(device, context, out)
 
-            paths = [image for image, _ in find_inputs(config.data, None)]
-            images = TrainingImages.from_files(paths, config.ndims, config.size, config.val_fraction, config.seed,
-                                               cache=Path(config.cache) if config.cache else None)
-        else:
-            images = TrainingImages.phantoms(config.ndims, config.size, config.phantoms, config.phantom_texture)
 
+def training_images(config: TrainingConfig) -> TrainingImages:
+    """The run's data: the images under ``config.data`` (split for validation, optionally cached) or the
+    procedural phantoms."""
+    if not config.data:
+        return TrainingImages.phantoms(config.ndims, config.size, config.phantoms, config.phantom_texture)
+    from .augment import find_inputs
+
+    paths = [image for image, _ in find_inputs(config.data, None)]
+    return TrainingImages.from_files(paths, config.ndims, config.size, config.val_fraction, config.seed,
+                                     cache=Path(config.cache) if config.cache else None)
+
+
+def resume_point(optimisation: Optimisation, setup: TrainingSetup, config: TrainingConfig, resume: bool) -> tuple[int, float]:
+    """``(first step, training seconds before it)``: from ``last.pt`` when resuming, else ``(0, 0.0)``."""
+    state_path = setup.out / STATE_FILE
+    start, seconds = 0, 0.0
+    if resume and state_path.is_file():
+        start, seconds = optimisation.restore(state_path, asdict(config))
+    elif resume and setup.context.is_main:
+        print(f"drdm train: no {state_path} to resume from; starting from step 0")
+    if start >= config.steps and setup.context.is_main:
+        print(f"drdm train: {state_path} is already at step {start} of {config.steps}")
+    return start, seconds
+
+
+def training_step(optimisation: Optimisation, process: ForwardProcess, config: TrainingConfig,
+                  batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device) -> dict[str, float]:
+    """One optimisation step on a prepared ``batch`` ``(x0, levels, generator states)``
+    (:func:`drdm.training_loader.step_batches`); returns the step's losses."""
+    x0, levels, states = batch
+    x_t, target = deform_batch(process, x0, states, levels, config.size, device)
+    values = batch_losses(optimisation.trainable, x_t, levels.to(device, non_blocking=True), target, process, config,
+                          device)
+    optimisation.optimizer.zero_grad(set_to_none=True)
+    optimisation.scaler.scale(values["loss"]).backward()
+    optimisation.scaler.step(optimisation.optimizer)
+    optimisation.scaler.update()
+    return {k: float(v.detach()) for k, v in values.items()}
+
+
+def save_trained_model(model: DRDMModel, images: TrainingImages, config: TrainingConfig, out: Path,
+                       validation: tuple[float, float] | None, seconds: float) -> tuple[Path, Path]:
+    """Write ``NAME.safetensors`` + ``NAME.json`` with the licence, provenance and recovery-error table."""
+    from .model_files import save_model
+
+    licence = PHANTOM_LICENCE if not config.data else "as the training data"
+    extra = {}
+    if config.init:
+        licence = f"derived from {model.extra['init']['name']} ({model.extra['init']['licence']}); training data: {licence}"
+        extra["init"] = model.extra["init"]
+    table = _recovery_error_table(model, images, config)
+    if table is not None:
+        extra["recovery_error"] = table
+    return save_model(model, out / config.name, training_command=config.command, licence=licence,
+                      training={**asdict(config), "data": list(config.data)}, training_seconds=round(seconds, 1),
+                      final_validation_error=validation[1] if validation else None, **extra)
+
+
+def _describe_training(model: DRDMModel, images: TrainingImages, config: TrainingConfig) -> None:
     model.name = config.name
     model.trained_on = images.description
     if config.init:
         start = model.extra["init"]
         model.trained_on = f"{images.description}; fine-tuned from {start['name']} (trained on {start['trained_on']})"
-    network = model.network.train()
-    process = model.forward_process()
-    optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=config.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    start = 0
-    earlier_seconds = 0.0  # training time before a resume: metrics.csv "seconds" counts the whole run
-    state_path = out / STATE_FILE
-    if resume and state_path.is_file():
-        state = _load_state(state_path, config)
-        network.load_state_dict(state["network"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start = int(state["step"])
-        earlier_seconds = float(state.get("seconds", 0.0))
-    elif resume and context.is_main:
-        print(f"drdm train: no {state_path} to resume from; starting from step 0")
-    if start >= config.steps and context.is_main:
-        print(f"drdm train: {state_path} is already at step {start} of {config.steps}")
-    trainable = network
-    if context.world > 1:
-        trainable = torch.nn.parallel.DistributedDataParallel(network, device_ids=[device] if device.type == "cuda" else None)
-    if config.compile:
-        trainable = torch.compile(trainable)
 
+
+def _due(done: int, every: int, total: int) -> bool:
+    return done % every == 0 or done == total
+
+
+def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int, int, dict], None] | None = None,
+          images: TrainingImages | None = None) -> TrainingResult:
+    """Run (or resume) training; returns the trained model and where it was written.
+
+    Steps: :func:`set_up`, the initial model, :func:`training_images`, the optimiser and :func:`resume_point`,
+    then per step :func:`training_step`, validation, :class:`~drdm.training_log.MetricsLog` and the
+    checkpoint (:class:`~drdm.training_state.Optimisation`), and finally :func:`save_trained_model`.
+    ``progress(step, total, values)`` is called after every step on the main process. ``images`` overrides
+    the data described by ``config`` (tests). Under torchrun the global ``batch`` is split across ranks.
+    """
+    setup = set_up(config, resume)
+    device, context, is_main = setup.device, setup.context, setup.context.is_main
+    model = initial_model(config, device)  # first: a --init that does not fit fails before any data is read
+    # the reference (contiguous) layout by default: DDP buckets and resumed runs stay bit-identical
+    model.network.set_layout("channels-last" if config.channels_last else "reference")
+    if is_main:
+        setup.out.mkdir(parents=True, exist_ok=True)
+    images = images if images is not None else training_images(config)
+    _describe_training(model, images, config)
+    process = model.forward_process()
+    optimisation = make_optimisation(model.network.train(), config.lr, config.amp, device, context.world, config.compile)
+    start, earlier_seconds = resume_point(optimisation, setup, config, resume)
     per_rank = config.batch // context.world
-    handle = writer = board = None
-    if context.is_main:
-        handle, writer = _metrics_writer(out / METRICS_FILE, start)
-        board = _tensorboard(out)
+    log = MetricsLog(setup.out, start) if is_main else None
     began = time.perf_counter() - earlier_seconds
-    last = {"loss": float("nan")}
-    validation = None
+    last, validation = {"loss": float("nan")}, None
     batches = step_batches(images, config, start, context.rank * per_rank, per_rank, device)
     try:
-        for step, (x0, levels, states) in zip(range(start, config.steps), batches):
-            x_t, target = deform_batch(process, x0, states, levels, config.size, device)
-            t = levels.to(device, non_blocking=True)
-            values = batch_losses(trainable, x_t, t, target, process, config, device)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(values["loss"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            done = step + 1
-            if not context.is_main:
+        for done, batch in zip(range(start + 1, config.steps + 1), batches):
+            values = training_step(optimisation, process, config, batch, device)
+            if not is_main:
                 continue
-            last = {k: float(v.detach()) for k, v in values.items()}
-            row = {"step": done, **{k: f"{last[k]:.6g}" for k in ("loss", "dist", "angle", "reg")},
-                   "seconds": f"{time.perf_counter() - began:.2f}", "val_loss": "", "val_relative_error": ""}
-            if done % config.val_every == 0 or done == config.steps:
-                validation = _validation(model, images, config)
-                if validation is not None:
-                    row["val_loss"], row["val_relative_error"] = f"{validation[0]:.6g}", f"{validation[1]:.6g}"
-            if done % config.log_every == 0 or row["val_loss"] or done == config.steps:
-                writer.writerow(row)
-                handle.flush()
-                if board is not None:
-                    for key in ("loss", "dist", "angle", "reg"):
-                        board.add_scalar(f"train/{key}", last[key], done)
-                    if validation is not None and row["val_loss"]:
-                        board.add_scalar("val/loss", validation[0], done)
-                        board.add_scalar("val/relative_error", validation[1], done)
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                _atomic_save({"step": done, "network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scaler": scaler.state_dict() if scaler.is_enabled() else None, "config": asdict(config),
-                              "seconds": time.perf_counter() - began},
-                             state_path)
+            last = values
+            measured = _validation(model, images, config) if _due(done, config.val_every, config.steps) else None
+            validation = measured or validation
+            if _due(done, config.log_every, config.steps) or measured is not None:
+                log.record(done, last, time.perf_counter() - began, measured)
+            if _due(done, config.checkpoint_every, config.steps):
+                optimisation.save(setup.out / STATE_FILE, done, asdict(config), time.perf_counter() - began)
             if progress is not None:
                 progress(done, config.steps, last)
     finally:
-        if handle is not None:
-            handle.close()
-        if board is not None:
-            board.close()
-    network.eval()
+        if log is not None:
+            log.close()
+    model.network.eval()
     weights = metadata = None
-    if context.is_main:
-        from .model_files import save_model
-
-        licence = PHANTOM_LICENCE if not config.data else "as the training data"
-        if config.init:
-            licence = f"derived from {model.extra['init']['name']} ({model.extra['init']['licence']}); training data: {licence}"
-        table = _recovery_error_table(model, images, config)
-        extra = {"init": model.extra["init"]} if config.init else {}
-        if table is not None:
-            extra["recovery_error"] = table
-        weights, metadata = save_model(model, out / config.name, training_command=config.command, licence=licence,
-                                       training={**asdict(config), "data": list(config.data)},
-                                       training_seconds=round(time.perf_counter() - began, 1),
-                                       final_validation_error=validation[1] if validation else None, **extra)
+    if is_main:
+        weights, metadata = save_trained_model(model, images, config, setup.out, validation, time.perf_counter() - began)
     if context.world > 1:
         dist.barrier()
     return TrainingResult(model, weights, metadata, config.steps, time.perf_counter() - began, last["loss"],
