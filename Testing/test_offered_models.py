@@ -7,9 +7,10 @@ import json
 import pytest
 import SimpleITK as sitk
 import torch
+from drdm import registry
 from drdm.cli import main
 from drdm.evaluation import evaluation_phantoms, recovery_error, recovery_error_table, summary
-from drdm.model_files import save_model
+from drdm.model_files import file_sha256, save_model
 from drdm.models import random_field_model, untrained_model
 from drdm.registry import MAX_OFFERED_RECOVERY_ERROR, load_model_spec, offered_models
 from drdm.sampler import generate
@@ -66,6 +67,11 @@ def test_models_list_shows_states_and_recovery_error_tables(empty_cache, capsys)
     assert rows["cmr-2d"].split()[1:6] == ["bundled", "2D", "80", f"{offered_models()[0].recovery_error:.2f}", "yes"]
     assert rows["random-field-3d"].split()[1:4] == ["built", "in", "3D"]
     assert rows["lct-3d"].split()[1] == "unavailable"
+    bundled_sha = file_sha256(registry.cached_path("cmr-2d"))
+    published = load_model_spec("cmr-2d").metadata
+    assert rows["cmr-2d"].split()[6:9] == [bundled_sha[:12], "Apache-2.0", "bundled,"]
+    assert rows["cmr-2d"].endswith(published["source_url"])
+    assert rows["random-field-2d"].split()[8:] == ["-", "Apache-2.0", "built", "in", "(this", "project)"]
     table = load_model_spec("cmr-2d").metadata["recovery_error"]
     assert sum(1 for line in lines if line.startswith("  ") and "mean" in line) == len(table["rows"])
 

@@ -84,3 +84,6 @@ def test_models_command(server, tmp_path, monkeypatch, capsys):
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out
     assert "cmr-download" in listing and "cached" in listing and "lct-3d" in listing and "unavailable" in listing
+    row = next(line for line in listing.splitlines() if line.startswith("cmr-download "))
+    item = registry.entry("cmr-download")
+    assert item.sha256[:12] in row.split() and row.endswith(item.url)

@@ -190,60 +190,26 @@ def run_jacobian(args: argparse.Namespace) -> int:
     return 0
 
 
-def _error_text(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def print_model_list() -> None:
-    """``drdm models list``: every known model, what it is, whether it is offered, its recovery-error table."""
+    """``drdm models list``: every known model, what it is, whether it is offered, where it comes from, its sha256
+    prefix, licence and recovery-error table."""
     from . import registry
-    from .evaluation import summary
-    from .model_files import read_metadata
+    from .model_listing import list_models
 
-    offered = {choice.name: choice for choice in registry.offered_models()}
-    rows, tables = [], []
-    for item in registry.REGISTRY.values():
-        if not item.learned:
-            choice = offered[item.name]
-            state, dims, steps, error = "built in", f"{choice.ndims}D", str(choice.num_steps), "1 (none)"
-        elif not item.available:
-            state, dims, steps, error = "unavailable", "-", "-", "-"
-        else:
-            state = ("bundled" if item.bundled else "cached") if registry.verify(item.name) else (
-                "missing" if item.bundled else "not cached")
-            dims, steps, error = "-", "-", "-"
-            if state in ("bundled", "cached"):
-                metadata = read_metadata(registry.cached_path(item.name)) if item.bundled else {}
-                dims, steps = (f"{metadata['ndims']}D", str(metadata["num_steps"])) if metadata else (dims, steps)
-                error = _error_text(summary(metadata))
-                if isinstance(metadata.get("recovery_error"), dict):
-                    tables.append((item.name, metadata["recovery_error"]))
-        note = f" ({item.note})" if item.note else ""
-        rows.append((item.name, state, dims, steps, error, "yes" if item.name in offered else "no",
-                     f"{item.description}; licence {item.licence}{note}"))
-    for weights in sorted(registry.cache_folder().glob("*.safetensors")):
-        if weights.stem in registry.REGISTRY:
-            continue
-        try:
-            metadata = read_metadata(weights)
-        except ValueError:
-            rows.append((weights.stem, "unreadable", "-", "-", "-", "no", str(weights)))
-            continue
-        if isinstance(metadata.get("recovery_error"), dict):
-            tables.append((weights.stem, metadata["recovery_error"]))
-        rows.append((weights.stem, "cache", f"{metadata.get('ndims', '?')}D", str(metadata.get("num_steps", "?")),
-                     _error_text(summary(metadata)), "yes" if weights.stem in offered else "no",
-                     f"{metadata.get('trained_on', '')} ({weights})"))
-    header = ("name", "state", "dims", "T", "rec. error", "offered", "what")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(6)]
+    models = list_models()
+    header = ("name", "state", "dims", "T", "rec. error", "offered", "sha256", "licence", "source")
+    rows = [(m.name, m.state, m.dims, m.steps, m.error, "yes" if m.offered else "no", m.sha256, m.licence, m.source)
+            for m in models]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
     for row in [header] + rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row[:6], widths)) + "  " + row[6])
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
     print("rec. error: summary of the measured recovery error, 0 perfect, 1 = no recovery (models at 1 or more "
           "are not offered); random-field-2d/3d are the random field alone, with no learned recovery")
-    for name, table in tables:
-        levels = " / ".join(str(t) for t in table.get("levels", []))
-        print(f"{name}: recovery error at t = {levels}:")
-        for row in table.get("rows", []):
+    for m in models:
+        print(f"{m.name}: {m.description}")
+    for m in (m for m in models if m.table):
+        print(f"{m.name}: recovery error at t = {' / '.join(str(t) for t in m.table.get('levels', []))}:")
+        for row in m.table.get("rows", []):
             values = " ".join(f"{v:.3f}" for v in row.get("errors", []))
             print(f"  {values}  mean {row.get('mean', float('nan')):.3f}  {row.get('data', '')}")
     print(f"cache: {registry.cache_folder()}")
