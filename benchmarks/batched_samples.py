@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import REPO, SHARED, machine_description
+from common import REPO, SHARED, write_results
 
 WAYS = ("one-by-one", "batched")
 
@@ -80,14 +80,8 @@ def main() -> None:
     lines += [f"| {way} | {best[way]:.3f} | {min(r['seconds'] for r in runs[way]):.1f} |" for way in WAYS]
     lines += ["", f"Batched / one-by-one: {best['batched'] / best['one-by-one']:.2f}×; max |field difference| "
               f"{difference:.2e} voxels.", ""]
-    payload = {"args": vars(args), "load_average": load, "machine": machine_description(), "runs": runs,
-               "max_field_difference_vox": difference}
-    out = REPO / "benchmarks" / "results"
-    (out / "batched_samples.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    (out / "batched_samples.md").write_text("\n".join(lines) + f"Machine: {json.dumps(machine_description())}\n",
-                                            encoding="utf-8")
-    print("\n".join(lines))
-
+    write_results("batched_samples", {"args": vars(args), "load_average": load, "runs": runs,
+                                      "max_field_difference_vox": difference}, lines)
 
 if __name__ == "__main__":
     main()

@@ -42,3 +42,16 @@ def published_model_and_sample():
     with np.load(SHARED / "reference" / "vectors_public.npz") as data:
         image = torch.from_numpy(data["net_x"])
     return model, image
+
+
+def write_results(stem: str, payload: dict, lines: list[str]) -> None:
+    """Write ``benchmarks/results/STEM.json`` (``payload`` plus the machine) and ``STEM.md`` (``lines`` plus
+    a machine line), and print the Markdown."""
+    import json
+
+    machine = machine_description()
+    out = REPO / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({**payload, "machine": machine}, indent=1) + "\n", encoding="utf-8")
+    (out / f"{stem}.md").write_text("\n".join(lines) + f"\nMachine: {json.dumps(machine)}\n", encoding="utf-8")
+    print("\n".join(lines))

@@ -19,7 +19,7 @@ import sys
 import time
 
 import torch
-from common import REPO, machine_description, published_model_and_sample
+from common import published_model_and_sample, write_results
 
 LAYOUTS = ("reference", "channels-last")
 
@@ -88,15 +88,8 @@ def main() -> None:
                      f"{s.get('sample_s_median', float('nan')):.2f} | {s.get('sample_s_min', float('nan')):.2f} |")
     ratios = {k: base[k] / cand[k] for k in base if k in cand}
     lines += ["", "Speed-up (reference / channels-last): " + ", ".join(f"{k} {v:.2f}×" for k, v in ratios.items()), ""]
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"args": vars(args), "load_average": load, "machine": machine_description(), "summary": summary,
-               "ratios": ratios, "runs": runs}
-    (out / "network_call.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    (out / "network_call.md").write_text("\n".join(lines) + f"\nMachine: {json.dumps(machine_description())}\n",
-                                         encoding="utf-8")
-    print("\n".join(lines))
-
+    write_results("network_call", {"args": vars(args), "load_average": load, "summary": summary, "ratios": ratios,
+                                   "runs": runs}, lines)
 
 if __name__ == "__main__":
     main()
