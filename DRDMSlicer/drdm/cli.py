@@ -190,6 +190,17 @@ def run_jacobian(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``drdm evaluate``: score each pair's predicted transform against its ground truth; write the report."""
+    from .registration_evaluation import evaluate
+
+    report = evaluate(args.pairs, args.predicted, args.out)
+    pairs = len({row["pair"] for row in report.rows})
+    flagged = f", {len(report.warnings)} with a direction warning" if report.warnings else ""
+    print(f"{pairs} pairs scored{flagged}: {report.out / 'summary.md'}, {report.out / 'results.csv'}")
+    return 0
+
+
 def _error_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -439,6 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     jac.add_argument("--reference", required=True, help="image whose grid the map is computed on")
     jac.add_argument("--out", default="jacobian.nii.gz", help="det J image to write (default jacobian.nii.gz)")
     jac.set_defaults(func=run_jacobian)
+
+    ev = commands.add_parser("evaluate", help="score a registration tool's transforms against synthesize's ground truth")
+    ev.add_argument("pairs", help="folder of pair folders written by drdm synthesize")
+    ev.add_argument("--predicted", required=True,
+                    help="each pair's predicted transform, {pair} standing for the pair folder's name (e.g. "
+                         "'{pair}/predicted.h5'; relative to PAIRS): ITK .h5/.tfm (composites too) or a displacement "
+                         "field .nii.gz/.nrrd/.mha (ANTs' 5D layout too), mapping fixed-grid points to moving points")
+    ev.add_argument("--out", required=True, help="report folder to create: results.csv, summary.md, box plots, pictures")
+    ev.set_defaults(func=run_evaluate)
 
     models = commands.add_parser("models", help="list, download (sha256-verified), import or verify models")
     models.add_argument("action", choices=("list", "fetch", "import", "verify"))
