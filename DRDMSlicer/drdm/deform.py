@@ -22,6 +22,7 @@ from .io import InputError, displacement_image, displacement_transform, image_ar
 from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel
 from .sampler import GenerationResult, generate
+from .segment_volumes import segment_volume_changes
 from .settings import DEFAULTS
 from .spatial import jacobian_determinant_slabs
 
@@ -310,6 +311,8 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
     spacing = spacing_array_order(image)
     stats = {key: values[0] for key, values in displacement_statistics(ddf, spacing).items()}
     stats.update({key: values[0] for key, values in determinant_statistics(det).items()})
+    if labels is not None:
+        stats["segment_volumes"] = segment_volume_changes(labels, moved_labels)
     stats.update({
         "seed": int(seed), "level": int(level), "mode": mode, "speed": speed, "interpolation": interpolation,
         "model": model.name, "model_sha256": model.sha256, "model_grid": grid.size,
