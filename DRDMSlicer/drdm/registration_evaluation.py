@@ -20,10 +20,19 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .io import InputError, displacement_voxels, read_displacement_transform, read_image, read_labels, staged_directory
+from .inverse import invert_displacement
+from .io import (
+    InputError,
+    displacement_image,
+    displacement_voxels,
+    read_displacement_transform,
+    read_image,
+    read_labels,
+    staged_directory,
+)
 from .metrics import determinant_statistics, dice
 from .predicted_transforms import field_on_grid, read_predicted_transform, read_time
-from .registration_metrics import end_point_error, error_statistics, hausdorff95, invert_field
+from .registration_metrics import end_point_error, error_statistics, hausdorff95
 from .spatial import jacobian_determinant
 
 PAIR_FILES = ("fixed.nii.gz", "moving.nii.gz", "transform.h5")
@@ -129,7 +138,7 @@ def score_pair(folder: Path, prediction: Path) -> PairResult:
     truth = field_on_grid(sitk.DisplacementFieldTransform(sitk.Cast(truth_image, sitk.sitkVectorFloat64)), fixed)
     predicted = field_on_grid(transform, fixed)
     epe = end_point_error(predicted, truth)
-    inverse_epe = end_point_error(invert_field(predicted), truth)
+    inverse_epe = end_point_error(displacement_image(invert_displacement(displacement_voxels(predicted)), fixed), truth)
     warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat64)
     fixed_array = sitk.GetArrayFromImage(fixed_labels) if fixed_labels is not None else None
     warped_labels = (sitk.GetArrayFromImage(sitk.Resample(moving_labels, fixed, transform, sitk.sitkNearestNeighbor, 0,

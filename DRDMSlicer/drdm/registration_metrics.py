@@ -1,5 +1,5 @@
-"""Scores of one predicted transform against a ground truth (Dice: :func:`drdm.metrics.dice`): end-point error,
-95 % Hausdorff distance and the numerical inverse of a displacement field (for the direction check).
+"""Scores of one predicted transform against a ground truth (Dice: :func:`drdm.metrics.dice`): end-point error
+and 95 % Hausdorff distance (the numerical inverse for the direction check: :mod:`drdm.inverse`).
 
 Fields are ITK displacement images on the fixed grid (vectors in LPS mm); masks and label maps are numpy arrays
 in array order on the same grid.
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-
-INVERSE_ITERATIONS = 50
 
 
 def end_point_error(predicted: sitk.Image, truth: sitk.Image) -> np.ndarray:
@@ -54,12 +52,3 @@ def hausdorff95(a: np.ndarray, b: np.ndarray, reference: sitk.Image) -> float:
     to_b, to_a = _boundary_distance(b, reference), _boundary_distance(a, reference)
     directed = [np.percentile(to_b[_surface(a, reference)], 95), np.percentile(to_a[_surface(b, reference)], 95)]
     return float(max(directed))
-
-
-def invert_field(field: sitk.Image) -> sitk.Image:
-    """The numerical inverse ``v`` of a displacement field ``u`` on the same grid (``x + u(x) + v(x + u(x)) = x``),
-    by ITK's fixed-point iteration; float64 vectors, LPS mm."""
-    return sitk.InvertDisplacementField(sitk.Cast(field, sitk.sitkVectorFloat64),
-                                        maximumNumberOfIterations=INVERSE_ITERATIONS,
-                                        maxErrorToleranceThreshold=0.01, meanErrorToleranceThreshold=0.0001,
-                                        enforceBoundaryCondition=True)
