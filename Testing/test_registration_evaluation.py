@@ -85,6 +85,16 @@ def test_constant_error_of_one_millimetre_and_time(labelled_pair, tmp_path):
         assert (tmp_path / "report" / name).is_file()
 
 
+def test_pairs_without_labels_are_scored_on_the_whole_grid(labelled_pair, tmp_path):
+    for name in ("fixed_labels.nii.gz", "moving_labels.nii.gz"):
+        (labelled_pair / name).unlink()
+    sitk.WriteImage(grid_image(truth_vectors() + np.array(SHIFT_MM), vector=True), str(labelled_pair / "p.nii.gz"))
+    report = drdm.evaluate(labelled_pair.parent, "{pair}/p.nii.gz", tmp_path / "report")
+    (row,) = read_rows(tmp_path / "report")
+    assert row["label"] == "all" and row["dice"] == "" and row["seconds"] == "" and not report.warnings
+    assert float(row["epe_median_mm"]) == pytest.approx(1.0, abs=1e-6)
+
+
 def test_dice_and_hausdorff_of_a_translation_match_numpy(tmp_path):
     fixed = box_labels((4, 5, 6), (12, 15, 18))
     moving = box_labels((4, 5, 9), (12, 15, 21))  # the box 3 voxels further along x

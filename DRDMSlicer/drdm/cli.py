@@ -100,7 +100,8 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
 def _inverse_text(stats: dict) -> str:
     if "inverse_consistency_p95_mm" not in stats:
         return ""
-    return f", inverse consistency p95 {stats['inverse_consistency_p95_mm']:.3f} mm"
+    return (f", inverse consistency p95 {stats['inverse_consistency_p95_mm']:.3f} mm "
+            f"(reverse {stats['inverse_consistency_reverse_p95_mm']:.3f} mm)")
 
 
 def _check_inverse(args: argparse.Namespace) -> None:

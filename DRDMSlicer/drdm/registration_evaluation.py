@@ -185,20 +185,20 @@ def evaluate(pairs_dir: str | Path, predicted: str, out: str | Path) -> Evaluati
 
         report = drdm.evaluate("pairs/", "{pair}/demons.h5", "report/")
     """
-    from .registration_report import write_report  # matplotlib: only when a report is written
+    from .registration_report import save_pair_picture, write_report  # matplotlib: only when a report is written
 
     pairs = find_pairs(pairs_dir)
     predictions = _check_predictions(predicted, pairs)
     out = Path(out)
     report = EvaluationReport(out=out)
     with staged_directory(out) as staging:
-        results = []
+        (staging / "pairs").mkdir()
         for pair, prediction in zip(pairs, predictions):
             result = score_pair(pair, prediction)
-            results.append(result)
+            save_pair_picture(staging / "pairs" / f"{result.pair}.png", result)  # then the pair's arrays are dropped
             report.rows += result.rows
             if result.warning:
                 report.warnings[result.pair] = result.warning
                 print(f"drdm: warning: {result.warning}", file=sys.stderr)
-        write_report(staging, results)
+        write_report(staging, report.rows, report.warnings)
     return report

@@ -23,16 +23,13 @@ PLOTTED = {"epe_mean_mm": "mean EPE (mm)", "epe_p95_mm": "p95 EPE (mm)", "dice":
 SUMMARISED = ("epe_mean_mm", "epe_median_mm", "epe_p95_mm", "dice", "hd95_mm", "inverse_epe_mean_mm")
 
 
-def write_report(folder: Path, results: list) -> None:
-    """Write every report file of ``results`` (:class:`drdm.registration_evaluation.PairResult`) into ``folder``."""
-    rows = [row for result in results for row in result.rows]
+def write_report(folder: Path, rows: list[dict], warnings: dict[str, str]) -> None:
+    """Write ``results.csv``, the box plots and ``summary.md`` of every pair's ``rows`` into ``folder`` (the
+    per-pair pictures are drawn as the pairs are scored: :func:`save_pair_picture`)."""
     write_csv(folder / "results.csv", rows)
     for metric, title in PLOTTED.items():
         save_box_plot(folder / f"boxplot_{metric}.png", rows, metric, title)
-    (folder / "pairs").mkdir()
-    for result in results:
-        save_pair_picture(folder / "pairs" / f"{result.pair}.png", result)
-    (folder / "summary.md").write_text(summary_markdown(results), encoding="utf-8")
+    (folder / "summary.md").write_text(summary_markdown(rows, warnings), encoding="utf-8")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -93,7 +90,7 @@ def save_pair_picture(path: Path, result) -> None:
             panel.set_yticks([])
     fig.colorbar(epe_image, ax=axes[:, 2].tolist(), fraction=0.046, pad=0.02, label="EPE (mm)")
     fig.colorbar(det_image, ax=axes[:, 3].tolist(), fraction=0.046, pad=0.02, label="det J")
-    fig.suptitle(result.pair + ("  —  DIRECTION WARNING" if result.warning else ""), fontsize=11)
+    fig.suptitle(result.pair + ("  —  DIRECTION WARNING" if result.warning else ""), fontsize=11, y=1.02)
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
@@ -104,11 +101,11 @@ def _mean_sd(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
-def summary_markdown(results: list) -> str:
+def summary_markdown(rows: list[dict], warnings: dict[str, str]) -> str:
     """summary.md: per-label mean ± SD over the pairs, per-pair det J / time / direction, the warnings."""
-    rows = [row for result in results for row in result.rows]
+    pairs = list(dict.fromkeys(row["pair"] for row in rows))
     lines = ["# Registration evaluation", "",
-             f"{len(results)} pairs. Ground truth: each pair's `transform.h5`. A predicted transform must map fixed-grid "
+             f"{len(pairs)} pairs. Ground truth: each pair's `transform.h5`. A predicted transform must map fixed-grid "
              "points to moving points (as `SimpleITK.Resample(moving, fixed, transform)` uses it). EPE: end-point "
              "error in mm on the fixed grid; Dice and 95 % Hausdorff: moving labels warped by the prediction "
              "(nearest neighbour) vs fixed labels. Values: mean ± SD over the pairs.", "",
@@ -116,12 +113,11 @@ def summary_markdown(results: list) -> str:
     for label in _labels(rows):
         lines.append(f"| {label} | " + " | ".join(_mean_sd(_finite(rows, label, m)) for m in SUMMARISED) + " |")
     lines += ["", "| pair | folding % | det J min | det J max | seconds | direction | picture |", "|---" * 7 + "|"]
-    for result in results:
-        first = result.rows[0]
+    for pair in pairs:
+        first = next(row for row in rows if row["pair"] == pair)
         seconds = "–" if first["seconds"] is None else f"{first['seconds']:.2f}"
-        direction = "**inverse fits far better**" if result.warning else "ok"
-        lines.append(f"| {result.pair} | {first['folding_percent']:.3f} | {first['det_min']:.3f} | "
-                     f"{first['det_max']:.3f} | {seconds} | {direction} | pairs/{result.pair}.png |")
-    warnings = [result.warning for result in results if result.warning]
-    lines += ["", "## Direction warnings", ""] + ([f"- {w}" for w in warnings] if warnings else ["none"])
+        direction = "**inverse fits far better**" if pair in warnings else "ok"
+        lines.append(f"| {pair} | {first['folding_percent']:.3f} | {first['det_min']:.3f} | "
+                     f"{first['det_max']:.3f} | {seconds} | {direction} | pairs/{pair}.png |")
+    lines += ["", "## Direction warnings", ""] + ([f"- {w}" for w in warnings.values()] if warnings else ["none"])
     return "\n".join(lines) + "\n"
