@@ -173,6 +173,8 @@ def markdown(report: dict) -> str:
                      f"{fmt(g['worst_inverse_consistency_p95_mm'], 4)} | {fmt(g['inverse_consistency_reverse_p95_mm'], 3)} | "
                      f"{fmt(g['worst_inverse_consistency_reverse_p95_mm'], 3)} | {fmt(g['inverse_inside_percent'], 1)} | "
                      f"{fmt(g['inverse_seconds'])} |")
+    if report.get("note"):
+        lines += ["", report["note"]]
     lines += ["", "Per-pair pictures (fixed, warped moving, EPE map, det J map): "
               + ", ".join(f"`{p}`" for p in report["pictures"])]
     return "\n".join(lines) + "\n"
