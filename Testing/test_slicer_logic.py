@@ -170,6 +170,13 @@ def test_oblique_volume_outputs_and_hardening(scene, scene_bundle, field_only_3d
     assert display.GetWindowLevelMin() < 0 < 1 < display.GetWindowLevelMax()
     assert volume_array(sample.jacobianNode).min() > 0  # diffeomorphic: nothing folded
     assert sample.tableNode.GetNumberOfRows() > 5
+    # per-segment volume change, named after the segments (drdm.segment_volumes)
+    table = sample.tableNode
+    rows = {table.GetCellText(r, 0): table.GetCellText(r, 1) for r in range(table.GetNumberOfRows())}
+    changes = sample.statistics["segment_volumes"]
+    assert [c["name"] for c in changes] == ["liver", "lesion"] and all(c["unit"] == "mL" for c in changes)
+    assert rows["liver volume"] == f"{changes[0]['before']:.2f} → {changes[0]['after']:.2f} mL " \
+                                   f"({changes[0]['change_percent']:+.1f} %)"
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     assert "T79 seed3" in sh.GetItemName(sample.folderItemID)
     assert sh.GetItemParent(sh.GetItemByDataNode(sample.volumeNode)) == sample.folderItemID

@@ -126,7 +126,7 @@ def test_generate_adds_a_result_and_changes_the_view(page, server):
     view_changes(page, before, "generating")
     stats = page.find_element(By.ID, "drdm-stats").text
     for row in ("mean |u|", "p95 |u|", "% FOV", "folded voxels", "det J min", "det J max", "seed", "level", "model sha256",
-                "time"):
+                "time", " volume", " mL ("):  # the last two: per-segment volume change (drdm.segment_volumes)
         assert row in stats, row
     shot(page, "DRDMSlicer-web-result.png")
 

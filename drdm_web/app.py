@@ -18,6 +18,7 @@ from drdm.io import read_image, read_labels
 from drdm.models import DRDMModel
 from drdm.registry import load_model
 from drdm.sampler import GenerationCancelled
+from drdm.segment_volumes import volume_change_rows
 from drdm.settings import DEFAULTS, DEVICES, MODES, SPEEDS
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
 from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
@@ -311,6 +312,7 @@ class DRDMWebApp(TrameApp):
             else:
                 value = "—" if stats.get(key) is None else fmt.format(stats[key])
             rows.append(dict(name=label, value=value))
+        rows += [dict(name=label, value=value) for label, value in volume_change_rows(stats.get("segment_volumes"))]
         s.drdm_stats = rows
         s.drdm_selected_stem = sample.volumeNode.GetName().removesuffix(" volume").replace(" ", "_")
 

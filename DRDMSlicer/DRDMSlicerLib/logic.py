@@ -21,6 +21,7 @@ from drdm.io import staged_directory
 from drdm.models import DRDMModel
 from drdm.registry import DEFAULT_BUNDLED_MODEL, load_model
 from drdm.sample_folder import write_sample
+from drdm.segment_volumes import volume_change_rows
 from drdm.settings import DEFAULTS, DeformationSettings
 
 from .mrml import (
@@ -202,6 +203,9 @@ class DeformationLogic:
             segmentation = segmentation_from_labels(scene, sitk.GetArrayFromImage(result.labels), volumeNode,
                                                     request.segments, f"{base} segmentation")
         stats = dict(result.statistics, mode=request.mode, speed=request.speed, model=request.model.name)
+        if request.segments is not None and "segment_volumes" in stats:  # label k is the k-th segment
+            stats["segment_volumes"] = [dict(change, name=request.segments[change["label"] - 1][1])
+                                        for change in stats["segment_volumes"]]
         table = self._statistics_table(stats, f"{base} statistics")
         folder = self._folder(base, [volume, transform, jacobian, table] + ([segmentation] if segmentation else []))
         sample = DeformationSample(volume, transform, segmentation, jacobian, table, folder, stats, volumeNode, result,
@@ -226,8 +230,13 @@ class DeformationLogic:
         keys.SetName("statistic")
         values.SetName("value")
         for key, value in stats.items():
+            if key == "segment_volumes":
+                continue
             keys.InsertNextValue(str(key))
             values.InsertNextValue(f"{value:.6g}" if isinstance(value, float) else str(value))
+        for key, value in volume_change_rows(stats.get("segment_volumes")):
+            keys.InsertNextValue(key)
+            values.InsertNextValue(value)
         table.AddColumn(keys)
         table.AddColumn(values)
         return table

@@ -6,3 +6,13 @@ Modules: :mod:`drdm.spatial` (warping, composition, integration, Jacobians), :mo
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``drdm.evaluate`` (:func:`drdm.registration_evaluation.evaluate`), imported on first use: ``import drdm``
+    stays light."""
+    if name == "evaluate":
+        from .registration_evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'drdm' has no attribute {name!r}")

@@ -19,11 +19,12 @@ import SimpleITK as sitk
 
 from . import __version__
 from .augment import Manifest, find_inputs, parse_shard, plan_jobs, shard_jobs
-from .deform import INTERPOLATORS, LABEL_METHODS, deform_image, deform_images
+from .deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_image, deform_images
 from .errors import out_of_memory_as_error
 from .io import (
     InputError,
     check_writable,
+    displacement_transform,
     displacement_voxels,
     read_displacement_transform,
     read_image,
@@ -82,6 +83,8 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
                             progress=progress_bar("sample 1" if args.count == 1 else f"samples 1-{args.count}"))
     folders = []
     for seed, result in zip(seeds, results):
+        if getattr(args, "inverse", False):
+            add_inverse(result, image)
         final = out / f"{stem}_T{level}_seed{seed}"
         with staged_directory(final) as staging:
             title = f"{stem}: T'={level}, seed {seed}, {args.mode}/{args.speed}, model {model.name}"
@@ -89,13 +92,26 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
         s = result.statistics
         print(f"{final}: mean |u| {s['mean_mm']:.2f} mm ({s['mean_percent_fov']:.1f} % FOV), p95 {s['p95_mm']:.2f} mm, "
               f"folding {100 * s['folding_fraction']:.3f} %, det J [{s['det_min']:.3f}, {s['det_max']:.3f}], "
-              f"{s['seconds']:.1f} s")
+              f"{s['seconds']:.1f} s{_inverse_text(s)}")
         folders.append(final)
     return folders
 
 
+def _inverse_text(stats: dict) -> str:
+    if "inverse_consistency_p95_mm" not in stats:
+        return ""
+    return (f", inverse consistency p95 {stats['inverse_consistency_p95_mm']:.3f} mm "
+            f"(reverse {stats['inverse_consistency_reverse_p95_mm']:.3f} mm)")
+
+
+def _check_inverse(args: argparse.Namespace) -> None:
+    if args.inverse and args.mode != "diffeomorphic":
+        raise InputError("--inverse needs --mode diffeomorphic (reference-mode fields fold: they have no inverse)")
+
+
 def run_generate(args: argparse.Namespace) -> int:
     """``drdm generate``: deform one image (and labels) ``--count`` times."""
+    _check_inverse(args)
     image = read_image(args.image)
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
@@ -133,6 +149,7 @@ def run_augment(args: argparse.Namespace) -> int:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     """``drdm synthesize``: Algorithm 4, moving/fixed pairs with the ground-truth transform."""
+    _check_inverse(args)
     image = read_image(args.image)
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
@@ -156,6 +173,9 @@ def run_synthesize(args: argparse.Namespace) -> int:
                 write_image(pair.fixed_labels, staging / "fixed_labels.nii.gz")
             syn = pair.synthesis
             write_transform(syn.transform, staging / "transform.h5")
+            if args.inverse:
+                add_inverse(syn, image)
+                write_transform(displacement_transform(syn.inverse_field), staging / "transform_inverse.h5")
             write_image(syn.field, staging / "ddf.nii.gz")
             write_image(syn.jacobian, staging / "jacobian.nii.gz")
             stats = {"ground_truth": syn.statistics, "augmentation": pair.augmentation.statistics,
@@ -168,7 +188,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
                            deformed_labels=sitk.GetArrayFromImage(pair.fixed_labels) if labels is not None else None,
                            slice_axis=syn.grid.slice_axis, title=f"{stem}: moving (left) and fixed (second), seed {seed}")
         s = syn.statistics
-        print(f"{final}: ground truth mean |u| {s['mean_mm']:.2f} mm, folding {100 * s['folding_fraction']:.3f} %")
+        print(f"{final}: ground truth mean |u| {s['mean_mm']:.2f} mm, folding {100 * s['folding_fraction']:.3f} %"
+              f"{_inverse_text(s)}")
     return 0
 
 
@@ -187,6 +208,17 @@ def run_jacobian(args: argparse.Namespace) -> int:
     write_image(image, out)
     print(json.dumps(stats, indent=2))
     print(f"det J map written to {out}", file=sys.stderr)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``drdm evaluate``: score each pair's predicted transform against its ground truth; write the report."""
+    from .registration_evaluation import evaluate
+
+    report = evaluate(args.pairs, args.predicted, args.out)
+    pairs = len({row["pair"] for row in report.rows})
+    flagged = f", {len(report.warnings)} with a direction warning" if report.warnings else ""
+    print(f"{pairs} pairs scored{flagged}: {report.out / 'summary.md'}, {report.out / 'results.csv'}")
     return 0
 
 
@@ -358,6 +390,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
 
 
+INVERSE_HELP = ("also write transform_inverse.h5, the inverse field (diffeomorphic mode), with its inverse consistency "
+                "(p95 of |phi(phi^-1(x)) - x| in mm) in stats.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drdm", description="Deformation-Recovery Diffusion Model (DRDM)")
     parser.add_argument("--version", action="version", version=f"drdm {__version__}")
@@ -373,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
     gen.add_argument("--slice-axis", type=int, choices=(0, 1, 2),
                      help="2D model on a 3D volume: array axis (0=z, 1=y, 2=x) to slice; default the largest spacing")
+    gen.add_argument("--inverse", action="store_true", help=INVERSE_HELP)
     gen.add_argument("--out", required=True, help="output folder (one sub-folder per sample)")
     gen.set_defaults(func=run_generate)
 
@@ -397,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--count", type=int, default=1)
     syn.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")
     syn.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
+    syn.add_argument("--inverse", action="store_true", help=INVERSE_HELP)
     syn.add_argument("--out", required=True)
     syn.set_defaults(func=run_synthesize)
 
@@ -405,6 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
     jac.add_argument("--reference", required=True, help="image whose grid the map is computed on")
     jac.add_argument("--out", default="jacobian.nii.gz", help="det J image to write (default jacobian.nii.gz)")
     jac.set_defaults(func=run_jacobian)
+
+    ev = commands.add_parser("evaluate", help="score a registration tool's transforms against synthesize's ground truth")
+    ev.add_argument("pairs", help="folder of pair folders written by drdm synthesize")
+    ev.add_argument("--predicted", required=True,
+                    help="each pair's predicted transform, {pair} standing for the pair folder's name (e.g. "
+                         "'{pair}/predicted.h5'; relative to PAIRS): ITK .h5/.tfm (composites too) or a displacement "
+                         "field .nii.gz/.nrrd/.mha (ANTs' 5D layout too), mapping fixed-grid points to moving points")
+    ev.add_argument("--out", required=True, help="report folder to create: results.csv, summary.md, box plots, pictures")
+    ev.set_defaults(func=run_evaluate)
 
     models = commands.add_parser("models", help="list, download (sha256-verified), import or verify models")
     models.add_argument("action", choices=("list", "fetch", "import", "verify"))

@@ -18,10 +18,12 @@ import torch
 
 from .errors import MEMORY_ADVICE, OutOfMemory
 from .geometry import WorkingGrid, plan_working_grid
+from .inverse import inverse_consistency, invert_displacement
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
 from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel
 from .sampler import GenerationResult, generate
+from .segment_volumes import segment_volume_changes
 from .settings import DEFAULTS
 from .spatial import jacobian_determinant_slabs
 
@@ -44,6 +46,7 @@ class DeformationResult:
         statistics: JSON-ready summary (|u| in voxels, mm and % FOV; folding; det J range; run settings).
         generation: the working-grid result of :func:`drdm.sampler.generate`.
         grid: the working grid used.
+        inverse_field: the inverse field (:func:`add_inverse`), or None.
     """
 
     image: sitk.Image
@@ -55,6 +58,7 @@ class DeformationResult:
     statistics: dict
     generation: GenerationResult
     grid: WorkingGrid
+    inverse_field: sitk.Image | None = None  # set by add_inverse: the inverse pull field, LPS mm, same grid
 
 
 def available_memory_bytes() -> int | None:
@@ -310,6 +314,8 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
     spacing = spacing_array_order(image)
     stats = {key: values[0] for key, values in displacement_statistics(ddf, spacing).items()}
     stats.update({key: values[0] for key, values in determinant_statistics(det).items()})
+    if labels is not None:
+        stats["segment_volumes"] = segment_volume_changes(labels, moved_labels)
     stats.update({
         "seed": int(seed), "level": int(level), "mode": mode, "speed": speed, "interpolation": interpolation,
         "model": model.name, "model_sha256": model.sha256, "model_grid": grid.size,
@@ -318,3 +324,15 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
     })
     return DeformationResult(image=deformed, labels=moved_labels, field=field_image, transform=transform,
                              jacobian=jacobian, ddf=ddf, statistics=stats, generation=result, grid=grid)
+
+
+def add_inverse(result: DeformationResult, reference: sitk.Image) -> None:
+    """Compute the inverse of a diffeomorphic ``result``'s field on ``reference``'s grid (``result.inverse_field``)
+    and add its inverse consistency (:func:`drdm.inverse.inverse_consistency`) to ``result.statistics``."""
+    if result.statistics.get("mode") != "diffeomorphic":
+        raise InputError("the inverse field needs --mode diffeomorphic (reference-mode fields fold: no inverse)")
+    started = time.perf_counter()
+    inverse = invert_displacement(result.ddf)
+    result.statistics.update(inverse_consistency(result.ddf, inverse, spacing_array_order(reference)))
+    result.statistics["inverse_seconds"] = time.perf_counter() - started
+    result.inverse_field = displacement_image(inverse, reference)

@@ -254,15 +254,37 @@ def _unwrap(transform: sitk.Transform) -> sitk.Transform:
 
 
 def read_vector_image(path: Path) -> sitk.Image:
+    """A displacement-field image (one vector per voxel); ANTs' 5D NIfTI layout (x, y, z, 1, 3) read without the
+    vector intent, and (x, y, z, 3), become a 3D vector image."""
     try:
         with itk_warnings_hidden():
             image = sitk.ReadImage(str(path))
     except RuntimeError:
         raise InputError(f"field {path}: cannot be read") from None
+    if image.GetDimension() > 3 and image.GetNumberOfComponentsPerPixel() == 1:
+        image = _vector_from_trailing_axis(image, path)
     if image.GetNumberOfComponentsPerPixel() != image.GetDimension():
         raise InputError(f"field {path}: needs {image.GetDimension()} components per voxel, "
                          f"has {image.GetNumberOfComponentsPerPixel()}")
     return image
+
+
+def _vector_from_trailing_axis(image: sitk.Image, path: Path) -> sitk.Image:
+    """(x, y, z, 1, 3) or (x, y, z, 3) scalar image (a NIfTI field without the vector intent) -> 3D vector image."""
+    size = image.GetSize()
+    spatial = list(size[:-1])
+    while len(spatial) > 2 and spatial[-1] == 1:
+        spatial.pop()
+    ndim = len(spatial)
+    if size[-1] != ndim or any(n != 1 for n in size[ndim:-1]):
+        raise InputError(f"field {path}: size {size} is not a displacement field (x, y, z, 1, 3)")
+    array = sitk.GetArrayFromImage(image).reshape((ndim,) + tuple(spatial[::-1]))
+    vectors = sitk.GetImageFromArray(np.moveaxis(array, 0, -1).astype(np.float64), isVector=True)
+    full = image.GetDimension()
+    vectors.SetSpacing(image.GetSpacing()[:ndim])
+    vectors.SetOrigin(image.GetOrigin()[:ndim])
+    vectors.SetDirection(np.array(image.GetDirection()).reshape(full, full)[:ndim, :ndim].flatten().tolist())
+    return vectors
 
 
 # -- atomic writes --------------------------------------------------------------------------------

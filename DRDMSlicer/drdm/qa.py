@@ -18,14 +18,14 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 GRID_LINES = 24  # deformation-grid lines across the longer side
 
 
-def _views(shape: tuple[int, ...], slice_axis: int | None) -> list[tuple[int | None, int]]:
+def central_views(shape: tuple[int, ...], slice_axis: int | None) -> list[tuple[int | None, int]]:
     if len(shape) == 2:
         return [(None, 0)]
     axes = [slice_axis] if slice_axis is not None else [0, 1, 2]
     return [(axis, shape[axis] // 2) for axis in axes]
 
 
-def _cut(volume: np.ndarray, axis: int | None, index: int) -> np.ndarray:
+def cut_plane(volume: np.ndarray, axis: int | None, index: int) -> np.ndarray:
     return volume if axis is None else np.take(volume, index, axis=axis)
 
 
@@ -42,7 +42,7 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         labels, deformed_labels: optional integer maps drawn as contours.
         slice_axis: for 3D, show only the central slice across this axis.
     """
-    views = _views(original.shape, slice_axis)
+    views = central_views(original.shape, slice_axis)
     fig, axes = plt.subplots(len(views), 4, figsize=(16, 4.2 * len(views)), squeeze=False)
     low, high = np.percentile(original, [0.5, 99.5])
     det_norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(2.0, float(np.nanmax(det))))
@@ -51,9 +51,9 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         plane_axes = [a for a in range(original.ndim) if a != axis]
         aspect = spacing[plane_axes[0]] / spacing[plane_axes[1]]
         a, b = plane_axes
-        orig2d, def2d = _cut(original, axis, index), _cut(deformed, axis, index)
-        u_a, u_b = _cut(ddf[a], axis, index), _cut(ddf[b], axis, index)
-        det2d = _cut(det, axis, index)
+        orig2d, def2d = cut_plane(original, axis, index), cut_plane(deformed, axis, index)
+        u_a, u_b = cut_plane(ddf[a], axis, index), cut_plane(ddf[b], axis, index)
+        det2d = cut_plane(det, axis, index)
         panels = axes[row]
         panels[0].imshow(orig2d, cmap="gray", vmin=low, vmax=high, aspect=aspect)
         panels[1].imshow(def2d, cmap="gray", vmin=low, vmax=high, aspect=aspect)
@@ -63,9 +63,9 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         folded = np.ma.masked_where(det2d > 0, np.ones_like(det2d))
         panels[3].imshow(folded, cmap="spring", vmin=0, vmax=1, aspect=aspect, interpolation="nearest")
         if labels is not None:
-            _contours(panels[0], _cut(labels, axis, index))
+            _contours(panels[0], cut_plane(labels, axis, index))
         if deformed_labels is not None:
-            _contours(panels[1], _cut(deformed_labels, axis, index))
+            _contours(panels[1], cut_plane(deformed_labels, axis, index))
         where = "" if axis is None else f" — slice {index} across axis {'zyx'[axis] if original.ndim == 3 else axis}"
         n_folded = int((det2d <= 0).sum())
         titles = ["original", "deformed", "deformation grid", f"det J (folded: {n_folded} px, magenta)"]

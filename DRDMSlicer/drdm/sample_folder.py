@@ -2,7 +2,8 @@
 
 ``image.nii.gz`` (deformed image), ``labels.nii.gz`` (deformed labels), ``transform.h5`` (ITK displacement-field
 transform, LPS mm), ``ddf.nii.gz`` (the same field as a vector image), ``jacobian.nii.gz`` (det J),
-``stats.json`` and ``qa.png``.
+``stats.json`` and ``qa.png``; with ``--inverse``, ``transform_inverse.h5`` (the inverse field, which maps
+original-image points to deformed-image points: ``Resample(deformed, inverse)`` gives the original back).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from .deform import DeformationResult
-from .io import spacing_array_order, write_image, write_transform
+from .io import displacement_transform, spacing_array_order, write_image, write_transform
 from .qa import save_qa_figure
 
 SAMPLE_FILES = ("image.nii.gz", "labels.nii.gz", "transform.h5", "ddf.nii.gz", "jacobian.nii.gz", "stats.json", "qa.png")
@@ -26,6 +27,8 @@ def write_sample(folder: Path, image: sitk.Image, labels: sitk.Image | None, res
     if result.labels is not None:
         write_image(result.labels, folder / "labels.nii.gz")
     write_transform(result.transform, folder / "transform.h5")
+    if result.inverse_field is not None:
+        write_transform(displacement_transform(result.inverse_field), folder / "transform_inverse.h5")
     write_image(result.field, folder / "ddf.nii.gz")
     write_image(result.jacobian, folder / "jacobian.nii.gz")
     (folder / "stats.json").write_text(json.dumps(result.statistics, indent=2) + "\n", encoding="utf-8")
