@@ -423,8 +423,8 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
 
         return load_model_spec(path)
 
-    def generate(self, volumeNode, segmentationNode=None, *, model, level, seed, count=1, mode="diffeomorphic",
-                 speed="fast", device="auto", progress=None, cancel=None):
+    def generate(self, volumeNode, segmentationNode=None, *, model, level, seed, count=1, mode=DEFAULTS.mode,
+                 speed=DEFAULTS.speed, device=DEFAULTS.device, progress=None, cancel=None):
         return self.deformation.generate(volumeNode, segmentationNode, model=model, level=level, seed=seed,
                                          count=count, mode=mode, speed=speed, device=device, progress=progress,
                                          cancel=cancel)

@@ -181,9 +181,9 @@ def generate(
             (every fourth level of the reference schedule, 20 network calls instead of 80; ``levels`` must then be
             ``None``: a ValueError says so).
             Measured on the CMR sample (diffeomorphic mode, T' = 56, 16 seeds): 4.0× faster, mean/p95 |u|
-            within 2 %, no folding (``benchmarks/fast_modes.py``). ``"faster"`` (every eighth level, 10 calls) is
-            a measured rung of :data:`LADDER` that is not offered to users (not in :data:`SPEEDS`) until it is shown
-            to keep mean and p95 |u| within 10 % of faithful with no folding over 16 seeds.
+            within 2 %, no folding (``benchmarks/fast_modes.py``). ``"faster"`` (every eighth level, 10 calls):
+            8.0× faster, mean |u| +3.0 %, p95 +2.6 %, no folding over 16 seeds
+            (``benchmarks/results/fast_modes_ladder.md``).
 
     Returns:
         :class:`GenerationResult` (fields in voxels).

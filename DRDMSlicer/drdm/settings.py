@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .errors import DRDMError
 
 MODES = ("reference", "diffeomorphic")
-SPEEDS = ("faithful", "fast")
+SPEEDS = ("faithful", "fast", "faster")
 DEVICES = ("auto", "cpu", "cuda")
 
 

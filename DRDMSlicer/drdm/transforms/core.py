@@ -9,6 +9,7 @@ import torch
 from ..deform import compute_field
 from ..errors import DRDMError
 from ..models import DRDMModel
+from ..settings import DEFAULTS
 from ..spatial import warp, warp_labels
 
 
@@ -19,7 +20,7 @@ def _reverse_spatial(tensor: torch.Tensor, leading: int) -> torch.Tensor:
 
 def deform_channels_first(model: DRDMModel, reference: torch.Tensor, spacing: Sequence[float], *, level: int,
                           generator: torch.Generator, images: Sequence[torch.Tensor] = (),
-                          labels: Sequence[torch.Tensor] = (), mode: str = "diffeomorphic", speed: str = "fast",
+                          labels: Sequence[torch.Tensor] = (), mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
                           label_method: str = "nearest") -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     """One DRDM deformation computed on ``reference`` and applied to ``images`` and ``labels``.
 

@@ -17,6 +17,7 @@ from monai.transforms import MapTransform, RandomizableTransform, TraceableTrans
 from monai.utils import TraceKeys
 
 from ..models import DRDMModel
+from ..settings import DEFAULTS
 from .core import as_models, check_model, deform_channels_first, model_identity
 
 
@@ -31,7 +32,7 @@ class DRDMDeformd(MapTransform, TraceableTransform):
     """
 
     def __init__(self, keys: Sequence[Hashable] | Hashable, model: DRDMModel, seed: int, level: int,
-                 label_keys: Sequence[Hashable] | Hashable = (), mode: str = "diffeomorphic", speed: str = "fast",
+                 label_keys: Sequence[Hashable] | Hashable = (), mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
                  label_method: str = "nearest", allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.label_keys = [label_keys] if isinstance(label_keys, str) else list(label_keys)
@@ -88,7 +89,7 @@ class RandDRDMDeformd(RandomizableTransform, MapTransform):
 
     def __init__(self, keys: Sequence[Hashable] | Hashable, model: DRDMModel | Sequence[DRDMModel],
                  label_keys: Sequence[Hashable] | Hashable = (), levels: Sequence[int] = (48,), prob: float = 1.0,
-                 mode: str = "diffeomorphic", speed: str = "fast", label_method: str = "nearest",
+                 mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, label_method: str = "nearest",
                  allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)

@@ -14,6 +14,7 @@ import torch
 import torchio as tio
 
 from ..models import DRDMModel
+from ..settings import DEFAULTS
 from .core import as_models, deform_channels_first
 
 
@@ -29,7 +30,7 @@ class DRDMDeformation(tio.SpatialTransform):
         mode, speed, label_method: as in :func:`drdm.transforms.deform_channels_first`.
     """
 
-    def __init__(self, model: DRDMModel, seed: int, level: int, mode: str = "diffeomorphic", speed: str = "fast",
+    def __init__(self, model: DRDMModel, seed: int, level: int, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
                  label_method: str = "nearest", **kwargs) -> None:
         super().__init__(**kwargs)
         self.model, self.seed, self.level = model, int(seed), int(level)
@@ -68,7 +69,7 @@ class RandomDRDMDeformation(tio.transforms.augmentation.RandomTransform, tio.Spa
     """
 
     def __init__(self, model: DRDMModel | Sequence[DRDMModel], levels: Sequence[int] = (48,), mode: str = "diffeomorphic",
-                 speed: str = "fast", label_method: str = "nearest", **kwargs) -> None:
+                 speed: str = DEFAULTS.speed, label_method: str = "nearest", **kwargs) -> None:
         super().__init__(**kwargs)
         self.models, self.levels = as_models(model), tuple(levels)
         self.mode, self.speed, self.label_method = mode, speed, label_method
