@@ -133,10 +133,12 @@ class RecResACNet(nn.Module):
         """Choose the memory layout of the weights and activations (in place; returns ``self``).
 
         ``"channels-last"`` stores the convolution weights and runs the activations as (N, *spatial, C) in memory:
-        oneDNN then skips a layout reorder around every convolution (measured 1.3–1.4× per 2D 256² call on a
-        2-core CPU, ``benchmarks/network_call.py``). The sums are ordered differently, so outputs differ from the
-        reference by a few 1e-6 (within the reference vectors' 1e-5). ``"reference"`` is the authors' layout
-        and reproduces their outputs bit for bit. Shapes, units and the state dict's values are the same.
+        oneDNN then skips a layout reorder around every convolution (measured 1.1–1.4× per 2D 256² call and
+        1.23× per whole sample on a 2-core CPU, ``benchmarks/network_call.py``). The sums are ordered
+        differently, so outputs differ from the reference by a few 1e-6 (within the reference vectors' 1e-5);
+        the sampler amplifies that into a different but equally distributed sample for the same seed.
+        ``"reference"`` is the authors' layout and reproduces their outputs bit for bit. Shapes, units and the
+        state dict's values are the same.
         """
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
