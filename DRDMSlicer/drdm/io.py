@@ -50,7 +50,8 @@ def itk_warnings_hidden() -> Iterator[None]:
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
-def _suffix(path: Path) -> str:
+def file_suffix(path: Path) -> str:
+    """The lower-case file extension, ``.nii.gz`` counted as one."""
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
@@ -102,7 +103,7 @@ def _check_nifti_finite(path: Path, label: str) -> None:
     nibabel parses the header (data type and byte order, data offset, shape); the data block is then streamed in
     pieces of :data:`NIFTI_CHECK_BYTES`, so the check needs little memory. Integer NIfTI files hold no NaN.
     """
-    if path.is_dir() or _suffix(path) not in (".nii", ".nii.gz"):
+    if path.is_dir() or file_suffix(path) not in (".nii", ".nii.gz"):
         return
     import nibabel  # imported here: only NIfTI files need it
 
@@ -113,7 +114,7 @@ def _check_nifti_finite(path: Path, label: str) -> None:
         return  # ITK read it; a header nibabel cannot parse is left to ITK's validation
     if dtype.kind not in "fc":
         return
-    opener = gzip.open if _suffix(path) == ".nii.gz" else open
+    opener = gzip.open if file_suffix(path) == ".nii.gz" else open
     step = max(1, NIFTI_CHECK_BYTES // dtype.itemsize)
     with opener(path, "rb") as stream:
         stream.seek(offset)
@@ -230,18 +231,25 @@ def read_displacement_transform(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"transform {path}: no such file")
-    if _suffix(path) in (".h5", ".hdf5", ".tfm", ".txt"):
-        try:
-            with itk_warnings_hidden():
-                transform = sitk.ReadTransform(str(path))
-        except RuntimeError:
-            raise InputError(f"transform {path}: cannot be read as an ITK transform") from None
-        transform = _unwrap(transform)
+    if file_suffix(path) in TRANSFORM_SUFFIXES:
+        transform = _unwrap(read_transform_file(path, "transform"))
         if transform.GetTransformEnum() != sitk.sitkDisplacementField:
             raise InputError(f"transform {path}: is a {transform.GetName()}, not a displacement-field transform")
         return sitk.DisplacementFieldTransform(transform).GetDisplacementField()
     image = read_vector_image(path)
     return image
+
+
+TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt")  # ITK transform files
+
+
+def read_transform_file(path: Path, what: str) -> sitk.Transform:
+    """Any ITK transform file (composites included), or an :class:`InputError` naming ``what``."""
+    try:
+        with itk_warnings_hidden():
+            return sitk.ReadTransform(str(path))
+    except RuntimeError:
+        raise InputError(f"{what} {path}: cannot be read as an ITK transform") from None
 
 
 def _unwrap(transform: sitk.Transform) -> sitk.Transform:
@@ -302,7 +310,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     and ``path`` either untouched or complete.
     """
     path = Path(path)
-    temporary = _unused_sibling(path, _suffix(path))
+    temporary = _unused_sibling(path, file_suffix(path))
     try:
         write(temporary)
         os.replace(temporary, path)

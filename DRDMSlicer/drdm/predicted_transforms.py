@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .io import InputError, _suffix, itk_warnings_hidden, read_vector_image
+from .io import TRANSFORM_SUFFIXES, InputError, file_suffix, read_transform_file, read_vector_image
 
-TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt")
 FIELD_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
@@ -32,9 +31,9 @@ def read_predicted_transform(path: str | Path, ndim: int) -> sitk.Transform:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"predicted transform {path}: no such file")
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
     if suffix in TRANSFORM_SUFFIXES:
-        transform = _read_transform_file(path)
+        transform = read_transform_file(path, "predicted transform")
     elif suffix in FIELD_SUFFIXES:
         transform = sitk.DisplacementFieldTransform(sitk.Cast(read_field_image(path), sitk.sitkVectorFloat64))
     else:
@@ -43,14 +42,6 @@ def read_predicted_transform(path: str | Path, ndim: int) -> sitk.Transform:
     if transform.GetDimension() != ndim:
         raise InputError(f"predicted transform {path}: is {transform.GetDimension()}D, the fixed image is {ndim}D")
     return transform
-
-
-def _read_transform_file(path: Path) -> sitk.Transform:
-    try:
-        with itk_warnings_hidden():
-            return sitk.ReadTransform(str(path))
-    except RuntimeError:
-        raise InputError(f"predicted transform {path}: cannot be read as an ITK transform") from None
 
 
 def read_field_image(path: Path) -> sitk.Image:

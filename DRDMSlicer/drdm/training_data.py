@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from .io import InputError, read_image, spacing_array_order, validate_image
+from .io import InputError, read_image, spacing_array_order, validate_image, write_atomically
 from .phantoms import cardiac_phantom
 from .spatial import resample_affine
 
@@ -80,9 +79,7 @@ def load_training_images(paths: list[Path], ndims: int, size: int, cache: Path |
         found = _preprocess(path, ndims, size)
         if stored is not None:
             stored.parent.mkdir(parents=True, exist_ok=True)
-            partial = stored.with_name(f".{stored.name}.{os.getpid()}.partial")
-            torch.save(found, partial)
-            os.replace(partial, stored)
+            write_atomically(stored, lambda temporary, found=found: torch.save(found, temporary))
         images.extend(found)
     return images
 

@@ -8,11 +8,12 @@ leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .io import write_atomically
 
 STATE_FILE = "last.pt"
 # Settings that must not change when a run is resumed.
@@ -35,9 +36,7 @@ class Optimisation:
         state = {"step": step, "network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None, "config": settings,
                  "seconds": seconds}
-        temporary = path.with_name(f".{path.name}.partial")
-        torch.save(state, temporary)
-        os.replace(temporary, path)
+        write_atomically(path, lambda temporary: torch.save(state, temporary))
 
     def restore(self, path: Path, settings: dict) -> tuple[int, float]:
         """Load the checkpoint at ``path``; returns ``(step, training seconds so far)``. Raises ``ValueError``
