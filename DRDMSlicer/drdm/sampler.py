@@ -28,7 +28,6 @@ from .settings import MODES, SPEEDS
 from .spatial import compose, folds, integrate, warp, warp_labels
 
 LADDER = {"faithful": 1, "fast": 4, "faster": 8}  # every rung and its stride through the reference schedule
-FAST_STRIDE = LADDER["fast"]  # fast speed: every fourth level of the reference schedule (79, 75, ..., 3), two passes
 STEP_SQUARINGS = 4  # scaling-and-squaring steps for each network step in diffeomorphic mode
 STEP_HALVINGS = 6  # times a folding step is halved before it is skipped
 
