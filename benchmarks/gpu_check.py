@@ -9,6 +9,11 @@
 3. A 3D 64³ training run from the zero start for about ``--train-seconds`` (steps from the measured
    throughput) and its recovery-error table on held-out phantoms.
 
+0. Fidelity and the network call (issue 14): the bundled cmr-2d's outputs against the public reference vectors
+   (``$DRDM_SHARED/reference/vectors_public.npz``, when present) per layout with cuDNN's TF32 on and off; one
+   2D 256² call per layout, eager and replayed as a CUDA graph; every sampler case below runs eagerly and with
+   the CUDA-graph recovery step (``generate(cuda_graph=...)``) and reports how far the two samples differ.
+
 Cases run in order of importance; once the budget is spent the rest are recorded as skipped. ``--smoke``
 runs tiny sizes (for testing this script on a CPU with ``--device cpu``; its numbers mean nothing).
 Writes ``benchmarks/results/gpu_<device>_<date>.{json,md}`` (or under ``--out``).
@@ -26,7 +31,8 @@ import time
 from pathlib import Path
 
 import torch
-from common import REPO, machine_description
+from common import REPO, SHARED, machine_description
+from drdm.graph_capture import CapturedFunction
 from drdm.models import DRDMModel, untrained_model
 from drdm.phantoms import cardiac_phantom, cardiac_short_axis_phantom
 from drdm.registry import load_model_spec
@@ -46,7 +52,7 @@ class Network(torch.nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, rec_num: int = 2) -> torch.Tensor:
         if not self.amp:
             return self.call(x, t, rec_num=rec_num)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, cache_enabled=False):  # no cast cache: graph-safe
             return self.call(x, t, rec_num=rec_num).float()
 
 
@@ -69,19 +75,21 @@ def synchronise(device: torch.device) -> None:
 
 
 def run_sampler_case(case: dict, device: torch.device) -> dict:
-    """Seconds per sample (median of ``runs`` after one warm-up) and peak memory of one sampler case."""
+    """Seconds per sample (median of ``runs`` after one warm-up) and peak memory of one sampler case; with the
+    CUDA-graph step also the largest difference to the eager sample of the same seed (voxels)."""
     model, image = sampler_model(case["dims"], case["size"], device)
     model.network = Network(model.network, case["precision"] == "amp", case["precision"] == "compiled")
     batch = image.expand((case["batch"],) + tuple(image.shape[1:])).contiguous()
     level = 56 if case["dims"] == 2 else 64
+    mode = case.get("mode", "diffeomorphic")
 
-    def sample(seed: int) -> None:
+    def sample(seed: int, graph: bool) -> torch.Tensor:
         with torch.inference_mode():
-            generate(model, batch, start_level=level, mode="diffeomorphic", speed=case["speed"],
-                     generator=torch.Generator().manual_seed(seed))
+            return generate(model, batch, start_level=level, mode=mode, speed=case["speed"],
+                            generator=torch.Generator().manual_seed(seed), cuda_graph=graph).ddf
 
     started = time.perf_counter()
-    sample(0)
+    sample(0, case["graph"])
     synchronise(device)
     warmup = time.perf_counter() - started
     if device.type == "cuda":
@@ -89,12 +97,69 @@ def run_sampler_case(case: dict, device: torch.device) -> dict:
     times = []
     for run in range(case["runs"]):
         started = time.perf_counter()
-        sample(run + 1)
+        sample(run + 1, case["graph"])
         synchronise(device)
         times.append(time.perf_counter() - started)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return {"s_per_sample": statistics.median(times) / case["batch"], "s_per_batch": statistics.median(times),
-            "warmup_s": round(warmup, 2), "peak_gib": None if peak is None else round(peak / 2**30, 3)}
+    result = {"s_per_sample": statistics.median(times) / case["batch"], "s_per_batch": statistics.median(times),
+              "warmup_s": round(warmup, 2), "peak_gib": None if peak is None else round(peak / 2**30, 3)}
+    if case["graph"] and case.get("compare", False):
+        difference = (sample(1, True) - sample(1, False)).abs()
+        result["max_diff_vs_eager_vox"] = float(difference.max())
+        result["mean_diff_vs_eager_vox"] = float(difference.mean())
+    return result
+
+
+def median_call_ms(call, repeats: int, device: torch.device) -> float:
+    """Median milliseconds of ``call()`` over ``repeats`` timed calls after three warm-up calls."""
+    for _ in range(3):
+        call()
+    synchronise(device)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        synchronise(device)
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def network_rows(device: torch.device) -> list[dict]:
+    """Fidelity to the reference vectors (per layout, TF32 on/off) and one 2D 256² call's time per layout,
+    eager and as a replayed CUDA graph (batch 1 and 8)."""
+    import numpy as np
+
+    model = load_model_spec("cmr-2d").to(device)
+    network = model.network
+    rows = []
+    vectors = SHARED / "reference" / "vectors_public.npz"
+    if vectors.is_file():
+        with np.load(vectors) as data:
+            x, ts, expected = (torch.from_numpy(np.ascontiguousarray(data[k])) for k in ("net_x", "net_t", "net_out_rec2"))
+        for layout in ("reference", "channels-last"):
+            network.set_layout(layout)
+            for tf32 in (True, False):
+                with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=tf32):
+                    out = torch.cat([network(x.to(device), int(t)) for t in ts]).cpu()
+                rows.append({"kind": "fidelity", "layout": layout, "tf32": tf32,
+                             "max_abs_diff": float((out.double() - expected.double()).abs().max())})
+                print(f"fidelity {rows[-1]}", flush=True)
+    image = cardiac_short_axis_phantom(256, seed=0)[0].to(device)
+    for batch in (1, 8):
+        x = image.expand(batch, -1, -1, -1).contiguous()
+        t = torch.full((batch,), 40, dtype=torch.long, device=device)
+        for layout in ("reference", "channels-last"):
+            network.set_layout(layout)
+            with torch.inference_mode():
+                eager_ms = median_call_ms(lambda x=x, t=t: network(x, t), 30, device)
+                captured = CapturedFunction(lambda a, b: (network(a, b),), (x, t))
+                graph_ms = median_call_ms(lambda c=captured, x=x, t=t: c(x, t), 30, device)
+                same = bool(torch.equal(captured(x, t)[0], network(x, t)))
+            rows.append({"kind": "call", "batch": batch, "layout": layout, "eager_ms": round(eager_ms, 3),
+                         "graph_ms": round(graph_ms, 3), "graph_equals_eager": same})
+            print(f"call {rows[-1]}", flush=True)
+    network.set_layout("channels-last")
+    return rows
 
 
 def run_training_case(case: dict, device: torch.device, scratch: Path) -> dict:
@@ -140,20 +205,25 @@ def plan(smoke: bool) -> tuple[list[dict], list[dict], dict]:
     """``(sampler cases, training cases, zero-start settings)`` in order of importance."""
     two, three, big = (32, 16, 24) if smoke else (256, 64, 128)
     runs = 1 if smoke else 2
-    shapes = [(2, two, b) for b in ((1, 2) if smoke else (1, 8, 32))] + [(3, three, 1), (3, big, 1)]
-    sampler = []  # most important first: fp32 (fast, then faithful), bf16 autocast, then torch.compile (slow warm-up)
-    for precision, speeds in (("fp32", ("fast", "faithful")), ("amp", ("fast",)), ("compiled", ("fast",))):
+    sampler = []  # most important first: eager against the CUDA-graph step in fp32, then bf16, then torch.compile
+    fp32 = [(2, two, 1, "reference", "faithful"), (2, two, 1, "diffeomorphic", "faithful"),
+            (2, two, 1, "diffeomorphic", "fast"), (2, two, 1, "diffeomorphic", "faster"),
+            (2, two, 8, "diffeomorphic", "fast"), (2, two, 32, "diffeomorphic", "fast"),
+            (3, three, 1, "diffeomorphic", "fast"), (3, big, 1, "diffeomorphic", "fast")]
+    for dims, size, batch, mode, speed in fp32:
+        for graph in (False, True):
+            sampler.append({"dims": dims, "size": size, "batch": batch, "precision": "fp32", "speed": speed, "mode": mode,
+                            "graph": graph, "compare": True, "runs": runs if speed != "faithful" else 1})
+    for precision, shapes in (("amp", ((2, two, 1), (2, two, 8), (3, three, 1))), ("compiled", ((2, two, 1),))):
         for dims, size, batch in shapes:
-            for speed in speeds:
-                sampler.append({"dims": dims, "size": size, "batch": batch, "precision": precision, "speed": speed,
-                                "runs": runs if speed == "fast" else 1})
+            sampler.append({"dims": dims, "size": size, "batch": batch, "precision": precision, "speed": "fast",
+                            "mode": "diffeomorphic", "graph": True, "runs": runs})
     training = [{"dims": 2, "size": two, "batch": 2 if smoke else 8, "precision": p, "steps": 2 if smoke else 10}
                 for p in ("fp32", "amp")]
     training += [{"dims": 3, "size": three, "batch": 2, "precision": p, "steps": 2 if smoke else 10} for p in ("fp32", "amp")]
-    if smoke:  # one case of each kind, cheap on a CPU (bf16 and 3D sampling are slow there)
-        sampler = [c for c in sampler if (c["dims"], c["batch"], c["precision"], c["speed"]) in
-                   {(2, 1, "fp32", "fast"), (2, 1, "fp32", "faithful"), (2, 2, "amp", "fast"), (3, 1, "fp32", "fast")}
-                   and c["size"] != big]
+    if smoke:  # a few cases of each kind, cheap on a CPU (bf16 and 3D sampling are slow there)
+        sampler = [c for c in sampler if c["batch"] == 1 and c["dims"] == 2 and c["speed"] != "faithful"
+                   and c["precision"] != "compiled"]
         training = [c for c in training if c["dims"] == 2 or c["precision"] == "fp32"]
     zero_start = {"size": three, "batch": 2, "seconds": 240.0}
     return sampler, training, zero_start
@@ -161,22 +231,44 @@ def plan(smoke: bool) -> tuple[list[dict], list[dict], dict]:
 
 def label(case: dict) -> str:
     side = f"{case['size']}{'²' if case['dims'] == 2 else '³'}"
-    return f"{case['dims']}D {side} b{case['batch']} {case['precision']}" + (f" {case['speed']}" if "speed" in case else "")
+    text = f"{case['dims']}D {side} b{case['batch']} {case['precision']}"
+    if "speed" in case:
+        text += f" {case['mode']} {case['speed']} {'graph' if case['graph'] else 'eager'}"
+    return text
 
 
 def write_markdown(report: dict, path: Path) -> None:
     lines = [f"# GPU check: {report['device_name']} ({report['date']})", "",
              f"`bash scripts/gpu_check.sh` — {report['seconds']:.0f} s in all (budget {report['budget_s']:.0f} s); "
-             f"torch {report['machine'].get('torch')}; diffeomorphic mode; 2D = the bundled cmr-2d, 3D = a reference-size "
-             "network (width 10) with a zeroed output layer.", "",
-             "## Sampler", "", "| case | s / sample | s / batch | warm-up s | peak GiB |", "|---|---|---|---|---|"]
+             f"torch {report['machine'].get('torch')}; 2D = the bundled cmr-2d, 3D = a reference-size "
+             "network (width 10) with a zeroed output layer; 'graph' = the recovery step replayed as a CUDA graph.", ""]
+    fidelity = [r for r in report.get("network", []) if r.get("kind") == "fidelity"]
+    calls = [r for r in report.get("network", []) if r.get("kind") == "call"]
+    errors = [r for r in report.get("network", []) if r.get("kind") == "error"]
+    if fidelity:
+        lines += ["## Fidelity: max |output − reference vector net_out_rec2| (size units; tolerance 1e-5)", "",
+                  "| layout | cuDNN TF32 | max abs diff |", "|---|---|---|"]
+        lines += [f"| {r['layout']} | {'on' if r['tf32'] else 'off'} | {r['max_abs_diff']:.2e} |" for r in fidelity]
+        lines.append("")
+    if calls:
+        lines += ["## One 2D 256² network call (ms, median of 30)", "",
+                  "| batch | layout | eager | CUDA graph | eager / graph | graph output equals eager |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['batch']} | {r['layout']} | {r['eager_ms']:.3f} | {r['graph_ms']:.3f} | "
+                  f"{r['eager_ms'] / r['graph_ms']:.2f}× | {r['graph_equals_eager']} |" for r in calls]
+        lines.append("")
+    lines += [f"network section failed: {r['error']}" for r in errors]
+    lines += ["## Sampler", "", "| case | s / sample | s / batch | warm-up s | peak GiB | max / mean diff to eager (vox) |",
+              "|---|---|---|---|---|---|"]
     for row in report["sampler"]:
         r = row.get("result") or {}
         if "error" in r or row.get("skipped"):
-            lines.append(f"| {row['label']} | {r.get('error', 'skipped (budget)')} | | | |")
+            lines.append(f"| {row['label']} | {r.get('error', 'skipped (budget)')} | | | | |")
         else:
+            diff = (f"{r['max_diff_vs_eager_vox']:.2e} / {r['mean_diff_vs_eager_vox']:.2e}"
+                    if "max_diff_vs_eager_vox" in r else "")
             lines.append(f"| {row['label']} | {r['s_per_sample']:.4f} | {r['s_per_batch']:.3f} | {r['warmup_s']} | "
-                         f"{r['peak_gib']} |")
+                         f"{r['peak_gib']} | {diff} |")
     lines += ["", "## Training throughput", "", "| case | samples/s | peak GiB |", "|---|---|---|"]
     for row in report["training"]:
         r = row.get("result") or {}
@@ -190,8 +282,21 @@ def write_markdown(report: dict, path: Path) -> None:
                   f"held-out phantoms (t = {' / '.join(map(str, table['levels']))}): "
                   + " / ".join(f"{e:.3f}" for e in table["rows"][0]["errors"]) + f", mean {table['summary']:.3f}."]
     else:
-        lines += [str(zero.get("error", "skipped (budget)"))]
+        lines += [str(zero.get("error", "skipped (budget)" if report.get("training") else "not run yet"))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def error_text(error: Exception) -> dict:
+    return {"error": f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"}
+
+
+def save(report: dict, out: Path, began: float) -> None:
+    """Write the report so far (a run cut off by its time limit still leaves what it measured)."""
+    report["seconds"] = time.perf_counter() - began
+    stem = f"gpu_{re.sub(r'[^A-Za-z0-9]+', '-', report['device_name']).strip('-').lower()}_{report['date']}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_markdown(report, out / f"{stem}.md")
 
 
 def main() -> int:
@@ -214,11 +319,17 @@ def main() -> int:
     elif args.smoke:
         zero_start["seconds"] = 5.0
     report = {"device_name": name, "date": dt.date.today().isoformat(), "budget_s": args.budget_s, "smoke": args.smoke,
-              "machine": machine_description(), "sampler": [], "training": [], "zero_start": None}
+              "machine": machine_description(), "network": [], "sampler": [], "training": [], "zero_start": None}
+    if device.type == "cuda":
+        try:
+            report["network"] = network_rows(device)
+        except Exception as error:  # the rest of the check still runs
+            report["network"] = [{"kind": "error", **error_text(error)}]
+        save(report, args.out, began)
     # the zero-start run needs its share of the budget: keep it in reserve while the cases run
     reserve = zero_start["seconds"] + 30
     with tempfile.TemporaryDirectory() as scratch:
-        for kind, cases in (("training", training_cases), ("sampler", sampler_cases)):
+        for kind, cases in (("sampler", sampler_cases), ("training", training_cases)):
             for case in cases:
                 row = {"label": label(case), "case": case}
                 if time.perf_counter() - began > args.budget_s - reserve:
@@ -228,9 +339,10 @@ def main() -> int:
                         row["result"] = (run_training_case(case, device, Path(scratch)) if kind == "training"
                                          else run_sampler_case(case, device))
                     except Exception as error:  # a failing case (e.g. compile unsupported) must not stop the check
-                        row["result"] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+                        row["result"] = error_text(error)
                 print(f"{kind} {row['label']}: {row.get('result', 'skipped')}", flush=True)
                 report[kind].append(row)
+                save(report, args.out, began)
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
         three_d = [r for r in report["training"] if r["case"]["dims"] == 3 and "samples_per_s" in (r.get("result") or {})]
@@ -240,14 +352,10 @@ def main() -> int:
                 report["zero_start"] = run_zero_start_training(zero_start["size"], zero_start["batch"],
                                                                zero_start["seconds"], rate, device, Path(scratch))
             except Exception as error:
-                report["zero_start"] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+                report["zero_start"] = error_text(error)
             print(f"zero start: {report['zero_start'].get('recovery_error', report['zero_start'])}", flush=True)
-    report["seconds"] = time.perf_counter() - began
-    stem = f"gpu_{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-').lower()}_{report['date']}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    write_markdown(report, args.out / f"{stem}.md")
-    print(f"gpu_check: wrote {args.out / stem}.json and .md in {report['seconds']:.0f} s", flush=True)
+    save(report, args.out, began)
+    print(f"gpu_check: wrote the report under {args.out} in {report['seconds']:.0f} s", flush=True)
     return 0
 
 

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .graph_capture import captured_or_eager
 from .metrics import field_statistics
 from .models import DRDMModel
 from .settings import MODES, SPEEDS
-from .spatial import compose, folds, integrate, warp, warp_labels
+from .spatial import compose, folds, grid_constants, integrate, warp, warp_labels
 
 LADDER = {"faithful": 1, "fast": 4, "faster": 8}  # every rung and its stride through the reference schedule
 STEP_SQUARINGS = 4  # scaling-and-squaring steps for each network step in diffeomorphic mode
@@ -107,21 +108,46 @@ def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None
         raise ValueError(f"start_level must lie in [0, {2 * model.num_steps}], got {start_level}")
 
 
-def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: torch.Tensor,
+                             folded: torch.Tensor) -> torch.Tensor:
     """Compose ``exp(step)`` onto a fold-free ``ddf`` (border padding) so that the result stays fold-free.
 
-    A batch element whose composition would fold (:func:`~drdm.spatial.folds`) has its step halved and
-    retried; after :data:`STEP_HALVINGS` tries that element keeps its previous field.
+    ``candidate`` is the full step's composition and ``folded`` its :func:`~drdm.spatial.folds`. A batch element
+    whose composition folds has its step halved and retried; after :data:`STEP_HALVINGS` tries in all that
+    element keeps its previous field.
     """
     shape = (-1,) + (1,) * (ddf.dim() - 1)
     scale = torch.ones(ddf.shape[0], dtype=ddf.dtype, device=ddf.device)
-    for _ in range(STEP_HALVINGS):
-        candidate = compose(ddf, integrate(step * scale.reshape(shape), STEP_SQUARINGS, "border"), "border")
-        folded = folds(candidate)
+    for _ in range(STEP_HALVINGS - 1):
         if not bool(folded.any()):
             return candidate
         scale = torch.where(folded, scale * 0.5, scale)
+        candidate = compose(ddf, integrate(step * scale.reshape(shape), STEP_SQUARINGS, "border"), "border")
+        folded = folds(candidate)
+    if not bool(folded.any()):
+        return candidate
     return torch.where(folded.reshape(shape), ddf, candidate)
+
+
+def _recovery_step(network: torch.nn.Module, image: torch.Tensor, rec_num: int, interpolation: str, padding: str,
+                   diffeomorphic: bool) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """One recovery step as a function of ``(ddf, current, t)`` without host synchronisation (CUDA-graph safe).
+
+    Reference mode returns ``(ddf, current)``; diffeomorphic mode returns ``(step, candidate, folded, moved)``:
+    the full step's exponential composed onto ``ddf``, whether that folds, and the image moved by it.
+    """
+    size = image.shape[2]
+
+    def reference(ddf: torch.Tensor, current: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ddf = compose(ddf, network(current, t, rec_num=rec_num) * size, padding=padding)
+        return ddf, warp(image, ddf, interpolation, "zeros")
+
+    def topology_preserving(ddf: torch.Tensor, current: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        step = network(current, t, rec_num=rec_num) * size
+        candidate = compose(ddf, integrate(step, STEP_SQUARINGS, "border"), "border")
+        return step, candidate, folds(candidate), warp(image, candidate, interpolation, "zeros")
+
+    return topology_preserving if diffeomorphic else reference
 
 
 def _random_field(process, start_level: int, size: int, batch: int,
@@ -154,6 +180,7 @@ def generate(
     label_method: str = "nearest",
     image_interpolation: str | None = None,
     speed: str = "faithful",
+    cuda_graph: bool | None = None,
 ) -> GenerationResult:
     """Deform ``image`` (and ``labels``) with a new DRDM deformation.
 
@@ -183,6 +210,9 @@ def generate(
             within 2 %, no folding (``benchmarks/fast_modes.py``). ``"faster"`` (every eighth level, 10 calls):
             8.0× faster, mean |u| +3.0 %, p95 +2.6 %, no folding over 16 seeds
             (``benchmarks/results/fast_modes_ladder.md``).
+        cuda_graph: record the recovery step once as a CUDA graph and replay it (``None``, the default: when the
+            model runs on a CUDA device). The same kernels on the same data: the eager step's outputs, fewer
+            launches (:mod:`drdm.graph_capture`). ``False`` runs every step eagerly.
 
     Returns:
         :class:`GenerationResult` (fields in voxels).
@@ -213,13 +243,23 @@ def generate(
         ddf_random = _random_field(process, start_level, size, batch, generator, device, diffeomorphic)
         image_random = warp(image, ddf_random, interpolation, "zeros")
         ddf, current = ddf_random, image_random
+        step_once = _recovery_step(network, image, rec_num, interpolation, padding, diffeomorphic)
+        if levels and cuda_graph is not False:
+            first = torch.full((batch,), levels[0], dtype=torch.long, device=device)
+            step_once = captured_or_eager(step_once, (ddf, current, first),
+                                          keep_alive=(image, grid_constants(tuple(image.shape[2:]), device)))
         for index, t in enumerate(levels):
             if cancel is not None and cancel():
                 raise GenerationCancelled(f"generation cancelled after {index} of {len(levels)} recovery steps")
             t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
-            step = network(current, t_batch, rec_num=rec_num) * size
-            ddf = _compose_without_folding(ddf, step) if diffeomorphic else compose(ddf, step, padding=padding)
-            current = warp(image, ddf, interpolation, "zeros")
+            if diffeomorphic:
+                step, candidate, folded, moved = step_once(ddf, current, t_batch)
+                if bool(folded.any()):  # rare: halve the folding elements' steps, eagerly
+                    candidate = _compose_without_folding(ddf, step, candidate, folded)
+                    moved = warp(image, candidate, interpolation, "zeros")
+                ddf, current = candidate, moved
+            else:
+                ddf, current = step_once(ddf, current, t_batch)
             if progress is not None:
                 progress(index + 1, len(levels))
         moved_labels = moved_labels_random = None

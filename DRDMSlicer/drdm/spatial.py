@@ -72,6 +72,13 @@ def _half_extent(shape: tuple[int, ...], device: torch.device, dtype: torch.dtyp
         return torch.tensor(half, device=device, dtype=dtype)
 
 
+def grid_constants(shape: tuple[int, ...], device: torch.device | str,
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+    """The cached tensors that warps on this grid read (hold them while a CUDA graph that warps is replayed)."""
+    shape, device = tuple(shape), torch.device(device)
+    return _identity_positions(shape, device, dtype), _half_extent(shape, device, dtype)
+
+
 def identity_grid(shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Voxel positions ``(1, ndim, *shape)``, channel i = index along array axis i (cached per shape/device/dtype)."""
     pos = _identity_positions(tuple(shape), torch.device(device), dtype)
