@@ -180,3 +180,32 @@ def test_speed_ladder_levels(small_model, small_inputs):
     assert set(SPEEDS) <= set(LADDER)
     with pytest.raises(ValueError, match="unknown speed"):
         generate(small_model, image, start_level=10, speed="fastest")
+
+
+def test_folding_steps_are_halved_or_skipped_per_element():
+    """Diffeomorphic mode: an element whose step folds gets half of it (or keeps its field); the others the full step."""
+    from drdm.sampler import STEP_SQUARINGS, _compose_without_folding
+    from drdm.spatial import compose, folds, integrate
+
+    noise = torch.randn(1, 2, 32, 32, generator=torch.Generator().manual_seed(0))
+    step = torch.cat([0.5 * noise, 64 * noise, 0.05 * noise])  # folds at 1 only / folds always / never folds
+
+    def exp_composed(ddf: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
+        return compose(ddf, integrate(velocity, STEP_SQUARINGS, "border"), "border")
+
+    ddf = torch.zeros(3, 2, 32, 32)
+    candidate = exp_composed(ddf, step)
+    assert folds(candidate).tolist() == [True, True, False]
+    assert not folds(exp_composed(ddf[:1], step[:1] * 0.5)).any()
+    result = _compose_without_folding(ddf, step, candidate, folds(candidate))
+    assert not folds(result).any()
+    assert torch.equal(result[0], exp_composed(ddf[:1], step[:1] * 0.5)[0])
+    assert torch.equal(result[1], ddf[1])
+    assert torch.equal(result[2], candidate[2])
+
+
+def test_cuda_graph_is_ignored_on_the_cpu(small_model, small_inputs):
+    image, labels = small_inputs
+    runs = [generate(small_model, image, labels, start_level=30, levels=[3, 2, 1, 0], mode="diffeomorphic",
+                     generator=torch.Generator().manual_seed(4), cuda_graph=graph) for graph in (False, True)]
+    assert torch.equal(runs[0].ddf, runs[1].ddf)

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# One-command GPU check (about 8 minutes on one H100): sampler time per sample and peak memory (2D 256² batch
-# 1/8/32, 3D 64³ and 128³; fp32, bf16 autocast, torch.compile; fast and faithful), training samples/s, and a
-# 4-minute 3D 64³ training run from the zero start with its recovery-error table.
+# One-command GPU check (about 7 minutes on one H100): the GPU tests (Testing/test_gpu.py: CUDA against CPU, the
+# CUDA-graph recovery step against the eager one, AMP training), then benchmarks/gpu_check.py: fidelity to the
+# reference vectors (TF32 on/off), one network call per layout eager and as a CUDA graph, sampler time per sample
+# and peak memory (2D 256² batch 1/8/32, 3D 64³ and 128³; eager against CUDA graph; fp32, bf16 autocast,
+# torch.compile; faithful/fast/faster), training samples/s, and a 3D 64³ training run from the zero start.
 # Writes benchmarks/results/gpu_<device>_<date>.{json,md}. Options go to benchmarks/gpu_check.py
 # (--budget-s SECONDS, --train-seconds SECONDS, --out FOLDER).
 #
 # Environment: $PYTHON if it already has a CUDA PyTorch, else .venv-gpu (created here; it sees the system's
 # packages, so a preinstalled CUDA torch is used; otherwise pip installs the project with PyPI's default Linux
-# torch wheel, which is a CUDA build). On a machine without an NVIDIA GPU it stops at once with exit status 2.
+# torch wheel, which is a CUDA build). A machine without internet (the lent device machines) needs the packages
+# its Python lacks as wheels in .whl/ (SimpleITK there): they are installed into /tmp/drdm-site. Set DRDM_SHARED
+# to a folder holding reference/vectors_public.npz for the fidelity rows. On a machine without an NVIDIA GPU it
+# stops at once with exit status 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +26,11 @@ nvidia-smi -L
 has_cuda_torch() { "$1" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; }
 
 PYTHON="${PYTHON:-python3}"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/drdm-site .whl/*.whl \
+        || fail "installing the wheels in .whl/ failed"
+    export PYTHONPATH="/tmp/drdm-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 if has_cuda_torch "$PYTHON" && "$PYTHON" -c "import safetensors, SimpleITK, tqdm, matplotlib" 2>/dev/null; then
     export PYTHONPATH="$PWD/DRDMSlicer${PYTHONPATH:+:$PYTHONPATH}"
 else
@@ -36,5 +46,7 @@ else
     has_cuda_torch "$PYTHON" || fail "the installed PyTorch has no CUDA support ($("$PYTHON" -c 'import torch; print(torch.__version__)'))"
 fi
 
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" PYTHONUNBUFFERED=1
+echo "gpu_check: Testing/test_gpu.py"
+timeout 180 "$PYTHON" -m pytest -q -p no:cacheprovider Testing/test_gpu.py || echo "gpu_check: GPU tests FAILED (above)"
 exec timeout 600 "$PYTHON" benchmarks/gpu_check.py --device cuda "$@"

@@ -180,7 +180,7 @@ def generate(
     label_method: str = "nearest",
     image_interpolation: str | None = None,
     speed: str = "faithful",
-    cuda_graph: bool | None = None,
+    cuda_graph: bool = False,
 ) -> GenerationResult:
     """Deform ``image`` (and ``labels``) with a new DRDM deformation.
 
@@ -210,9 +210,10 @@ def generate(
             within 2 %, no folding (``benchmarks/fast_modes.py``). ``"faster"`` (every eighth level, 10 calls):
             8.0× faster, mean |u| +3.0 %, p95 +2.6 %, no folding over 16 seeds
             (``benchmarks/results/fast_modes_ladder.md``).
-        cuda_graph: record the recovery step once as a CUDA graph and replay it (``None``, the default: when the
-            model runs on a CUDA device). The same kernels on the same data: the eager step's outputs, fewer
-            launches (:mod:`drdm.graph_capture`). ``False`` runs every step eagerly.
+        cuda_graph: on a CUDA device, record the recovery step once as a CUDA graph and replay it: the same
+            kernels on the same data, so the eager step's outputs with fewer launches (:mod:`drdm.graph_capture`;
+            a capture that fails warns and runs eagerly). Opt-in until ``scripts/gpu_check.sh`` has measured it on
+            a GPU (it times both and compares the samples); ignored on the CPU.
 
     Returns:
         :class:`GenerationResult` (fields in voxels).
@@ -244,7 +245,7 @@ def generate(
         image_random = warp(image, ddf_random, interpolation, "zeros")
         ddf, current = ddf_random, image_random
         step_once = _recovery_step(network, image, rec_num, interpolation, padding, diffeomorphic)
-        if levels and cuda_graph is not False:
+        if levels and cuda_graph:
             first = torch.full((batch,), levels[0], dtype=torch.long, device=device)
             step_once = captured_or_eager(step_once, (ddf, current, first),
                                           keep_alive=(image, grid_constants(tuple(image.shape[2:]), device)))
