@@ -151,3 +151,27 @@ def test_reference_layout_keeps_contiguous_weights_and_rejects_unknown():
     assert net.set_layout("channels-last").conv_out.weight.is_contiguous(memory_format=torch.channels_last_3d)
     with pytest.raises(ValueError, match="layout"):
         net.set_layout("nhwc")
+
+
+@pytest.mark.parametrize("ndims", [2, 3])
+def test_every_convolution_of_a_pass_runs_in_the_chosen_layout(ndims):
+    """A one-channel image is contiguous in both layouts; the channels-last layout must still feed every
+    convolution channels-innermost (channel stride 1), including the first one and the second refinement pass."""
+    net = RecResACNet(ndims=ndims, width=2, num_steps=10, embed_dim=8)
+    seen: dict[str, list[tuple[int, ...]]] = {"reference": [], "channels-last": []}
+    layout = "reference"
+
+    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        seen[layout].append(inputs[0].stride())
+
+    for module in net.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
+            module.register_forward_pre_hook(record)
+    x = torch.rand((1, 1) + (16,) * ndims)
+    with torch.no_grad():
+        for layout in ("reference", "channels-last"):
+            net.set_layout(layout)
+            net(x, 3, rec_num=2)
+    assert len(seen["channels-last"]) == len(seen["reference"]) > 0
+    assert all(strides[1] == 1 for strides in seen["channels-last"])
+    assert all(strides[-1] == 1 and strides[1] > 1 for strides in seen["reference"])

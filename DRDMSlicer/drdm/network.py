@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .direct_convolution import Conv2d, Conv3d
 from .spatial import warp
 
 LEAK = 1e-6  # negative slope of the reference's leaky ReLU
@@ -33,11 +34,13 @@ def _leaky(z: torch.Tensor) -> torch.Tensor:
 
 
 def _conv(ndims: int) -> type[nn.Module]:
-    return nn.Conv2d if ndims == 2 else nn.Conv3d
+    return Conv2d if ndims == 2 else Conv3d
 
 
 class AtrousBlock(nn.Module):
     """Residual atrous block ``A(c_in → c_out)``: conv0 (+ instance norm), dilations 1 and 3, residual."""
+
+    memory_format = torch.contiguous_format  # the network's layout (set by RecResACNet.set_layout)
 
     def __init__(self, ndims: int, c_in: int, c_out: int, norm: bool) -> None:
         super().__init__()
@@ -53,13 +56,17 @@ class AtrousBlock(nn.Module):
     def _normalise(self, y: torch.Tensor) -> torch.Tensor:
         if y.is_contiguous():  # the reference layout: the authors' instance norm, bit for bit
             return self.ln(y)
-        # channels-last: the same statistics without the layout round trip of the built-in (within 1e-6)
-        var, mean = torch.var_mean(y, dim=tuple(range(2, y.dim())), unbiased=False, keepdim=True)
+        # channels-last: the same statistics without the layout round trip of the built-in (within 1e-6), by two
+        # plain means (a strided var_mean over channels-last is several times slower than both together)
+        dims = tuple(range(2, y.dim()))
+        centred = y - y.mean(dim=dims, keepdim=True)
+        var = torch.square(centred).mean(dim=dims, keepdim=True)
         shape = (1, -1) + (1,) * (y.dim() - 2)
-        return (y - mean) * torch.rsqrt(var + self.ln.eps) * self.ln.weight.view(shape) + self.ln.bias.view(shape)
+        return torch.addcmul(self.ln.bias.view(shape), centred, torch.rsqrt(var + self.ln.eps) * self.ln.weight.view(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv0(x)
+        # a 3D convolution of a one-channel input answers NCDHW whatever the strides: restore the layout here
+        y = self.conv0(x).contiguous(memory_format=self.memory_format)
         if self.ln is not None:
             y = self._normalise(y)
         # in place where a tensor is not needed again: the same values, fewer allocations
@@ -156,7 +163,19 @@ class RecResACNet(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
                 module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+            if isinstance(module, (Conv2d, Conv3d)):
+                module.direct = layout == "channels-last"
+            elif isinstance(module, AtrousBlock):
+                module.memory_format = fmt
         return self
+
+    def _in_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with the layout's strides. A one-channel image is contiguous in both layouts, so ``.contiguous``
+        keeps the NCHW strides and the convolutions would run NCHW for the first block; an explicit copy into
+        channels-last strides keeps the whole pass channels-last."""
+        if self.layout == "reference":
+            return x.contiguous()
+        return torch.empty_like(x, memory_format=self._memory_format()).copy_(x)
 
     def _check_input(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         if x.dim() != self.ndims + 2:
@@ -184,7 +203,7 @@ class RecResACNet(nn.Module):
     def unet(self, x: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
         """One U-Net pass with the output limit; ``feats`` from the seven time MLPs. Size units."""
         te1, te2, te3, te_mid, te4, te5, te_out = feats
-        o1 = self.b1(x + te1)
+        o1 = self.b1(self._in_layout(x + te1))
         o2 = self.b2(self.down1(o1) + te2)
         o3 = self.b3(self.down2(o2) + te3)
         om = self.b_mid(self.down3(o3) * te_mid)
@@ -199,7 +218,6 @@ class RecResACNet(nn.Module):
         if rec_num < 1:
             raise ValueError(f"rec_num must be >= 1, got {rec_num}")
         t = self._check_input(x, t)
-        x = x.contiguous(memory_format=self._memory_format())
         feats = self._time_features(t)
         size = x.shape[2]
         field = None
