@@ -154,24 +154,53 @@ def test_reference_layout_keeps_contiguous_weights_and_rejects_unknown():
 
 
 @pytest.mark.parametrize("ndims", [2, 3])
-def test_every_convolution_of_a_pass_runs_in_the_chosen_layout(ndims):
+def test_every_convolution_of_a_pass_runs_in_the_chosen_layout(ndims, monkeypatch):
     """A one-channel image is contiguous in both layouts; the channels-last layout must still feed every
     convolution channels-innermost (channel stride 1), including the first one and the second refinement pass."""
+    from drdm.direct_convolution import _DirectConvolution
+
     net = RecResACNet(ndims=ndims, width=2, num_steps=10, embed_dim=8)
-    seen: dict[str, list[tuple[int, ...]]] = {"reference": [], "channels-last": []}
+    names = {id(module): name for name, module in net.named_modules()}
+    seen: dict[str, dict[str, list[tuple[int, ...]]]] = {"reference": {}, "channels-last": {}}
     layout = "reference"
+    goes_direct = _DirectConvolution._goes_direct
 
-    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        seen[layout].append(inputs[0].stride())
+    def record(module: torch.nn.Module, x: torch.Tensor) -> None:
+        seen[layout].setdefault(names[id(module)], []).append(x.stride())
 
+    def spy(module: torch.nn.Module, x: torch.Tensor) -> bool:  # every convolution asks this, fused or not
+        record(module, x)
+        return goes_direct(module, x)
+
+    monkeypatch.setattr(_DirectConvolution, "_goes_direct", spy)
     for module in net.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
-            module.register_forward_pre_hook(record)
+        if isinstance(module, (torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
+            module.register_forward_pre_hook(lambda module, inputs: record(module, inputs[0]))
     x = torch.rand((1, 1) + (16,) * ndims)
     with torch.no_grad():
         for layout in ("reference", "channels-last"):
             net.set_layout(layout)
             net(x, 3, rec_num=2)
-    assert len(seen["channels-last"]) == len(seen["reference"]) > 0
-    assert all(strides[1] == 1 for strides in seen["channels-last"])
-    assert all(strides[-1] == 1 and strides[1] > 1 for strides in seen["reference"])
+    convolutions = {names[id(m)] for m in net.modules() if isinstance(m, (torch.nn.modules.conv._ConvNd))}
+    assert set(seen["channels-last"]) == set(seen["reference"]) == convolutions
+    assert all(strides[1] == 1 for calls in seen["channels-last"].values() for strides in calls)
+    assert all(strides[-1] == 1 and strides[1] > 1 for calls in seen["reference"].values() for strides in calls)
+
+
+@pytest.mark.parametrize("ndims", [2, 3])
+def test_fused_activation_and_sum_equal_the_separate_steps(ndims):
+    from drdm.direct_convolution import Conv2d, Conv3d
+
+    conv = (Conv2d if ndims == 2 else Conv3d)(6, 6, 3, 1, 3, dilation=3)
+    layout = torch.channels_last if ndims == 2 else torch.channels_last_3d
+    conv.weight.data = conv.weight.data.contiguous(memory_format=layout)
+    conv.direct = True
+    x, other = (torch.randn((1, 6) + (12,) * ndims).contiguous(memory_format=layout) for _ in range(2))
+    with torch.no_grad():
+        plain = conv(x)
+        assert plain.is_contiguous(memory_format=layout)
+        assert torch.equal(conv.leaky(x, 0.1), torch.nn.functional.leaky_relu(plain, 0.1))
+        assert torch.equal(conv.plus(x, other), plain + other)
+    conv.direct = False  # the built-in convolution (the reference layout) gives the same sums here up to rounding
+    with torch.no_grad():
+        assert torch.allclose(conv(x), plain, atol=1e-5)

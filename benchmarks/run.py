@@ -3,7 +3,8 @@
 Measures (several runs each: median, min, max), every case in its own process so that peak memory is its own:
 
 * one network call (two refinement passes) at 2D 256², 3D 64³, 3D 128³, batch 1/4/8, in the default
-  ``channels-last`` layout, plus the baseline ``reference`` layout (the authors' bits) at 2D 256² batch 1;
+  ``channels-last`` layout, plus the baseline ``reference`` layout (the authors' bits) at 2D 256² and 3D 64³,
+  batch 1;
 * a whole sample (:func:`drdm.sampler.generate`) for each sampler mode and rung of the speed ladder
   (faithful, fast, faster), with the overhead ratio sample time / (network calls × one call on the same input,
   timed in the same process) and samples per second (batch ``b``: ``b`` samples, one generator each, as
@@ -17,7 +18,8 @@ network (width 10, the lct-3d layout; its weights are not public) with a zeroed 
 and no diffeomorphic step back-offs that random weights would trigger.
 
 Usage: ``bash scripts/benchmark.sh`` (default set, < 15 min on a 2-core CPU), ``--full`` for every size × batch ×
-mode × speed (hours on a CPU), ``--device cuda`` on a GPU (adds AMP and torch.compile rows for network calls).
+mode × speed (hours on a CPU), ``--device cuda`` on a GPU (adds AMP and torch.compile rows for network calls and samples with the
+CUDA-graph recovery step).
 Writes ``benchmarks/results/benchmark[-DEVICE].{json,md}``.
 """
 
@@ -55,6 +57,7 @@ def default_cases(full: bool, device: str) -> list[dict]:
             if full or device == "cuda" or dims == 2 or size <= 64 or batch == 1:
                 cases.append({"kind": "call", "dims": dims, "size": size, "batch": batch, "runs": 5 if dims == 2 else 3})
     cases.append({"kind": "call", "dims": 2, "size": 256, "batch": 1, "runs": 5, "layout": "reference"})
+    cases.append({"kind": "call", "dims": 3, "size": 64, "batch": 1, "runs": 3, "layout": "reference"})
     if device == "cuda":
         for dims, size in sizes:
             cases.append({"kind": "call", "dims": dims, "size": size, "batch": 1, "runs": 5, "amp": True})
@@ -66,10 +69,19 @@ def default_cases(full: bool, device: str) -> list[dict]:
                     if full or device == "cuda" or _in_default_set(dims, size, batch, mode, speed):
                         cases.append({"kind": "sample", "dims": dims, "size": size, "batch": batch, "mode": mode,
                                       "speed": speed, "runs": 3})
+    if device == "cuda":
+        cases += cuda_graph_cases(sizes)
     for library in ("torchio", "monai"):
         for dims, size in ((2, 256), (3, 128)):
             cases.append({"kind": "peer", "library": library, "dims": dims, "size": size, "runs": 5})
     return cases
+
+
+def cuda_graph_cases(sizes: list[tuple[int, int]]) -> list[dict]:
+    """Samples with the recovery step replayed as a CUDA graph (``generate(cuda_graph=True)``), batch 1."""
+    return [{"kind": "sample", "dims": dims, "size": size, "batch": 1, "mode": mode, "speed": speed, "runs": 3,
+             "cuda_graph": True}
+            for dims, size in sizes for mode, speed in (("reference", "faithful"), ("diffeomorphic", "fast"))]
 
 
 def _in_default_set(dims: int, size: int, batch: int, mode: str, speed: str) -> bool:
@@ -153,7 +165,7 @@ def run_sample(case: dict, device: torch.device) -> dict:
     def sample() -> None:
         generators = [torch.Generator().manual_seed(next(seeds)) for _ in range(case["batch"])]
         out = generate(model, image, start_level=56 if case["dims"] == 2 else 64, mode=case["mode"], speed=case["speed"],
-                       generator=generators)
+                       generator=generators, cuda_graph=case.get("cuda_graph", False))
         result["calls"] = len(out.levels) * 1  # one network call (two refinement passes) per level
         result["mean_vox"] = statistics.fmean(out.statistics["mean_vox"])
         result["folding"] = statistics.fmean(out.statistics["folding_fraction"])
@@ -262,6 +274,7 @@ def _label(case: dict) -> str:
         return f"{case['library']} {shape}"
     extra = " AMP bf16" if case.get("amp") else (" compiled" if case.get("compile") else "")
     extra += f" {case['layout']} layout" if case.get("layout") else ""
+    extra += " CUDA graph" if case.get("cuda_graph") else ""
     mode = f" {case['mode']}/{case['speed']}" if case["kind"] == "sample" else ""
     return f"{shape} b{case['batch']}{mode}{extra}"
 

@@ -8,6 +8,12 @@ parameters, same state-dict keys) send such a call to ``torch.mkldnn_convolution
 (the network's channels-last layout), the input is a float32 CPU tensor and no gradient is recorded; otherwise
 they are the built-in convolutions, so the reference layout keeps the authors' numbers bit for bit and training
 keeps autograd.
+
+:meth:`~_DirectConvolution.leaky` and :meth:`~_DirectConvolution.plus` fold the block's next step (a leaky ReLU,
+a residual sum) into the same oneDNN call as a post-op (``torch.ops.mkldnn._convolution_pointwise``, the fused
+operator PyTorch's own compiler emits), saving a pass over the activations; the values equal the unfused
+``mkldnn_convolution`` followed by the step (``Testing/test_network.py``). Where that operator is missing they
+run the step separately.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 from torch import nn
 
 AVAILABLE = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
+FUSED = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None) if AVAILABLE else None
 
 
 class _DirectConvolution:
@@ -23,12 +30,35 @@ class _DirectConvolution:
 
     direct = False  # set by RecResACNet.set_layout
 
+    def _goes_direct(self, input: torch.Tensor) -> bool:
+        return (self.direct and AVAILABLE and self.padding_mode == "zeros" and input.device.type == "cpu"
+                and input.dtype == torch.float32 and self.weight.dtype == torch.float32
+                and not (torch.is_grad_enabled() and (input.requires_grad or self.weight.requires_grad)))
+
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if (self.direct and AVAILABLE and self.padding_mode == "zeros" and input.device.type == "cpu"
-                and input.dtype == torch.float32 and weight.dtype == torch.float32
-                and not (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad))):
+        if self._goes_direct(input):
             return torch.mkldnn_convolution(input, weight, bias, self.padding, self.stride, self.dilation, self.groups)
         return super()._conv_forward(input, weight, bias)
+
+    def _geometry(self) -> tuple[list[int], list[int], list[int], int]:
+        return list(self.padding), list(self.stride), list(self.dilation), self.groups
+
+    def leaky(self, input: torch.Tensor, slope: float) -> torch.Tensor:
+        """``leaky_relu(self(input), slope)``, the activation fused into the convolution where it goes direct."""
+        if FUSED is not None and self._goes_direct(input):
+            return FUSED(input, self.weight, self.bias, *self._geometry(), "leaky_relu", [slope], "")
+        return nn.functional.leaky_relu_(self(input), slope)
+
+    def plus(self, input: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """``self(input) + other``, the sum fused into the convolution where it goes direct (``other`` in the
+        output's shape and layout)."""
+        if FUSED is not None and self._goes_direct(input) and other.is_contiguous(memory_format=_layout_of(other)):
+            return FUSED.binary(input, other, self.weight, self.bias, *self._geometry(), "add", None, None, [], None)
+        return self(input).add_(other)
+
+
+def _layout_of(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
 
 
 class Conv2d(_DirectConvolution, nn.Conv2d):

@@ -69,9 +69,9 @@ class AtrousBlock(nn.Module):
         y = self.conv0(x).contiguous(memory_format=self.memory_format)
         if self.ln is not None:
             y = self._normalise(y)
-        # in place where a tensor is not needed again: the same values, fewer allocations
-        r = self.convs[1](nn.functional.leaky_relu_(self.convs[0](_leaky(y)), LEAK))
-        return nn.functional.leaky_relu_(r.add_(y), LEAK)
+        # activation and residual sum fused into the convolutions or done in place: the same values, fewer passes
+        r = self.convs[1].plus(self.convs[0].leaky(_leaky(y), LEAK), y)
+        return nn.functional.leaky_relu_(r, LEAK)
 
 
 def _time_mlp(embed_dim: int, channels: int) -> nn.Sequential:
