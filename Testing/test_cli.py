@@ -470,3 +470,26 @@ def test_web_binds_loopback_by_default_and_refuses_a_missing_volume(tmp_path, ca
     assert (args.host, args.port, args.export_dir, args.device) == ("127.0.0.1", 8080, "drdm-web-exports", "auto")
     assert main(["web", str(tmp_path / "missing.nii.gz")]) == 2
     assert "missing.nii.gz: no such file" in capsys.readouterr().err
+
+
+def test_batched_count_runs_the_samples_as_one_batch(tmp_path, model3d_path, monkeypatch):
+    """``--batched`` asks deform_images for sampler batches on the CPU; without it the CPU default (None) holds."""
+    import drdm.cli
+
+    asked = []
+    real = drdm.cli.deform_images
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("batch"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drdm.cli, "deform_images", spy)
+    image, _ = blob_image((24, 24, 16), (1.0, 1.0, 2.0))
+    image_path = tmp_path / "v.mha"
+    sitk.WriteImage(image, str(image_path))
+    args = ["generate", str(image_path), "--model", str(model3d_path), "--level", "30", "--seed", "7", "--speed",
+            "faster", "--count", "2"]
+    assert main(args + ["--batched", "--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert asked == [True, None]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["v_T30_seed7", "v_T30_seed8"]

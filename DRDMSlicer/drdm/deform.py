@@ -276,11 +276,12 @@ def deform_images(
     """:func:`deform_image` for each seed, the sampler running the samples as batches (:func:`compute_fields`).
 
     ``batch``: run the samples as sampler batches sized by the memory estimate; ``None`` (default) batches on
-    CUDA only. On the CPU batching measured no gain (1.02× samples/s at count 8, 2D 256², 2 threads:
-    ``benchmarks/batched_samples.py``) while the float32 rounding of batched convolutions, carried through the
-    iterative sampler, moves a sample by up to 0.12 voxels; unbatched, sample ``k`` is bit-identical to
-    ``deform_image(..., seed=seeds[k])``. ``progress(step, total)`` counts recovery steps over all
-    samples. Each sample's ``statistics["seconds"]`` is its share of the batched field computation plus its own warps.
+    CUDA only. On the CPU batching measured 1.39× samples/s at count 8 (2D 256², 2 threads, fast:
+    ``benchmarks/batched_samples.py``), but the float32 rounding of batched convolutions, carried through the
+    iterative sampler, moves a sample by up to 0.83 voxels; unbatched (the CPU default, ``drdm generate
+    --batched`` opts in), sample ``k`` is bit-identical to ``deform_image(..., seed=seeds[k])``.
+    ``progress(step, total)`` counts recovery steps over all samples. Each sample's ``statistics["seconds"]`` is
+    its share of the batched field computation plus its own warps.
     """
     if interpolation not in INTERPOLATORS:
         raise InputError(f"unknown interpolation {interpolation!r}; choose one of {sorted(INTERPOLATORS)}")

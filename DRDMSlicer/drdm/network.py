@@ -92,9 +92,9 @@ class RecResACNet(nn.Module):
         num_steps: number of diffusion levels T (rows of the time table).
         embed_dim: width of the sinusoidal time embedding.
         width: channels of the first stage; deeper stages use 2×, 4× and 8× (the published models: 10).
-        layout: ``"channels-last"`` (default: oneDNN convolutions without layout reorders, outputs within 3e-6 of
-            the reference, bit-reproducible on a given build) or ``"reference"`` (contiguous NC(D)HW, the authors'
-            outputs bit for bit); see :meth:`set_layout`.
+        layout: ``"channels-last"`` (default: oneDNN convolutions without layout reorders, called directly and
+            with fused activations on a CPU, outputs within 3e-6 of the reference, bit-reproducible on a given
+            build) or ``"reference"`` (contiguous NC(D)HW, the authors' outputs bit for bit); see :meth:`set_layout`.
 
     ``forward(x, t, rec_num=2)``: ``x`` ``(N, in_channels, *spatial)`` with every size divisible by 8,
     ``t`` integer levels ``(N,)`` (or an int); returns ``(N, ndims, *spatial)`` in size units.
@@ -149,10 +149,13 @@ class RecResACNet(nn.Module):
         """Choose the memory layout of the weights and activations (in place; returns ``self``).
 
         ``"channels-last"`` stores the convolution weights and runs the activations as (N, *spatial, C) in memory:
-        oneDNN then skips a layout reorder around every convolution (measured 1.1–1.4× per 2D 256² call and
-        1.23× per whole sample on a 2-core CPU, ``benchmarks/network_call.py``). The sums are ordered
-        differently, so outputs differ from the reference by a few 1e-6 (within the reference vectors' 1e-5);
-        the sampler amplifies that into a different but equally distributed sample for the same seed.
+        oneDNN then skips a layout reorder around every convolution; on a CPU at inference the convolutions call
+        oneDNN directly (:mod:`drdm.direct_convolution`: PyTorch's own size rule sends most 3D levels to a slow
+        fallback) with the leaky ReLU and the residual sum fused in. Measured on a 2-core CPU, same run, fresh
+        processes (``benchmarks/network_call.py``): 1.49× per 2D 256² call, 1.43× per faithful 2D sample, 2.7× per
+        3D 64³ call. The sums are ordered differently, so outputs differ from the reference by a few 1e-6 (within
+        the reference vectors' 1e-5); the sampler amplifies that into a different but equally distributed sample
+        for the same seed.
         ``"reference"`` is the authors' layout and reproduces their outputs bit for bit. Shapes, units and the
         state dict's values are the same.
         """
