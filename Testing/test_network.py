@@ -204,3 +204,25 @@ def test_fused_activation_and_sum_equal_the_separate_steps(ndims):
     conv.direct = False  # the built-in convolution (the reference layout) gives the same sums here up to rounding
     with torch.no_grad():
         assert torch.allclose(conv(x), plain, atol=1e-5)
+
+
+def test_a_failing_fused_operator_falls_back_to_the_separate_steps(monkeypatch):
+    """The fused oneDNN operator is PyTorch-internal: if a release changes it, the steps run separately, same values."""
+    from drdm import direct_convolution
+    from drdm.direct_convolution import Conv2d, _DirectConvolution
+
+    def changed(*args, **kwargs):
+        raise TypeError("_convolution_pointwise() got an unexpected argument")
+
+    monkeypatch.setattr(direct_convolution, "FUSED", changed)
+    monkeypatch.setattr(_DirectConvolution, "fused_usable", True)
+    conv = Conv2d(4, 4, 3, 1, 1)
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+    conv.direct = True
+    x = torch.randn(1, 4, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), pytest.warns(UserWarning, match="separately"):
+        out = conv.leaky(x, 0.1)
+    with torch.no_grad():
+        assert torch.equal(out, torch.nn.functional.leaky_relu(conv(x), 0.1))
+        assert not _DirectConvolution.fused_usable
+        assert torch.equal(conv.plus(x, x), conv(x) + x)  # no second warning: the fallback is remembered

@@ -12,11 +12,14 @@ keeps autograd.
 :meth:`~_DirectConvolution.leaky` and :meth:`~_DirectConvolution.plus` fold the block's next step (a leaky ReLU,
 a residual sum) into the same oneDNN call as a post-op (``torch.ops.mkldnn._convolution_pointwise``, the fused
 operator PyTorch's own compiler emits), saving a pass over the activations; the values equal the unfused
-``mkldnn_convolution`` followed by the step (``Testing/test_network.py``). Where that operator is missing they
-run the step separately.
+``mkldnn_convolution`` followed by the step (``Testing/test_network.py``). That operator is PyTorch-internal:
+where it is missing, or the first call with it fails (a changed signature in a later release), they warn once
+and run the step separately from then on.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -29,6 +32,7 @@ class _DirectConvolution:
     """Mixin over ``nn.Conv2d``/``nn.Conv3d``: the oneDNN call when :attr:`direct` is set and it applies."""
 
     direct = False  # set by RecResACNet.set_layout
+    fused_usable = FUSED is not None  # False from the first failing fused call on (for the whole process)
 
     def _goes_direct(self, input: torch.Tensor) -> bool:
         return (self.direct and AVAILABLE and self.padding_mode == "zeros" and input.device.type == "cpu"
@@ -43,18 +47,31 @@ class _DirectConvolution:
     def _geometry(self) -> tuple[list[int], list[int], list[int], int]:
         return list(self.padding), list(self.stride), list(self.dilation), self.groups
 
+    def _fused(self, input: torch.Tensor, *arguments: object, binary: bool = False) -> torch.Tensor | None:
+        """The fused oneDNN call, or ``None`` where it does not apply or no longer works here."""
+        if not _DirectConvolution.fused_usable or not self._goes_direct(input):
+            return None
+        try:
+            if binary:
+                return FUSED.binary(input, arguments[0], self.weight, self.bias, *self._geometry(), *arguments[1:])
+            return FUSED(input, self.weight, self.bias, *self._geometry(), *arguments)
+        except (RuntimeError, TypeError) as error:
+            _DirectConvolution.fused_usable = False
+            warnings.warn(f"fused oneDNN convolution unavailable, running the steps separately: {error}", stacklevel=3)
+            return None
+
     def leaky(self, input: torch.Tensor, slope: float) -> torch.Tensor:
         """``leaky_relu(self(input), slope)``, the activation fused into the convolution where it goes direct."""
-        if FUSED is not None and self._goes_direct(input):
-            return FUSED(input, self.weight, self.bias, *self._geometry(), "leaky_relu", [slope], "")
-        return nn.functional.leaky_relu_(self(input), slope)
+        fused = self._fused(input, "leaky_relu", [slope], "")
+        return fused if fused is not None else nn.functional.leaky_relu_(self(input), slope)
 
     def plus(self, input: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """``self(input) + other``, the sum fused into the convolution where it goes direct (``other`` in the
         output's shape and layout)."""
-        if FUSED is not None and self._goes_direct(input) and other.is_contiguous(memory_format=_layout_of(other)):
-            return FUSED.binary(input, other, self.weight, self.bias, *self._geometry(), "add", None, None, [], None)
-        return self(input).add_(other)
+        fused = None
+        if other.is_contiguous(memory_format=_layout_of(other)):
+            fused = self._fused(input, other, "add", None, None, [], None, binary=True)
+        return fused if fused is not None else self(input).add_(other)
 
 
 def _layout_of(x: torch.Tensor) -> torch.memory_format:
