@@ -209,3 +209,20 @@ def test_cuda_graph_is_ignored_on_the_cpu(small_model, small_inputs):
     runs = [generate(small_model, image, labels, start_level=30, levels=[3, 2, 1, 0], mode="diffeomorphic",
                      generator=torch.Generator().manual_seed(4), cuda_graph=graph) for graph in (False, True)]
     assert torch.equal(runs[0].ddf, runs[1].ddf)
+
+
+def test_recovery_runs_without_tf32_and_restores_the_setting(small_model, small_inputs, monkeypatch):
+    """cuDNN's default TF32 moves the network 1e-4 from the reference vectors on a GPU: generate turns it off."""
+    image, _ = small_inputs
+    seen = []
+    forward = type(small_model.network).forward
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(small_model.network), "forward", spy)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    generate(small_model, image, start_level=20, levels=[1, 0], generator=torch.Generator().manual_seed(0))
+    assert seen == [False, False]
+    assert torch.backends.cudnn.allow_tf32 is True

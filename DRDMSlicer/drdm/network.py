@@ -8,6 +8,9 @@ the first spatial axis), channel c along array axis c; :func:`size_units_to_voxe
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -232,6 +235,22 @@ class RecResACNet(nn.Module):
             if r + 1 < rec_num:
                 image = warp(x, field * size, "linear", "zeros")
         return field.contiguous()
+
+
+@contextlib.contextmanager
+def float32_convolutions() -> Iterator[None]:
+    """cuDNN convolutions in full float32 inside the block (TF32 off, the previous setting restored after).
+
+    PyTorch lets cuDNN use TF32 by default, which put the published model's outputs 1.1e-4 (reference layout)
+    and 4.4e-4 (channels-last) from the reference vectors on an H200, against 1.4e-6 without it
+    (``benchmarks/results/gpu_nvidia-h200_2026-11-28.md``); the vectors allow 1e-5. No effect on a CPU.
+    """
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
 
 
 def size_units_to_voxels(field: torch.Tensor) -> torch.Tensor:
