@@ -47,8 +47,7 @@ class CapturedFunction:
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         for static, value in zip(self.inputs, inputs):
-            if value.data_ptr() != static.data_ptr():
-                static.copy_(value)
+            static.copy_(value)
         self.graph.replay()
         return tuple(output.clone() for output in self.outputs)
 
