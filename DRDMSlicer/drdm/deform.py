@@ -24,7 +24,8 @@ from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel
 from .sampler import GenerationResult, generate
 from .segment_volumes import segment_volume_changes
-from .settings import DEFAULTS
+from .settings import DEFAULTS, SLICE_MODES
+from .slice_coherence import slice_stack, through_plane_roughness
 from .spatial import jacobian_determinant_slabs
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
@@ -170,20 +171,30 @@ def _plan(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], lev
     return grid
 
 
+def _stack(grid: WorkingGrid, slices: str):
+    """The sampler's slice stack for ``grid`` (2D model on a 3D volume, ``slices="coherent"``), else ``None``."""
+    if slices not in SLICE_MODES:
+        raise InputError(f"unknown slices {slices!r}; choose one of {', '.join(SLICE_MODES)}")
+    if grid.slice_axis is None:
+        return None
+    return slice_stack(slices, grid.batch, grid.spacing[grid.slice_axis] / grid.working_spacing)
+
+
 def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,
                    generators: list[torch.Generator], mode: str = "diffeomorphic", speed: str = "faithful",
                    slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
-                   cancel: Callable[[], bool] | None = None,
-                   batch: bool = True) -> list[tuple[torch.Tensor, WorkingGrid, GenerationResult]]:
+                   cancel: Callable[[], bool] | None = None, batch: bool = True,
+                   slices: str = DEFAULTS.slices) -> list[tuple[torch.Tensor, WorkingGrid, GenerationResult]]:
     """One DRDM deformation field per generator, run as sampler batches of :func:`samples_per_chunk` samples
     (``batch`` False: one sample per sampler run, bit-identical to :func:`compute_field`).
 
     Each sample equals a run of :func:`compute_field` with its generator (up to the float32 rounding of
     batched convolutions: below 1e-3 voxels in the tests). ``progress(step, total)`` counts recovery steps
-    over all chunks.
+    over all chunks. ``slices``: see :func:`compute_field`.
     Returns a list of :func:`compute_field` results, in the generators' order.
     """
     grid = _plan(model, array, spacing, level, slice_axis)
+    stack = _stack(grid, slices)
     working = grid.to_working(array.to(model.device))
     chunk = samples_per_chunk(grid, len(generators)) if batch else 1
     out = []
@@ -196,7 +207,7 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
 
         batch = working.repeat((len(group),) + (1,) * (working.dim() - 1))
         result = generate(model, batch, start_level=level, generator=group, mode=mode, speed=speed,
-                          progress=step, cancel=cancel)
+                          progress=step, cancel=cancel, slices=stack)
         per = working.shape[0]
         for k in range(len(group)):
             part = result.select(k * per, (k + 1) * per)
@@ -207,21 +218,25 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
 def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,
                   generator: torch.Generator | None, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
                   slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
-                  cancel: Callable[[], bool] | None = None) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
+                  cancel: Callable[[], bool] | None = None,
+                  slices: str = DEFAULTS.slices) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
     """A DRDM deformation field for an image array, on the array's own grid.
 
     Args:
         array: the image in array order (``(z, y, x)`` or ``(y, x)``), any real dtype, any device.
         spacing: mm per voxel in array order.
+        slices: a 2D model on a 3D volume: ``"coherent"`` (one field smooth through the slices) or
+            ``"independent"`` (each slice its own field, the authors' way); ignored otherwise.
 
     Returns:
         ``(ddf, grid, generation)``: ``ddf`` ``(1, ndim, *array.shape)`` float32 on the CPU, in voxels of the
         array, channel i along array axis i (pull field); the working grid used; the working-grid result.
     """
     grid = _plan(model, array, spacing, level, slice_axis)
+    stack = _stack(grid, slices)
     working = grid.to_working(array.to(model.device))
     result = generate(model, working, start_level=level, generator=generator, mode=mode, speed=speed,
-                      progress=progress, cancel=cancel)
+                      progress=progress, cancel=cancel, slices=stack)
     return grid.field_to_original(result.ddf).cpu(), grid, result
 
 
@@ -239,6 +254,7 @@ def deform_image(
     slice_axis: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    slices: str = DEFAULTS.slices,
 ) -> DeformationResult:
     """Generate one DRDM deformation of ``image`` (and ``labels``) in physical space.
 
@@ -251,10 +267,13 @@ def deform_image(
         interpolation: SimpleITK interpolator of the output image: ``linear``, ``bspline`` or ``nearest``.
         label_method: ``nearest`` or ``onehot`` (per-label linear resampling + arg-max).
         slice_axis: array axis (z, y, x order) sliced when a 2D model deforms a 3D volume.
+        slices: a 2D model on a 3D volume: ``"coherent"`` (default: one deformation smooth through the slices,
+            :mod:`drdm.slice_coherence`) or ``"independent"`` (each slice its own, the authors' way, for slice-wise
+            training data). 2D images and 3D models ignore it.
     """
     return deform_images(model, image, labels, level=level, seeds=[seed], mode=mode, speed=speed,
                          interpolation=interpolation, label_method=label_method, slice_axis=slice_axis,
-                         progress=progress, cancel=cancel)[0]
+                         progress=progress, cancel=cancel, slices=slices)[0]
 
 
 def deform_images(
@@ -272,6 +291,7 @@ def deform_images(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     batch: bool | None = None,
+    slices: str = DEFAULTS.slices,
 ) -> list[DeformationResult]:
     """:func:`deform_image` for each seed, the sampler running the samples as batches (:func:`compute_fields`).
 
@@ -291,17 +311,17 @@ def deform_images(
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     fields = compute_fields(model, image_array(image), spacing_array_order(image), level=level, generators=generators,
                             mode=mode, speed=speed, slice_axis=slice_axis, progress=progress, cancel=cancel,
-                            batch=model.device.type == "cuda" if batch is None else batch)
+                            batch=model.device.type == "cuda" if batch is None else batch, slices=slices)
     field_seconds = (time.perf_counter() - started) / len(seeds)
     return [_physical_result(model, image, labels, ddf, grid, result, seed=int(seed), level=level, mode=mode,
                              speed=speed, interpolation=interpolation, label_method=label_method,
-                             field_seconds=field_seconds)
+                             field_seconds=field_seconds, slices=slices)
             for seed, (ddf, grid, result) in zip(seeds, fields)]
 
 
 def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None, ddf: torch.Tensor,
                      grid: WorkingGrid, result: GenerationResult, *, seed: int, level: int, mode: str, speed: str,
-                     interpolation: str, label_method: str, field_seconds: float) -> DeformationResult:
+                     interpolation: str, label_method: str, field_seconds: float, slices: str) -> DeformationResult:
     """Warp the original image and labels once with ``ddf`` ``(1, ndim, *shape)`` (voxels) and summarise."""
     started = time.perf_counter()
     device = model.device
@@ -317,6 +337,9 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
     stats.update({key: values[0] for key, values in determinant_statistics(det).items()})
     if labels is not None:
         stats["segment_volumes"] = segment_volume_changes(labels, moved_labels)
+    if grid.slice_axis is not None:  # 2D model on a 3D volume: how smooth the field is through the slices
+        stats["slices"] = slices
+        stats.update(through_plane_roughness(ddf, spacing, grid.slice_axis))
     stats.update({
         "seed": int(seed), "level": int(level), "mode": mode, "speed": speed, "interpolation": interpolation,
         "model": model.name, "model_sha256": model.sha256, "model_grid": grid.size,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from .slice_coherence import SliceStack, coherent_normals, coherent_scales, scale_slope
 from .spatial import folds, integrate, warp
 
 PRESETS: dict[str, dict] = {
@@ -83,11 +84,25 @@ class ForwardProcess:
 
     # -- random draws -----------------------------------------------------------------------------
 
-    def draw_normals(self, batch: int = 1, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """The eight standard-normal tensors in reference order: 4 velocity scales, then 4 noise scales."""
+    def draw_normals(self, batch: int = 1, generator: torch.Generator | None = None, slices: SliceStack | None = None,
+                     size: int | None = None) -> list[torch.Tensor]:
+        """The eight standard-normal tensors in reference order: 4 velocity scales, then 4 noise scales.
+
+        ``slices``: the batch is ``batch // len(slices)`` stacks of neighbouring slices of a volume (2D model); each
+        tensor is drawn smooth through each stack's slices (:func:`~drdm.slice_coherence.coherent_normals`, node
+        spacing = the scale's control cell, ``2·size/c`` working voxels), each slice keeping i.i.d. N(0, 1) values.
+        """
         device = generator.device if generator is not None else torch.device("cpu")
         shapes = [(batch, self.ndims) + (c,) * self.ndims for c in self.scales]
-        return [torch.randn(s, generator=generator, device=device) for s in shapes + shapes]
+        if slices is None:
+            return [torch.randn(s, generator=generator, device=device) for s in shapes + shapes]
+        if self.ndims != 2 or batch % len(slices):
+            raise ValueError(f"coherent slices need a 2D process and a batch of whole stacks of {len(slices)} slices, "
+                             f"got {self.ndims}D and a batch of {batch}")
+        size = int(size or self.image_size)
+        stacks = batch // len(slices)
+        return [torch.cat([coherent_normals(slices, 2.0 * size / s[-1], s[1:], generator, device) for _ in range(stacks)])
+                for s in shapes + shapes]
 
     def _multiscale(self, normals: list[torch.Tensor], amplitude: float) -> torch.Tensor:
         mode = "bilinear" if self.ndims == 2 else "trilinear"
@@ -138,13 +153,15 @@ class ForwardProcess:
                 psi = step + warp(psi, step * g, "linear", "border")
         return ControlFields(velocity, noise, noisy, phi, psi)
 
-    def diffeomorphic_field(self, velocity: torch.Tensor, factor: torch.Tensor, size: int) -> torch.Tensor:
+    def diffeomorphic_field(self, velocity: torch.Tensor, factor: torch.Tensor, size: int,
+                            slices: SliceStack | None = None) -> torch.Tensor:
         """Fold-free counterpart of ``lift(K-fold composition of velocity)``, in voxels.
 
         The control-grid velocity (control size units) is lifted geometrically, multiplied by
         ``factor`` (per batch element: ``K · S / (2G)``, so the first-order size equals the reference's
         stretched field) and integrated on the image grid by scaling and squaring. Where the result folds
-        (:func:`~drdm.spatial.folds`), that element's velocity is scaled by 0.8 and integrated again.
+        (:func:`~drdm.spatial.folds`), that element's velocity is scaled by 0.8 and integrated again; with
+        ``slices``, the neighbouring slices' scales follow smoothly (:func:`~drdm.slice_coherence.coherent_scales`).
         """
         shape = (-1,) + (1,) * (velocity.dim() - 1)
         lifted = self.lift(velocity, size, geometric=True) * factor.to(velocity).reshape(shape)
@@ -155,6 +172,8 @@ class ForwardProcess:
             if not bool(folded.any()):
                 return field
             scale = torch.where(folded, scale * 0.8, scale)
+            if slices is not None:
+                scale = coherent_scales(scale, slices, scale_slope(size, min(self.scales)))
         return torch.where(folded.reshape(shape), torch.zeros_like(field), field)  # 0.8**30: identity
 
     # -- lifting ----------------------------------------------------------------------------------
@@ -175,7 +194,8 @@ class ForwardProcess:
 
     def sample(self, t: torch.Tensor | int, size: int | None = None, batch: int = 1,
                generator: torch.Generator | None = None, *, device: torch.device | str | None = None,
-               diffeomorphic: bool = False, target: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+               diffeomorphic: bool = False, target: bool = True,
+               slices: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw the forward deformation at level ``t``.
 
         Args:
@@ -187,6 +207,8 @@ class ForwardProcess:
             diffeomorphic: fold-free variant (see module docstring).
             target: False skips ``ddf_target`` (returned as ``None``; the sampler needs only ``ddf_warp``, and
                 in diffeomorphic mode the target costs as much again). The random stream is the same.
+            slices: the batch elements are neighbouring slices of a volume (stacks of ``len(slices)``): the draws
+                are smooth through the slices with each slice's 2D statistics kept (:mod:`drdm.slice_coherence`).
 
         Returns:
             ``(ddf_warp, ddf_target)``, each ``(batch, ndims, S, ..., S)`` in voxels: the field that deforms
@@ -195,7 +217,7 @@ class ForwardProcess:
         size = int(size or self.image_size)
         if size < 2:
             raise ValueError(f"image size must be at least 2, got {size}")
-        normals = self.draw_normals(batch, generator)
+        normals = self.draw_normals(batch, generator, slices, size)
         if device is not None:
             normals = [z.to(device) for z in normals]
         if not diffeomorphic:
@@ -204,8 +226,8 @@ class ForwardProcess:
         velocity, _, noisy = self.velocities(normals)
         k_warp, k_target = self._levels(t, batch)
         stretch = size / (2 * self.control_size)
-        return (self.diffeomorphic_field(noisy, k_warp * stretch, size),
-                self.diffeomorphic_field(velocity, k_target * stretch, size) if target else None)
+        return (self.diffeomorphic_field(noisy, k_warp * stretch, size, slices),
+                self.diffeomorphic_field(velocity, k_target * stretch, size, slices) if target else None)
 
 
 def _mask(flags: list[bool], like: torch.Tensor) -> torch.Tensor:

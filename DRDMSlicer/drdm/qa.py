@@ -1,7 +1,8 @@
 """The QA picture of a deformation: original, deformed, deformation grid, det J map, label contours.
 
-2D images give one row; 3D volumes give one row per central slice (the sliced axis only, for a 2D model
-on a 3D stack; otherwise the three orthogonal central slices). Pixels are drawn with their physical aspect.
+2D images give one row; 3D volumes give one row per central slice: for a 2D model on a 3D stack, the central
+slice and a reslice across the slices (through-plane view, where a deformation torn between slices would show
+at a glance); otherwise the three orthogonal central slices. Pixels are drawn with their physical aspect.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ GRID_LINES = 24  # deformation-grid lines across the longer side
 
 
 def central_views(shape: tuple[int, ...], slice_axis: int | None) -> list[tuple[int | None, int]]:
+    """``(axis cut across, index)`` of each row: ``(None, 0)`` for a 2D image; for a 3D volume sliced along
+    ``slice_axis``, its central slice and the central reslice across the first in-plane axis (through-plane);
+    else the three central orthogonal slices."""
     if len(shape) == 2:
         return [(None, 0)]
-    axes = [slice_axis] if slice_axis is not None else [0, 1, 2]
+    if slice_axis is None:
+        axes = [0, 1, 2]
+    else:
+        axes = [slice_axis] + ([min(a for a in range(3) if a != slice_axis)] if shape[slice_axis] > 1 else [])
     return [(axis, shape[axis] // 2) for axis in axes]
 
 
@@ -40,7 +47,7 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         ddf: ``(ndim, *shape)`` displacement in voxels, channel i along array axis i (pull field).
         spacing: mm per voxel, array order.
         labels, deformed_labels: optional integer maps drawn as contours.
-        slice_axis: for 3D, show only the central slice across this axis.
+        slice_axis: for 3D deformed slice by slice: the central slice across this axis and a through-plane reslice.
     """
     views = central_views(original.shape, slice_axis)
     fig, axes = plt.subplots(len(views), 4, figsize=(16, 4.2 * len(views)), squeeze=False)
@@ -67,6 +74,8 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         if deformed_labels is not None:
             _contours(panels[1], cut_plane(deformed_labels, axis, index))
         where = "" if axis is None else f" — slice {index} across axis {'zyx'[axis] if original.ndim == 3 else axis}"
+        if slice_axis is not None and axis != slice_axis:
+            where += " (through-plane)"
         n_folded = int((det2d <= 0).sum())
         titles = ["original", "deformed", "deformation grid", f"det J (folded: {n_folded} px, magenta)"]
         for panel, text in zip(panels, titles):

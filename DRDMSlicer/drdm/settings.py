@@ -14,6 +14,7 @@ from .errors import DRDMError
 MODES = ("reference", "diffeomorphic")
 SPEEDS = ("faithful", "fast", "faster")
 DEVICES = ("auto", "cpu", "cuda")
+SLICE_MODES = ("coherent", "independent")  # 2D model on a 3D volume: one smooth field, or the authors' per-slice way
 
 
 class SettingsError(DRDMError):
@@ -32,6 +33,9 @@ class DeformationSettings:
             which folds).
         speed: ``"fast"`` (20 network calls, the default) or ``"faithful"`` (the reference's 80).
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        slices: a 2D model on a 3D volume: ``"coherent"`` (the default: one deformation smooth through the
+            slices, :mod:`drdm.slice_coherence`) or ``"independent"`` (each slice its own deformation, the
+            authors' way, for slice-wise training data). 2D images and 3D models ignore it.
     """
 
     level: int | None = None
@@ -40,6 +44,7 @@ class DeformationSettings:
     mode: str = "diffeomorphic"
     speed: str = "fast"
     device: str = "auto"
+    slices: str = "coherent"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -48,6 +53,8 @@ class DeformationSettings:
             raise SettingsError(f"unknown speed {self.speed!r}; choose one of {', '.join(SPEEDS)}")
         if self.device not in DEVICES:
             raise SettingsError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.slices not in SLICE_MODES:
+            raise SettingsError(f"unknown slices {self.slices!r}; choose one of {', '.join(SLICE_MODES)}")
         if int(self.count) < 1:
             raise SettingsError("the number of samples must be at least 1")
         if self.level is not None and int(self.level) < 0:
