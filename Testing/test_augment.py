@@ -43,7 +43,7 @@ def fake_run(tmp_path, monkeypatch):
     real_read_text = Path.read_text
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (reads.append(self.name), real_read_text(self, *a, **k))[1])
     out = tmp_path / "out"
-    arguments = ["augment", str(data), "--levels", "30", "60", "--no-qa", "--out", str(out)]
+    arguments = ["augment", str(data), "--model", "fake", "--levels", "30", "60", "--no-qa", "--out", str(out)]
     return out, arguments, reads
 
 

@@ -26,8 +26,11 @@ def empty_cache(tmp_path, monkeypatch):
 
 def test_offered_choices_load_and_say_what_they_are(empty_cache):
     choices = offered_models()
-    assert [c.name for c in choices] == ["cmr-2d", "random-field-2d", "random-field-3d"]
+    assert [c.name for c in choices] == ["cmr-2d", "lct-3d", "random-field-2d", "random-field-3d"]
     assert [c.name for c in choices if c.default] == ["cmr-2d"]
+    (download,) = [c for c in choices if c.download]  # the published 3D model: fetched before its first use
+    assert download.name == "lct-3d" and download.label.startswith("lct-3d (download)") and download.recovery_error is None
+    choices = [c for c in choices if not c.download]
     for choice in choices:
         model = load_model_spec(choice.name)
         assert (model.ndims, model.num_steps, model.learned) == (choice.ndims, choice.num_steps, choice.learned)
@@ -38,7 +41,7 @@ def test_offered_choices_load_and_say_what_they_are(empty_cache):
     for choice in choices[1:]:
         assert not choice.learned and choice.recovery_error == 1.0
         assert "random field only (no learned recovery)" in choice.label
-    assert [c.name for c in offered_models(ndims=3)] == ["random-field-3d"]
+    assert [c.name for c in offered_models(ndims=3)] == ["lct-3d", "random-field-3d"]
 
 
 def test_models_that_recover_nothing_are_not_offered(empty_cache):
@@ -66,7 +69,7 @@ def test_models_list_shows_states_and_recovery_error_tables(empty_cache, capsys)
     rows = {line.split()[0]: line for line in lines[1:] if line and not line.startswith(" ")}
     assert rows["cmr-2d"].split()[1:6] == ["bundled", "2D", "80", f"{offered_models()[0].recovery_error:.2f}", "yes"]
     assert rows["random-field-3d"].split()[1:4] == ["built", "in", "3D"]
-    assert rows["lct-3d"].split()[1] == "unavailable"
+    assert rows["lct-3d"].split()[1:3] == ["download", "(size"]
     bundled_sha = file_sha256(registry.cached_path("cmr-2d"))
     published = load_model_spec("cmr-2d").metadata
     assert rows["cmr-2d"].split()[6:9] == [bundled_sha[:12], "Apache-2.0", "bundled,"]

@@ -66,8 +66,11 @@ def test_unreachable_and_unavailable(tmp_path, monkeypatch, server):
     monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
     with pytest.raises(registry.RegistryError, match="failed"):
         registry.fetch("cmr-download", url=f"{server}/missing.pth")
-    with pytest.raises(registry.RegistryError, match="not available"):
-        registry.fetch("lct-3d")
+    monkeypatch.setitem(registry.REGISTRY, "withdrawn", registry.RegistryEntry(
+        name="withdrawn", filename="w.pth", url=None, sha256=None, licence="-", description="test entry",
+        available=False, note="withdrawn by its authors"))
+    with pytest.raises(registry.RegistryError, match="not available: withdrawn by its authors"):
+        registry.fetch("withdrawn")
     with pytest.raises(registry.RegistryError, match="unknown model"):
         registry.fetch("brain-7d")
 
@@ -83,7 +86,7 @@ def test_models_command(server, tmp_path, monkeypatch, capsys):
     assert main(["models", "verify", "cmr-download"]) == 0
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "cmr-download" in listing and "cached" in listing and "lct-3d" in listing and "unavailable" in listing
+    assert "cmr-download" in listing and "cached" in listing and "lct-3d" in listing and "download (size" in listing
     row = next(line for line in listing.splitlines() if line.startswith("cmr-download "))
     item = registry.entry("cmr-download")
     assert item.sha256[:12] in row.split() and row.endswith(item.url)

@@ -327,7 +327,8 @@ def test_default_model_is_the_bundled_one_when_nothing_is_installed(tmp_path, mo
     monkeypatch.setenv("DRDM_HOME", str(tmp_path))
     monkeypatch.delenv("DRDM_MODEL", raising=False)
     assert default_model_choice() == "cmr-2d"
-    assert [DeformationLogic.ensure_model(c.name) for c in registry.offered_models()] == [None] * len(registry.offered_models())
+    local = [c for c in registry.offered_models() if not c.download]  # lct-3d (download) is fetched on first use
+    assert [DeformationLogic.ensure_model(c.name) for c in local] == [None] * len(local)
     assert list(tmp_path.iterdir()) == []  # nothing downloaded
 
 
@@ -352,3 +353,32 @@ def test_view_state_has_one_owner(scene, field_only_3d):
     assert not logic.is_alive(sample)
     with pytest.raises(ValueError, match="no longer in the scene"):
         logic.show_sample(sample)
+
+
+def test_slices_choice_and_auto_model_on_a_volume(scene, monkeypatch, tmp_path):
+    """A 2D model on a 3D volume: coherent (default) is smooth through the slices, independent is not; ``auto``
+    picks the model from the volume and says why; the statistics table carries the roughness ratio."""
+    from drdm.models import random_field_model
+
+    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DRDM_MODEL", raising=False)
+    k, j, i = np.meshgrid(*[np.linspace(-1, 1, n) for n in (12, 30, 36)], indexing="ij")
+    array = 100 * np.exp(-3 * (i**2 + j**2 + k**2)) + 40 * np.sin(4 * i) * np.cos(3 * j) + 20 * k
+    a = np.deg2rad(25)
+    rotation = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    volume = add_volume(scene, array, (1.2, 1.1, 1.4), (12.0, -20.0, 7.0), rotation)  # near-isotropic, oblique
+    logic = DeformationLogic(scene)
+    assert logic.slices_apply(volume, 2) and not logic.slices_apply(volume, 3) and not logic.slices_apply(None, 2)
+    model = random_field_model("random-field-2d")
+    ratios = {}
+    for slices in ("coherent", "independent"):
+        (sample,) = logic.generate(volume, model=model, level=48, seed=3, slices=slices)
+        ratios[slices] = sample.statistics["through_plane_roughness_ratio"]
+        table = sample.tableNode.GetTable()
+        rows = {table.GetValue(r, 0).ToString(): table.GetValue(r, 1).ToString() for r in range(table.GetNumberOfRows())}
+        assert rows["slices"] == slices and float(rows["through_plane_roughness_ratio"]) == pytest.approx(ratios[slices], rel=1e-5)
+    assert ratios["coherent"] <= 1.5 < 3 < ratios["independent"]
+    request = logic.prepare(volume, model="auto", level=10, seed=0)
+    assert request.model.name == "random-field-3d"
+    assert request.model_line.startswith("model: random-field-3d (auto: near-isotropic 3D volume")
+    assert "drdm models fetch lct-3d" in request.model_line

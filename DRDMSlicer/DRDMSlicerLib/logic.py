@@ -18,11 +18,12 @@ import vtk
 from drdm.deform import DeformationResult, deform_images
 from drdm.errors import out_of_memory_as_error
 from drdm.io import staged_directory
+from drdm.model_choice import ModelChoice, resolve_model
 from drdm.models import DRDMModel
 from drdm.registry import DEFAULT_BUNDLED_MODEL, load_model
 from drdm.sample_folder import write_sample
 from drdm.segment_volumes import volume_change_rows
-from drdm.settings import DEFAULTS, DeformationSettings
+from drdm.settings import DEFAULTS, DeformationSettings, slices_option_applies
 
 from .mrml import (
     labels_from_segmentation,
@@ -70,6 +71,13 @@ class DeformationRequest:
     count: int
     mode: str
     speed: str
+    slices: str = DEFAULTS.slices
+    choice: ModelChoice | None = None  # how the model was chosen (``auto``: with its reason)
+
+    @property
+    def model_line(self) -> str:
+        """One line for the status display, e.g. ``model: cmr-2d (auto: stack of thick slices (...))``."""
+        return (self.choice or ModelChoice(self.model.name)).line(self.model.name)
 
 
 def default_model_choice() -> str:
@@ -95,14 +103,31 @@ class DeformationLogic:
         self.scene = scene
 
     @staticmethod
-    def ensure_model(name: str, progress: Callable[[int, int | None], None] | None = None) -> Path | None:
-        """Download (sha256-verified) a registry model that is not available locally; returns its path, or
-        ``None`` for names that need nothing (bundled or built-in models, files, cached models)."""
+    def ensure_model(name: str, progress: Callable[[int, int | None], None] | None = None,
+                     cancel: Callable[[], bool] | None = None) -> Path | None:
+        """Download (verified) a registry model that is not available locally (``lct-3d``); returns its path, or
+        ``None`` for names that need nothing (bundled or built-in models, files, cached models, ``auto``).
+        ``cancel()`` returning True stops the download (:class:`drdm.registry.DownloadCancelled`), keeping nothing."""
         from drdm import registry
 
         if name not in registry.REGISTRY or registry.verify(name):
             return None
-        return registry.fetch(name, progress=progress)
+        return registry.fetch(name, progress=progress, cancel=cancel)
+
+    @staticmethod
+    def model_for(volumeNode, model) -> ModelChoice:
+        """The model that ``model`` (a name, a file, a loaded model, or ``auto``) means for ``volumeNode``, with the
+        reason of an automatic choice (:func:`drdm.model_choice.choose_model`)."""
+        if isinstance(model, DRDMModel):
+            return ModelChoice(model.name)
+        return resolve_model(model, volume_to_sitk(volumeNode))
+
+    @staticmethod
+    def slices_apply(volumeNode, model_ndims: int) -> bool:
+        """Whether the coherent/independent slices choice matters: a 2D model on a 3D volume."""
+        if volumeNode is None or volumeNode.GetImageData() is None:
+            return False
+        return slices_option_applies(model_ndims, volumeNode.GetImageData().GetDimensions())
 
     # -- validation ---------------------------------------------------------------------------------
 
@@ -131,28 +156,34 @@ class DeformationLogic:
 
     def generate(self, volumeNode, segmentationNode=None, *, model, level: int, seed: int, count: int = 1,
                  mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None, device: str = DEFAULTS.device) -> list[DeformationSample]:
+                 cancel: Callable[[], bool] | None = None, device: str = DEFAULTS.device,
+                 slices: str = DEFAULTS.slices) -> list[DeformationSample]:
         """Generate ``count`` deformations (seeds ``seed``, ``seed + 1``, …) of ``volumeNode``.
 
         ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
         run with :class:`drdm.sampler.GenerationCancelled` and no node is added. Bad input and running out of
         memory raise ``ValueError`` (the engine's :class:`drdm.errors.DRDMError`) with a message for the user; the
-        scene is then unchanged too.
+        scene is then unchanged too. ``model`` may be ``"auto"`` (:func:`drdm.model_choice.choose_model`);
+        ``slices``: a 2D model on a 3D volume, ``"coherent"`` (one deformation smooth through the slices) or
+        ``"independent"`` (each slice its own, the authors' way).
 
         The three phases are public for front ends that compute off the main thread (the scene is not
         thread-safe): :meth:`prepare` and :meth:`add_samples` on the scene's thread, :meth:`compute` anywhere.
         """
         request = self.prepare(volumeNode, segmentationNode, model=model, level=level, seed=seed, count=count,
-                               mode=mode, speed=speed, device=device)
+                               mode=mode, speed=speed, device=device, slices=slices)
         return self.add_samples(request, self.compute(request, progress=progress, cancel=cancel))
 
     @out_of_memory_as_error()  # loading the model on the GPU and copying the volume can run out of memory too
     def prepare(self, volumeNode, segmentationNode=None, *, model, level: int | None, seed: int, count: int = 1,
-                mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, device: str = DEFAULTS.device) -> DeformationRequest:
+                mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, device: str = DEFAULTS.device,
+                slices: str = DEFAULTS.slices) -> DeformationRequest:
         """Check the input and copy what the computation needs out of the scene (call on the scene's thread)."""
         self._check_volume(volumeNode)
-        settings = DeformationSettings(level=level, seed=seed, count=count, mode=mode, speed=speed, device=device)
-        loaded = load_model(model, device)
+        settings = DeformationSettings(level=level, seed=seed, count=count, mode=mode, speed=speed, device=device,
+                                       slices=slices)
+        choice = self.model_for(volumeNode, model)
+        loaded = load_model(model if isinstance(model, DRDMModel) else choice.spec, device)
         level = settings.start_level(loaded.num_steps, loaded.forward_process().first_level)
         segments = self._segments(segmentationNode) if segmentationNode is not None else None
         image = volume_to_sitk(volumeNode)
@@ -164,7 +195,7 @@ class DeformationLogic:
             labels = sitk.GetImageFromArray(array)
             labels.CopyInformation(image)
         return DeformationRequest(volumeNode, segmentationNode, segments, image, labels, loaded, int(level), int(seed),
-                                  int(count), mode, speed)
+                                  int(count), mode, speed, slices, choice)
 
     @staticmethod
     def compute(request: DeformationRequest, progress: Callable[[int, int], None] | None = None,
@@ -178,7 +209,7 @@ class DeformationLogic:
         with out_of_memory_as_error():  # DRDMError (a ValueError) for bad input and for memory alike
             results = deform_images(request.model, request.image, request.labels, level=request.level,
                                     seeds=[request.seed + k for k in range(request.count)], mode=request.mode,
-                                    speed=request.speed, progress=progress, cancel=cancel)
+                                    speed=request.speed, progress=progress, cancel=cancel, slices=request.slices)
         return results
 
     def add_samples(self, request: DeformationRequest, results: list[DeformationResult]) -> list[DeformationSample]:

@@ -35,13 +35,14 @@ from .io import (
     write_transform,
 )
 from .metrics import determinant_statistics, displacement_statistics
+from .model_choice import AUTO, ModelChoice, is_auto, resolve_model
 from .models import DRDMModel
 from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
 from .qa import save_qa_figure
 from .registry import load_model
 from .sample_folder import write_sample
 from .sampler import GenerationCancelled
-from .settings import DEFAULTS, DEVICES, MODES, SPEEDS
+from .settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS
 from .spatial import jacobian_determinant
 from .synthesize import synthesize_pair
 
@@ -80,6 +81,7 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
     results = deform_images(model, image, labels, level=level, seeds=seeds, mode=args.mode, speed=args.speed,
                             interpolation=args.interpolation, label_method=args.label_method,
                             slice_axis=args.slice_axis, batch=True if getattr(args, "batched", False) else None,
+                            slices=getattr(args, "slices", DEFAULTS.slices),
                             progress=progress_bar("sample 1" if args.count == 1 else f"samples 1-{args.count}"))
     folders = []
     for seed, result in zip(seeds, results):
@@ -92,9 +94,15 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
         s = result.statistics
         print(f"{final}: mean |u| {s['mean_mm']:.2f} mm ({s['mean_percent_fov']:.1f} % FOV), p95 {s['p95_mm']:.2f} mm, "
               f"folding {100 * s['folding_fraction']:.3f} %, det J [{s['det_min']:.3f}, {s['det_max']:.3f}], "
-              f"{s['seconds']:.1f} s{_inverse_text(s)}")
+              f"{s['seconds']:.1f} s{_inverse_text(s)}{_slices_text(s)}")
         folders.append(final)
     return folders
+
+
+def _slices_text(stats: dict) -> str:
+    if "through_plane_roughness_ratio" not in stats:
+        return ""
+    return f", {stats['slices']} slices: through-plane / in-plane roughness {stats['through_plane_roughness_ratio']:.2f}"
 
 
 def _inverse_text(stats: dict) -> str:
@@ -109,13 +117,21 @@ def _check_inverse(args: argparse.Namespace) -> None:
         raise InputError("--inverse needs --mode diffeomorphic (reference-mode fields fold: they have no inverse)")
 
 
+def load_model_for(image: sitk.Image, args: argparse.Namespace) -> DRDMModel:
+    """The model of ``--model`` (``auto``: :func:`drdm.model_choice.choose_model` for ``image``), announced in one line."""
+    choice: ModelChoice = resolve_model(args.model, image)
+    model = load_model(choice.spec, args.device)
+    print(choice.line(model.name))
+    return model
+
+
 def run_generate(args: argparse.Namespace) -> int:
     """``drdm generate``: deform one image (and labels) ``--count`` times."""
     _check_inverse(args)
     image = read_image(args.image)
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
-    model = load_model(args.model, args.device)
+    model = load_model_for(image, args)
     generate_samples(image, labels, model, args, _stem(Path(args.image)), out)
     return 0
 
@@ -125,7 +141,7 @@ def run_augment(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     pairs = find_inputs(args.inputs, args.label_suffix)
     out = check_writable(args.out)
-    model = load_model(args.model, args.device)
+    model = load_model_for(read_image(pairs[0][0]), args) if is_auto(args.model) else load_model(args.model, args.device)
     levels = args.levels or [model.forward_process().first_level]
     jobs = plan_jobs(pairs, levels, args.per_level, args.seed if args.seed is not None else 0)
     mine = shard_jobs(jobs, shard)
@@ -140,7 +156,8 @@ def run_augment(args: argparse.Namespace) -> int:
         labels = read_labels(job.labels, image) if job.labels else None
         with staged_directory(out / job.folder) as staging:
             result = deform_image(model, image, labels, level=job.level, seed=job.seed, mode=args.mode,
-                                  speed=args.speed, interpolation=args.interpolation, label_method=args.label_method)
+                                  speed=args.speed, interpolation=args.interpolation, label_method=args.label_method,
+                                  slices=args.slices)
             write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=not args.no_qa)
         manifest.add(job)
     print(f"manifest: {manifest.rewrite()}")
@@ -153,7 +170,7 @@ def run_synthesize(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
-    model = load_model(args.model, args.device)
+    model = load_model_for(image, args)
     first = model.forward_process().first_level
     level_aug = args.level if args.level is not None else first
     level_syn = args.level_syn if args.level_syn is not None else level_aug
@@ -165,7 +182,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
         with staged_directory(final) as staging:
             pair = synthesize_pair(model, image, labels, level_aug=level_aug, level_syn=level_syn, seed=seed,
                                    mode=args.mode, speed=args.speed, interpolation=args.interpolation,
-                                   label_method=args.label_method, progress=progress_bar(f"pair {k + 1}/{args.count}"))
+                                   label_method=args.label_method, slices=args.slices,
+                                   progress=progress_bar(f"pair {k + 1}/{args.count}"))
             write_image(pair.moving, staging / "moving.nii.gz")
             write_image(pair.fixed, staging / "fixed.nii.gz")
             if labels is not None:
@@ -274,7 +292,8 @@ def run_models(args: argparse.Namespace) -> int:
                 bar.update(done - bar.n)
 
             path = registry.fetch(args.name, progress=progress, url=args.url)
-        print(f"{args.name}: {path} (sha256 verified)")
+        check = "git blob id verified, converted to the project's format" if item.converted else "sha256 verified"
+        print(f"{args.name}: {path} ({check})")
         return 0
     ok = registry.verify(args.name)
     where = registry.cached_path(args.name) if registry.entry(args.name).learned else "built in, no file"
@@ -344,7 +363,7 @@ def demo_phantom(model: DRDMModel) -> tuple[sitk.Image, sitk.Image]:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``drdm demo``: ``generate`` on a cardiac phantom with the default model (the bundled ``cmr-2d``)."""
-    model = load_model(args.model, args.device)
+    model = load_model(None if is_auto(args.model) else args.model, args.device)
     image, labels = demo_phantom(model)
     out = check_writable(args.out)
     kind = "learned recovery" if model.learned else "random field only, no learned recovery"
@@ -377,9 +396,20 @@ def run_web(args: argparse.Namespace) -> int:
     return 0
 
 
+AUTO_HELP = ("auto (default): cmr-2d for a 2D image or a stack of thick slices (largest spacing >= 2x the smallest); "
+             "lct-3d when downloaded, else random-field-3d, for a near-isotropic or CT-like 3D volume; $DRDM_MODEL wins")
+
+
+def _add_slices_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slices", choices=SLICE_MODES, default=DEFAULTS.slices,
+                        help="2D model on a 3D volume: coherent (default: one deformation smooth through the slices) or "
+                             "independent (each slice its own deformation, the authors' way, for slice-wise training data)")
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="model name (cmr-2d, random-field-2d, random-field-3d, a cached name) or file "
-                                         "(.safetensors, .json, .pth); default: the bundled cmr-2d")
+    parser.add_argument("--model", default=AUTO,
+                        help="model name (cmr-2d, lct-3d, random-field-2d, random-field-3d, a cached name), file "
+                             f"(.safetensors, .json, .pth) or {AUTO_HELP}")
     parser.add_argument("--level", type=int, help="start noise level T' (default: the model's first level, 48 for cmr-2d)")
     parser.add_argument("--seed", type=int, help="random seed of the first sample (default: random, recorded in stats.json)")
     parser.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
@@ -404,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("image", help="image file (NIfTI, NRRD, MHA, ...) or DICOM series folder")
     gen.add_argument("--labels", help="integer label map on the image's grid")
     _add_model_options(gen)
+    _add_slices_option(gen)
     gen.add_argument("--count", type=int, default=1, help="number of samples (seeds seed, seed+1, ...)")
     gen.add_argument("--batched", action="store_true",
                      help="on the CPU too, run the samples as sampler batches (measured 1.4x samples/s at count 8, "
@@ -422,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     aug.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     aug.add_argument("--label-suffix", help="labels are <image stem><suffix>.<ext> beside each image (e.g. _gt)")
     _add_model_options(aug)
+    _add_slices_option(aug)
     aug.add_argument("--levels", type=int, nargs="+", help="start levels T' (default: the model's first level)")
     aug.add_argument("--per-level", type=int, default=1, help="samples per image and level")
     aug.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")
@@ -435,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("image")
     syn.add_argument("--labels")
     _add_model_options(syn)
+    _add_slices_option(syn)
     syn.add_argument("--level-syn", type=int, help="level of the ground-truth deformation (default: --level)")
     syn.add_argument("--count", type=int, default=1)
     syn.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")

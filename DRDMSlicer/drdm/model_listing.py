@@ -57,14 +57,18 @@ def _entry_listing(item: registry.RegistryEntry, offered: dict) -> ModelListing:
     if not item.available:
         return ModelListing(state="unavailable", source=item.url or "not published", **common)
     present = registry.verify(item.name)
-    state = ("bundled" if item.bundled else "cached") if present else ("missing" if item.bundled else "not cached")
+    state = ("bundled" if item.bundled else "cached") if present else ("missing" if item.bundled else "download")
     source = item.url or "-"
     if not present:
-        return ModelListing(state=state, source=source, sha256=_prefix(item.sha256), **common)
+        size = " (size known once fetched)" if item.converted else ""
+        return ModelListing(state=state + size, source=source, sha256=_prefix(item.sha256) if item.sha256 else
+                            f"blob {_prefix(item.git_blob)}", **common)
     path = registry.cached_path(item.name)
     metadata = read_metadata(path) if path.suffix == ".safetensors" else {}  # downloads may be authors' .pth files
     if item.bundled:
         source = f"bundled, converted from {_file_source(metadata, '-')}"
+    elif item.converted:
+        state = f"cached ({metadata.get('source_bytes', 0) / 1e6:.1f} MB download, converted)"
     table = metadata.get("recovery_error")
     dims, steps = (f"{metadata['ndims']}D", str(metadata["num_steps"])) if metadata else ("-", "-")
     return ModelListing(state=state, dims=dims, steps=steps,

@@ -36,6 +36,11 @@ from .noise import PRESETS
 MAX_OFFERED_RECOVERY_ERROR = 1.0  # a model that recovers no better than nothing is not offered as a DRDM model
 PUBLISHED_CMR_URL = "https://github.com/jianqingzheng/def_diff_rec/raw/main/models/cmr_recresacnet/000000_cmr_recresacnet.pth"
 PUBLISHED_CMR_SHA256 = "c9e93ccbd99ad288bb1c961f980141d2c8c91115e8a5986d7a20a98f64ae8e93"
+# The authors' 3D lung-CT model, pinned to the commit that added it (unchanged since); verified by its git blob id.
+PUBLISHED_LCT_COMMIT = "b7da2aa73bb8acbfed418863fd706d87a1bc4fa9"
+PUBLISHED_LCT_URL = (f"https://raw.githubusercontent.com/jianqingzheng/def_diff_rec/{PUBLISHED_LCT_COMMIT}/"
+                     "models/lct_recresacnet/000000_lct_recresacnet.pth")
+PUBLISHED_LCT_GIT_BLOB = "6309023cefe116cd55fb8307ad37b38d47448990"
 
 
 BUNDLED_FOLDER = Path(__file__).resolve().parent / "bundled"
@@ -135,6 +140,14 @@ class RegistryEntry:
     note: str = ""
     bundled: bool = False  # shipped inside the package: nothing to download
     learned: bool = True  # False: random field only (no network, nothing on disk)
+    git_blob: str | None = None  # verify the download by its git blob id (SHA-1 of b"blob <size>\0" + bytes)
+    ndims: int | None = None  # a download converted to the project's format must be a network of this dimensionality
+    trained_on: str = ""
+
+    @property
+    def converted(self) -> bool:
+        """True when the download (an authors' ``.pth``) is converted to ``NAME.safetensors`` + JSON in the cache."""
+        return self.filename.endswith(".safetensors") and not self.bundled
 
 
 REGISTRY: dict[str, RegistryEntry] = {
@@ -144,9 +157,12 @@ REGISTRY: dict[str, RegistryEntry] = {
         description=f"the authors' published 2D cardiac MRI model (256², 80 levels), converted from "
                     f"{PUBLISHED_CMR_URL.rsplit('/', 1)[1]} (sha256 {PUBLISHED_CMR_SHA256[:8]}…)"),
     "lct-3d": RegistryEntry(
-        name="lct-3d", filename="lct_recresacnet_3d.pth", url=None, sha256=None,
-        licence="Apache-2.0 (authors' repository)", description="the authors' 3D lung CT model (128³)",
-        available=False, note="its weights are not in the authors' public repository snapshot"),
+        name="lct-3d", filename="lct-3d.safetensors", url=PUBLISHED_LCT_URL, sha256=None, git_blob=PUBLISHED_LCT_GIT_BLOB,
+        ndims=3, licence="Apache-2.0 (the authors' repository jianqingzheng/def_diff_rec)",
+        trained_on="lung CT volumes (the authors' training set; settings of their Config/config_lct.yaml)",
+        description="the authors' published 3D lung CT model (128³, 80 levels, start level 64, border padding, "
+                    f"linear resampling), downloaded from their repository at commit {PUBLISHED_LCT_COMMIT[:10]} "
+                    f"(git blob {PUBLISHED_LCT_GIT_BLOB[:10]}) and converted to the project's format in the cache"),
     **{name: RegistryEntry(
         name=name, filename="", url=None, sha256=None, bundled=True, learned=False, licence="Apache-2.0 (this project)",
         description=f"random field only (no learned recovery): the diffeomorphic {spec['ndims']}D forward field at "
@@ -175,12 +191,77 @@ def cached_path(name: str) -> Path:
     return bundled_model_path(name) if item.bundled else cache_folder() / item.filename
 
 
+def git_blob_id(path: str | os.PathLike) -> str:
+    """The git blob id of a file: SHA-1 of ``b"blob <size>\\0" + bytes`` (what ``git hash-object`` prints)."""
+    path = Path(path)
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DownloadCancelled(RegistryError):
+    """A download stopped by its ``cancel`` callback; nothing was kept."""
+
+
+def _download(name: str, url: str, target: Path, progress: Callable[[int, int | None], None] | None,
+              cancel: Callable[[], bool] | None) -> None:
+    """Stream ``url`` into ``target`` (a temporary file), calling ``progress`` and polling ``cancel`` per chunk."""
+    try:
+        with open(target, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            total = response.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            done = 0
+            while chunk := response.read(1 << 16):
+                if cancel is not None and cancel():
+                    raise DownloadCancelled(f"download of {name!r} cancelled; nothing was kept")
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    except (urllib.error.URLError, OSError) as error:
+        raise RegistryError(f"download of {name!r} failed: {getattr(error, 'reason', error)}") from None
+
+
+def _check_download(item: RegistryEntry, path: Path) -> None:
+    """Refuse a download whose git blob id / sha256 is not the registry's (one line, the caller deletes it)."""
+    if item.git_blob is not None:
+        found = git_blob_id(path)
+        if found != item.git_blob:
+            raise RegistryError(f"download of {item.name!r} is wrong, truncated or tampered with: git blob {found} "
+                                f"instead of {item.git_blob}; nothing was kept")
+    elif file_sha256(path) != item.sha256:
+        raise RegistryError(f"download of {item.name!r} is corrupt or tampered with: sha256 {file_sha256(path)} "
+                            f"instead of {item.sha256}; the file was deleted")
+
+
+def _convert(item: RegistryEntry, checkpoint: Path, url: str, target: Path) -> None:
+    """Load a verified authors' checkpoint weights-only and save it as ``target`` (``.safetensors`` + JSON)."""
+    try:
+        model = load_checkpoint(checkpoint)
+    except CheckpointError as error:
+        raise RegistryError(f"download of {item.name!r} is not a DRDM checkpoint ({error}); nothing was kept") from None
+    if item.ndims is not None and model.ndims != item.ndims:
+        raise RegistryError(f"download of {item.name!r} is a {model.ndims}D network, not the {item.ndims}D model; "
+                            "nothing was kept")
+    model.name = item.name
+    model.trained_on = item.trained_on or model.trained_on
+    save_model(model, target, licence=item.licence, source_url=url, source_git_blob=git_blob_id(checkpoint),
+               source_sha256=file_sha256(checkpoint), source_bytes=checkpoint.stat().st_size,
+               description=item.description)
+
+
 def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, url: str | None = None,
-          force: bool = False) -> Path:
+          force: bool = False, cancel: Callable[[], bool] | None = None) -> Path:
     """Download a registry model into the cache (verified) and return its path.
 
-    ``progress(bytes_done, bytes_total_or_None)`` is called as data arrives. ``url`` overrides the registry
-    URL (mirrors, tests). An already cached file is reused only if its hash matches.
+    ``progress(bytes_done, bytes_total_or_None)`` is called as data arrives; ``cancel()`` returning True stops the
+    download (:class:`DownloadCancelled`). ``url`` overrides the registry URL (mirrors, tests). The file is checked
+    against the registry's git blob id (or SHA-256) before anything is kept; an authors' ``.pth`` entry
+    (:attr:`RegistryEntry.converted`) is then loaded weights-only and saved in the project's format with its
+    SHA-256, blob id and size in the JSON beside it. A wrong file leaves nothing in the cache. An already cached
+    model is reused only if it verifies.
     """
     item = entry(name)
     if not item.available:
@@ -192,31 +273,27 @@ def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, 
             raise RegistryError(f"bundled model {name!r} is missing or modified in this installation ({cached_path(name)})")
         return cached_path(name)
     target = cached_path(name)
-    if target.is_file() and not force:
-        if file_sha256(target) == item.sha256:
-            return target
-        target.unlink()
+    if not force and verify(name):
+        return target
+    for stale in model_paths(target) if item.converted else (target,):
+        stale.unlink(missing_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+    os.close(handle)
     temporary = Path(temporary_name)
-    digest = hashlib.sha256()
+    source = url or item.url
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url or item.url, timeout=60) as response:
-            total = response.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            done = 0
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-        if digest.hexdigest() != item.sha256:
-            raise RegistryError(f"download of {name!r} is corrupt or tampered with: sha256 {digest.hexdigest()} "
-                                f"instead of {item.sha256}; the file was deleted")
-        os.replace(temporary, target)
-    except (urllib.error.URLError, OSError) as error:
-        raise RegistryError(f"download of {name!r} failed: {getattr(error, 'reason', error)}") from None
+        _download(name, source, temporary, progress, cancel)
+        _check_download(item, temporary)
+        if item.converted:
+            _convert(item, temporary, source, target)
+        else:
+            os.replace(temporary, target)
+    except BaseException:
+        if item.converted:
+            for partial in model_paths(target):
+                partial.unlink(missing_ok=True)
+        raise
     finally:
         temporary.unlink(missing_ok=True)
     return target
@@ -231,8 +308,14 @@ def verify(name: str) -> bool:
     path = cached_path(name)
     if not path.is_file():
         return False
-    if item.bundled:
-        return file_sha256(path) == read_metadata(path).get("sha256")
+    if item.bundled or item.converted:
+        try:
+            metadata = read_metadata(path)
+        except CheckpointError:
+            return False
+        if item.converted and metadata.get("source_git_blob") != item.git_blob:
+            return False
+        return file_sha256(path) == metadata.get("sha256")
     return file_sha256(path) == item.sha256
 
 
@@ -278,7 +361,10 @@ class OfferedModel:
         recovery_error: summary of the measured recovery-error table (:mod:`drdm.evaluation`; 1 = nothing
             recovered, which a random field scores by construction); ``None`` when never measured.
         default: the front ends' preselected choice.
-        origin: ``"bundled"``, ``"built in"`` or ``"cache"`` (made by ``drdm train`` or ``drdm models import``).
+        origin: ``"bundled"``, ``"built in"``, ``"cache"`` (made by ``drdm train`` or ``drdm models import``) or
+            ``"download"`` (a registry model such as ``lct-3d``).
+        download: True while the model still has to be fetched (:func:`fetch`; the front ends show
+            ``"NAME (download)"`` and fetch it with progress and cancel before the first use).
     """
 
     name: str
@@ -289,6 +375,30 @@ class OfferedModel:
     recovery_error: float | None
     default: bool
     origin: str
+    download: bool = False
+
+
+def _download_choices() -> list[OfferedModel]:
+    """Registry downloads (``lct-3d``): the cached model when it verifies, else a ``(download)`` choice."""
+    choices = []
+    for item in REGISTRY.values():
+        if item.bundled or not item.learned or not item.available or item.ndims is None:
+            continue
+        if verify(item.name):
+            try:
+                choice = _metadata_choice(item.name, read_metadata(cached_path(item.name)), "published DRDM model",
+                                          "download")
+            except CheckpointError:
+                choice = None
+            if choice is not None:
+                choices.append(choice)
+            continue
+        what = item.description.split(" (", 1)[0]
+        choices.append(OfferedModel(name=item.name, label=f"{item.name} (download): {what}, {item.ndims}D, T=80 "
+                                                          "(recovery error not measured here)",
+                                    ndims=item.ndims, num_steps=80, learned=True, recovery_error=None, default=False,
+                                    origin="download", download=True))
+    return choices
 
 
 def _learned_label(name: str, what: str, ndims: int, num_steps: int, error: float | None) -> str:
@@ -310,7 +420,8 @@ def _metadata_choice(name: str, metadata: dict, what: str, origin: str) -> Offer
 
 def offered_models(ndims: int | None = None, include_cache: bool = True) -> list[OfferedModel]:
     """What the front ends offer, in display order: the bundled learned models, the user's own models in the
-    cache (``drdm train`` / ``drdm models import``), then the random-field-only choices.
+    cache (``drdm train`` / ``drdm models import``), the registry downloads (``lct-3d``, offered as
+    ``"lct-3d (download)"`` until fetched), then the random-field-only choices.
 
     A model whose recorded recovery error is ≥ 1 (:data:`MAX_OFFERED_RECOVERY_ERROR`) is left out; a cached
     model without a recorded table is offered with "recovery error not measured". ``ndims`` keeps only models
@@ -337,6 +448,7 @@ def offered_models(ndims: int | None = None, include_cache: bool = True) -> list
                 continue  # not a readable DRDM model: not offered
             if choice is not None:
                 choices.append(choice)
+    choices.extend(_download_choices())
     for name in RANDOM_FIELD_MODELS:
         model = random_field_model(name)
         label = f"{name}: random field only (no learned recovery), {model.ndims}D, T={model.num_steps}"

@@ -70,3 +70,8 @@ class DeformationSettings:
 
 
 DEFAULTS = DeformationSettings()
+
+
+def slices_option_applies(model_ndims: int, shape: tuple[int, ...] | list[int]) -> bool:
+    """True when the ``slices`` choice matters: a 2D model on a 3D volume more than one voxel thick on every axis."""
+    return int(model_ndims) == 2 and len(shape) == 3 and min(int(n) for n in shape) > 1
