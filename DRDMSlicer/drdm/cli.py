@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
-from .augment import Manifest, find_inputs, parse_shard, plan_jobs, shard_jobs
+from .augment import Manifest, find_inputs, merge_when_complete, parse_shard, plan_jobs, shard_jobs
 from .deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_image, deform_images
 from .errors import out_of_memory_as_error
 from .io import (
@@ -45,6 +45,7 @@ from .sampler import GenerationCancelled
 from .settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS
 from .spatial import jacobian_determinant
 from .synthesize import synthesize_pair
+from .torchrun import process_device, torchrun_shard
 
 
 def progress_bar(description: str):
@@ -120,7 +121,7 @@ def _check_inverse(args: argparse.Namespace) -> None:
 def load_model_for(image: sitk.Image, args: argparse.Namespace) -> DRDMModel:
     """The model of ``--model`` (``auto``: :func:`drdm.model_choice.choose_model` for ``image``), announced in one line."""
     choice: ModelChoice = resolve_model(args.model, image)
-    model = load_model(choice.spec, args.device)
+    model = load_model(choice.spec, process_device(args.device))
     print(choice.line(model.name))
     return model
 
@@ -136,12 +137,27 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def work_shard(text: str) -> tuple[int, int]:
+    """``--shard i/n``, or under torchrun (several processes) ``RANK/WORLD_SIZE``; both at once is an error."""
+    given = parse_shard(text)
+    launched = torchrun_shard()
+    if launched is None:
+        return given
+    if given != (0, 1):
+        raise InputError(f"--shard {text} and torchrun (WORLD_SIZE {launched[1]}) both split the jobs: use one of them")
+    return launched
+
+
 def run_augment(args: argparse.Namespace) -> int:
-    """``drdm augment``: Algorithm 3 over a data set and a set of levels, resumable and shardable."""
-    shard = parse_shard(args.shard)
+    """``drdm augment``: Algorithm 3 over a data set and a set of levels, resumable and shardable (``--shard`` or
+    torchrun: :mod:`drdm.torchrun`)."""
+    shard = work_shard(args.shard)
     pairs = find_inputs(args.inputs, args.label_suffix)
     out = check_writable(args.out)
-    model = load_model_for(read_image(pairs[0][0]), args) if is_auto(args.model) else load_model(args.model, args.device)
+    if is_auto(args.model):
+        model = load_model_for(read_image(pairs[0][0]), args)
+    else:
+        model = load_model(args.model, process_device(args.device))
     levels = args.levels or [model.forward_process().first_level]
     jobs = plan_jobs(pairs, levels, args.per_level, args.seed if args.seed is not None else 0)
     mine = shard_jobs(jobs, shard)
@@ -160,7 +176,10 @@ def run_augment(args: argparse.Namespace) -> int:
                                   slices=args.slices)
             write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=not args.no_qa)
         manifest.add(job)
-    print(f"manifest: {manifest.rewrite()}")
+    written = manifest.rewrite()
+    if shard[1] > 1:
+        written = merge_when_complete(out, jobs, shard[1]) or written
+    print(f"manifest: {written}")
     return 0
 
 
@@ -176,7 +195,10 @@ def run_synthesize(args: argparse.Namespace) -> int:
     level_syn = args.level_syn if args.level_syn is not None else level_aug
     base_seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     stem = _stem(Path(args.image))
-    for k in range(args.count):
+    rank, world = torchrun_shard() or (0, 1)
+    if world > 1 and args.seed is None:
+        raise InputError("under torchrun, give --seed: every process must number the pairs alike")
+    for k in range(rank, args.count, world):  # under torchrun: pair k is made by process k mod WORLD_SIZE
         seed = base_seed + 2 * k
         final = out / f"{stem}_pair_T{level_aug}-{level_syn}_seed{seed}"
         with staged_directory(final) as staging:

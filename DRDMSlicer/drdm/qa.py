@@ -50,7 +50,9 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         slice_axis: for 3D deformed slice by slice: the central slice across this axis and a through-plane reslice.
     """
     views = central_views(original.shape, slice_axis)
-    fig, axes = plt.subplots(len(views), 4, figsize=(16, 4.2 * len(views)), squeeze=False)
+    heights = [_row_height(original.shape, spacing, axis) for axis, _ in views]
+    fig, axes = plt.subplots(len(views), 4, figsize=(16, 0.4 + 4.0 * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     low, high = np.percentile(original, [0.5, 99.5])
     det_norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(2.0, float(np.nanmax(det))))
     det_image = None
@@ -89,6 +91,12 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _row_height(shape: tuple[int, ...], spacing: tuple[float, ...], axis: int | None) -> float:
+    """Relative height of a row: the physical height / width of its plane (a thin reslice gets a low row)."""
+    a, b = [k for k in range(len(shape)) if k != axis]
+    return float(np.clip(shape[a] * spacing[a] / (shape[b] * spacing[b]), 0.3, 1.0))
 
 
 def _draw_grid(panel, u_a: np.ndarray, u_b: np.ndarray) -> None:

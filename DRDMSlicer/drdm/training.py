@@ -31,6 +31,7 @@ from .losses import REGULARISERS, recovery_losses, relative_recovery_error
 from .models import DRDMModel
 from .noise import ForwardProcess
 from .spatial import warp
+from .torchrun import process_device
 from .training_data import TrainingImages, sample_generator
 from .training_loader import resume_generator, step_batches
 from .training_log import MetricsLog
@@ -145,17 +146,6 @@ def start_distributed(device: torch.device) -> DistributedContext:
     return DistributedContext(dist.get_rank(), dist.get_world_size())
 
 
-def training_device(name: str) -> torch.device:
-    """The device of this process (under torchrun with CUDA: ``cuda:LOCAL_RANK``)."""
-    from .models import resolve_device
-
-    device = resolve_device(name)
-    if device.type == "cuda" and "LOCAL_RANK" in os.environ:
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    return device
-
-
 def deform_batch(process: ForwardProcess, x0: torch.Tensor, states: torch.Tensor, levels: torch.Tensor, size: int,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward deformation of prepared samples (:mod:`drdm.training_loader`): ``x0`` ``(B, 1, *spatial)``,
@@ -231,7 +221,7 @@ class TrainingSetup:
 def set_up(config: TrainingConfig, resume: bool) -> TrainingSetup:
     """Check the settings, pick the device, join the process group (torchrun) and refuse to overwrite a run."""
     config.check()
-    device = training_device(config.device)
+    device = process_device(config.device)
     if config.amp == "fp16" and device.type != "cuda":
         raise ValueError("--amp fp16 needs a CUDA device (use bf16 or none on CPU)")
     context = start_distributed(device)
