@@ -37,7 +37,8 @@ if _TOO_OLD is not None:
 from typing import Annotated  # noqa: E402  (after the version check, on purpose)
 
 import vtk  # noqa: E402
-from drdm.settings import DEFAULTS, DEVICES, MODES, SPEEDS  # noqa: E402  (torch-free: the engine's one set of defaults)
+from drdm.model_choice import AUTO, slices_choice_applies  # noqa: E402  (torch-free: the auto rule, no voxels read)
+from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS  # noqa: E402  (torch-free: the one set of defaults)
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
 from slicer.i18n import tr as _  # noqa: E402
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: E402
@@ -49,7 +50,9 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 )
 from slicer.util import VTKObservationMixin  # noqa: E402
 
-MODEL_CHOICES = ["cmr-2d", "random-field-2d", "random-field-3d"]  # bundled cmr-2d; random field only (no learned recovery)
+DOWNLOAD_SUFFIX = " (download)"  # a registry model fetched (verified, with progress and cancel) on first use
+# auto: decided from the volume (drdm.model_choice); bundled cmr-2d; the authors' 3D model; random field only
+MODEL_CHOICES = [AUTO, "cmr-2d", "lct-3d" + DOWNLOAD_SUFFIX, "random-field-2d", "random-field-3d"]
 DEFAULT_MODEL = MODEL_CHOICES[0]  # preselected without asking the engine (opening the module stays cheap)
 IMPORT_MODEL_ITEM = "Import file…"
 
@@ -92,6 +95,7 @@ class DRDMSlicerParameterNode:
     mode: Annotated[str, Choice(list(MODES))] = DEFAULTS.mode
     speed: Annotated[str, Choice(list(SPEEDS))] = DEFAULTS.speed
     device: Annotated[str, Choice(list(DEVICES))] = DEFAULTS.device
+    slices: Annotated[str, Choice(list(SLICE_MODES))] = DEFAULTS.slices
     showDeformed: bool = True
     showJacobian: bool = True
     jacobianOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -222,12 +226,15 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportAllButton.enabled = bool(self._samples) and not self._running
         self.ui.seedSpinBox.enabled = bool(self._parameterNode) and not self._parameterNode.randomSeed
         self.ui.jacobianOpacitySlider.enabled = self.ui.showJacobianCheckBox.checked
+        slices = bool(self._parameterNode) and self.logic.slicesApply(self._parameterNode.inputVolume, self.currentModel())
+        self.ui.slicesLabel.visible = self.ui.slicesComboBox.visible = slices  # a 2D model on a 3D volume only
 
     # -- model choice ----------------------------------------------------------------------------------
 
     def onModelChosen(self, text: str) -> None:
         if text != IMPORT_MODEL_ITEM:
             self._modelChoice = text
+            self.updateButtons()
             return
         path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import a DRDM model"), "",
                                               _("DRDM models (*.safetensors *.json *.pth)"))
@@ -253,7 +260,7 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def currentModel(self):
         text = self.ui.modelComboBox.currentText
-        return self._importedModels.get(text, text)
+        return self._importedModels.get(text, text.removesuffix(DOWNLOAD_SUFFIX))
 
     # -- generation ------------------------------------------------------------------------------------
 
@@ -280,24 +287,26 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         try:
             ensure_requirements()
+            from drdm.registry import DownloadCancelled
             from drdm.sampler import GenerationCancelled
 
             model = self.currentModel()
-            if isinstance(model, str):
-                self.logic.ensureModel(model, progress=self.downloadProgress)
             try:
+                if isinstance(model, str):
+                    self.logic.ensureModel(model, progress=self.downloadProgress, cancel=lambda: self._cancelRequested)
                 samples = self.logic.generate(
                     inputVolume, params.inputSegmentation, model=model, level=params.level, seed=params.seed,
                     count=params.count, mode=params.mode, speed=params.speed, device=params.device,
-                    progress=progress, cancel=lambda: self._cancelRequested)
-            except GenerationCancelled:
-                self.ui.statusLabel.text = _("Cancelled; no output was added.")
+                    slices=params.slices, progress=progress, cancel=lambda: self._cancelRequested)
+            except (GenerationCancelled, DownloadCancelled):
+                self.ui.statusLabel.text = _("Cancelled; no output was added and nothing was downloaded.")
                 return
             self._samples = samples
             self._sourceVolume = inputVolume
             self.updateResultList()
-            self.ui.statusLabel.text = _("{count} deformation(s) in {seconds:.1f} s").format(
-                count=len(samples), seconds=time.monotonic() - started)
+            line = samples[0].model_line if samples else ""
+            self.ui.statusLabel.text = _("{count} deformation(s) in {seconds:.1f} s; {model}").format(
+                count=len(samples), seconds=time.monotonic() - started, model=line)
             self.updateView()
         except Exception as error:  # shown to the user, never a traceback; the logic adds nodes only at the end
             # (bad input, a wrong model, CUDA out of memory: the logic words them as ValueError)
@@ -412,9 +421,17 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return DRDMSlicerParameterNode(super().getParameterNode())
 
-    def ensureModel(self, name: str, progress=None):
-        """Download a registry model (sha256-verified) if it is not available yet."""
-        return self.deformation.ensure_model(name, progress)
+    def ensureModel(self, name: str, progress=None, cancel=None):
+        """Download a registry model (verified) if it is not available yet; ``cancel()`` True stops it."""
+        return self.deformation.ensure_model(name, progress, cancel)
+
+    @staticmethod
+    def slicesApply(volumeNode, model) -> bool:
+        """Whether to offer the slices choice: a 2D model on a 3D volume (torch-free; ``auto`` by geometry)."""
+        if volumeNode is None or volumeNode.GetImageData() is None:
+            return False
+        dims = volumeNode.GetImageData().GetDimensions()
+        return slices_choice_applies(getattr(model, "ndims", model), dims, volumeNode.GetSpacing())
 
     def loadModel(self, path: str):
         """A model from a file (on the CPU; generation moves it to the chosen device): an authors' ``.pth``
@@ -424,10 +441,10 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
         return load_model_spec(path)
 
     def generate(self, volumeNode, segmentationNode=None, *, model, level, seed, count=1, mode=DEFAULTS.mode,
-                 speed=DEFAULTS.speed, device=DEFAULTS.device, progress=None, cancel=None):
+                 speed=DEFAULTS.speed, device=DEFAULTS.device, slices=DEFAULTS.slices, progress=None, cancel=None):
         return self.deformation.generate(volumeNode, segmentationNode, model=model, level=level, seed=seed,
-                                         count=count, mode=mode, speed=speed, device=device, progress=progress,
-                                         cancel=cancel)
+                                         count=count, mode=mode, speed=speed, device=device, slices=slices,
+                                         progress=progress, cancel=cancel)
 
     def export_transform(self, transformNode, path):
         return self.deformation.export_transform(transformNode, path)

@@ -67,3 +67,12 @@ def test_cli_prints_the_choice_and_records_the_model(tmp_path, capsys):
     assert "model: random-field-3d (auto: near-isotropic 3D volume" in printed
     (stats,) = (tmp_path / "out").glob("*/stats.json")
     assert json.loads(stats.read_text())["model"] == "random-field-3d"
+
+
+def test_model_choice_imports_no_torch_numpy_or_simpleitk():
+    import subprocess
+    import sys
+
+    code = "import sys, drdm.model_choice; print(sorted(m for m in ('torch', 'numpy', 'SimpleITK') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -243,7 +243,8 @@ def test_version_check_comes_before_newer_slicer_apis(tree):
 
 # -- the defects found by the read-through ------------------------------------------------------------------------------
 
-TORCH_FREE_ENGINE_MODULES = {"drdm.settings"}  # importable before PyTorch is installed (test_settings.py proves it)
+# importable before PyTorch is installed (test_settings.py and test_model_choice.py prove it)
+TORCH_FREE_ENGINE_MODULES = {"drdm.settings", "drdm.model_choice"}
 
 
 def test_engine_imported_lazily(tree):

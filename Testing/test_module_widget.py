@@ -70,8 +70,11 @@ class FakeLogic:
             raise self.load_error
         return SimpleNamespace(name="my-model")
 
-    def ensureModel(self, name, progress=None):
+    def ensureModel(self, name, progress=None, cancel=None):
         self.calls.append(("ensureModel", name))
+
+    def slicesApply(self, volume, model):
+        return getattr(volume, "slices_apply", False)
 
     def generate(self, volume, segmentation=None, **kwargs):
         self.calls.append(("generate", volume, kwargs))
@@ -88,7 +91,8 @@ class FakeLogic:
 
 
 def make_sample(name: str):
-    return SimpleNamespace(volumeNode=fakes.FakeNode(f"{name} volume"), transformNode=fakes.FakeNode(f"{name} transform"))
+    return SimpleNamespace(volumeNode=fakes.FakeNode(f"{name} volume"), transformNode=fakes.FakeNode(f"{name} transform"),
+                           model_line="model: cmr-2d (auto: stack of thick slices)")
 
 
 @pytest.fixture
@@ -242,6 +246,7 @@ def test_imported_model_is_listed_chosen_and_generated_with_the_chosen_device(wi
     widget.onGenerate()
     [(_, volume, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
     assert kwargs["model"] is model and kwargs["device"] == "auto"
+    assert widget.ui.statusLabel.text.endswith("; model: cmr-2d (auto: stack of thick slices)")  # how it was chosen
     assert not [c for c in widget.logic.calls if c[0] == "ensureModel"]  # a loaded model needs no download
     assert widget.logic.deformation.shown and not recorder.errors
 
@@ -336,3 +341,49 @@ def test_good_pytorch_installs_nothing_and_missing_safetensors_is_pip_installed(
     module.ensure_requirements()
     assert utils.installs == [] and recorder.confirmations == []
     assert recorder.pip_installs == [requirements.SAFETENSORS_REQUIREMENT]
+
+
+# -- model choice and slices ------------------------------------------------------------------------------------
+
+class FakeVolume(fakes.FakeNode):
+    def __init__(self, dims, spacing) -> None:
+        super().__init__("volume")
+        self.dims, self.spacing = dims, spacing
+
+    def GetImageData(self):
+        return SimpleNamespace(GetDimensions=lambda: self.dims)
+
+    def GetSpacing(self):
+        return self.spacing
+
+
+def test_slices_choice_is_offered_for_a_2d_model_on_a_volume_only(module):
+    apply = module.DRDMSlicerLogic.slicesApply
+    stack, isotropic, flat = FakeVolume((216, 256, 10), (1.56, 1.56, 10.0)), FakeVolume((64, 64, 40), (1.2,) * 3), \
+        FakeVolume((64, 64, 1), (1.0,) * 3)
+    assert apply(stack, "auto") and apply(stack, "cmr-2d") and apply(isotropic, "random-field-2d")
+    assert not apply(isotropic, "auto")  # auto gives a 3D model there
+    assert not apply(stack, "lct-3d") and not apply(flat, "cmr-2d") and not apply(None, "cmr-2d")
+    assert apply(isotropic, SimpleNamespace(ndims=2)) and not apply(isotropic, SimpleNamespace(ndims=3))
+
+
+def test_slices_control_follows_the_volume_and_model(widget, module):
+    node = widget._parameterNode
+    node.inputVolume = SimpleNamespace(slices_apply=True, GetName=lambda: "stack")
+    widget.updateButtons()
+    assert widget.ui.slicesComboBox.visible and widget.ui.slicesLabel.visible
+    node.inputVolume = SimpleNamespace(slices_apply=False, GetName=lambda: "ct")
+    widget.updateButtons()
+    assert not widget.ui.slicesComboBox.visible and not widget.ui.slicesLabel.visible
+
+
+def test_download_choice_is_fetched_with_cancel_and_generated_with_slices(widget, module):
+    module.ensure_requirements = lambda: None
+    widget.ui.modelComboBox.setCurrentText("lct-3d (download)")
+    assert widget.currentModel() == "lct-3d"
+    widget._parameterNode.inputVolume = fakes.FakeNode("input")
+    widget._parameterNode.slices = "independent"
+    widget.onGenerate()
+    assert ("ensureModel", "lct-3d") in widget.logic.calls
+    [(_, _, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
+    assert kwargs["model"] == "lct-3d" and kwargs["slices"] == "independent"

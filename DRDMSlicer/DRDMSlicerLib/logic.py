@@ -18,12 +18,12 @@ import vtk
 from drdm.deform import DeformationResult, deform_images
 from drdm.errors import out_of_memory_as_error
 from drdm.io import staged_directory
-from drdm.model_choice import ModelChoice, resolve_model
+from drdm.model_choice import ModelChoice, resolve_model, slices_choice_applies
 from drdm.models import DRDMModel
 from drdm.registry import DEFAULT_BUNDLED_MODEL, load_model
 from drdm.sample_folder import write_sample
 from drdm.segment_volumes import volume_change_rows
-from drdm.settings import DEFAULTS, DeformationSettings, slices_option_applies
+from drdm.settings import DEFAULTS, DeformationSettings
 
 from .mrml import (
     labels_from_segmentation,
@@ -54,6 +54,7 @@ class DeformationSample:
     inputImage: sitk.Image | None = None
     inputLabels: sitk.Image | None = None
     inputSegmentationNode: slicer.vtkMRMLSegmentationNode | None = None
+    model_line: str = ""  # how the model was chosen, e.g. "model: cmr-2d (auto: stack of thick slices (...))"
 
 
 @dataclass
@@ -123,11 +124,14 @@ class DeformationLogic:
         return resolve_model(model, volume_to_sitk(volumeNode))
 
     @staticmethod
-    def slices_apply(volumeNode, model_ndims: int) -> bool:
-        """Whether the coherent/independent slices choice matters: a 2D model on a 3D volume."""
+    def slices_apply(volumeNode, model) -> bool:
+        """Whether the coherent/independent slices choice matters: a 2D model on a 3D volume. ``model``: a loaded
+        model, a name (``auto`` decided by the volume's geometry: :func:`drdm.model_choice.model_dims_hint`) or the
+        model's dimensionality."""
         if volumeNode is None or volumeNode.GetImageData() is None:
             return False
-        return slices_option_applies(model_ndims, volumeNode.GetImageData().GetDimensions())
+        ndims = model.ndims if isinstance(model, DRDMModel) else model
+        return slices_choice_applies(ndims, volumeNode.GetImageData().GetDimensions(), volumeNode.GetSpacing())
 
     # -- validation ---------------------------------------------------------------------------------
 
@@ -241,7 +245,7 @@ class DeformationLogic:
         table = self._statistics_table(stats, f"{base} statistics")
         folder = self._folder(base, [volume, transform, jacobian, table] + ([segmentation] if segmentation else []))
         sample = DeformationSample(volume, transform, segmentation, jacobian, table, folder, stats, volumeNode, result,
-                                   request.image, request.labels, request.segmentationNode)
+                                   request.image, request.labels, request.segmentationNode, request.model_line)
         self.show_sample(sample)
         return sample
 
