@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from .slice_coherence import SliceStack, coherent_normals, coherent_scales, scale_slope
+from .slice_coherence import THROUGH_PLANE_CELL, SliceStack, coherent_normals, coherent_scales, scale_slope
 from .spatial import folds, integrate, warp
 
 PRESETS: dict[str, dict] = {
@@ -90,7 +90,8 @@ class ForwardProcess:
 
         ``slices``: the batch is ``batch // len(slices)`` stacks of neighbouring slices of a volume (2D model); each
         tensor is drawn smooth through each stack's slices (:func:`~drdm.slice_coherence.coherent_normals`, node
-        spacing = the scale's control cell, ``2·size/c`` working voxels), each slice keeping i.i.d. N(0, 1) values.
+        spacing :data:`~drdm.slice_coherence.THROUGH_PLANE_CELL` × the scale's control cell, ``2·size/c`` working
+        voxels), each slice keeping i.i.d. N(0, 1) values.
         """
         device = generator.device if generator is not None else torch.device("cpu")
         shapes = [(batch, self.ndims) + (c,) * self.ndims for c in self.scales]
@@ -101,7 +102,8 @@ class ForwardProcess:
                              f"got {self.ndims}D and a batch of {batch}")
         size = int(size or self.image_size)
         stacks = batch // len(slices)
-        return [torch.cat([coherent_normals(slices, 2.0 * size / s[-1], s[1:], generator, device) for _ in range(stacks)])
+        return [torch.cat([coherent_normals(slices, THROUGH_PLANE_CELL * 2.0 * size / s[-1], s[1:], generator, device)
+                           for _ in range(stacks)])
                 for s in shapes + shapes]
 
     def _multiscale(self, normals: list[torch.Tensor], amplitude: float) -> torch.Tensor:
