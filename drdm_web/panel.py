@@ -44,7 +44,7 @@ def _checked_upload(variable: str) -> str:
 def _inputs(app: DRDMWebApp) -> None:
     html.Div("Input", classes="text-subtitle-2 mb-1")
     v.VTextField(id="drdm-volume-path", label="Volume (path in the data folder)", v_model=("drdm_volume_path",),
-                 hint=("`in ${drdm_data_dir}`",), **FIELD)
+                 hint=("`in the data folder ${drdm_data_dir}`",), persistent_hint=True, **FIELD)
     v.VTextField(id="drdm-segmentation-path", label="Segmentation / label map (optional)",
                  v_model=("drdm_segmentation_path",), **FIELD)
     with html.Div(classes="d-flex align-center mb-2"):
