@@ -370,15 +370,16 @@ def test_jacobian_colours_clear_near_one_and_mark_folding(scene):
 
     assert entry_value(128) == 1.0 and entry(1.0)[3] == 0.0
     assert entry(1.05)[3] == 0.0 and entry(0.95)[3] == 0.0  # within |log| < 0.1
-    assert entry(1.5)[3] == 1.0 and entry(1.5)[0] == 1.0 and entry(1.5)[2] < 0.7  # shrunk: red, opaque
-    assert entry(0.6)[3] == 1.0 and entry(0.6)[2] == 1.0 and entry(0.6)[0] < 0.7  # enlarged: blue, opaque
+    assert 0.1 < entry(1.2)[3] < entry(1.5)[3] < entry(1.9)[3] < 1.0  # more change, more colour
+    assert entry(2.0)[3] == 1.0 and entry(2.0)[0] == 1.0 and entry(2.0)[2] < 0.2  # doubled: red, opaque
+    assert entry(0.5)[3] == 1.0 and entry(0.5)[2] == 1.0 and entry(0.5)[0] < 0.7  # halved: blue, opaque
     table.GetColor(0, rgba)
     assert list(rgba) == [1.0, 0.0, 1.0, 1.0]  # folded
     assert DeformationLogic.jacobian_threshold(scene) == DEFAULT_JACOBIAN_THRESHOLD
     logic.jacobian_color_node(0.0)  # threshold 0: everything coloured
     assert entry(1.0)[3] == 1.0 and DeformationLogic.jacobian_threshold(scene) == 0.0
     logic.jacobian_color_node(0.3)
-    assert entry(1.25)[3] == 0.0 and entry(2.0)[3] > 0.5
+    assert entry(1.25)[3] == 0.0 and entry(1.5)[3] > 0.0
 
 
 def test_thick_slice_stack_gets_its_acquisition_view_on_the_middle_slice(scene):
