@@ -95,7 +95,7 @@ class DRDMSlicerParameterNode:
     showDeformed: bool = True
     showJacobian: bool = True
     jacobianOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
-    jacobianThreshold: Annotated[float, WithinRange(0.0, 0.5)] = 0.1  # DRDMSlicerLib.jacobian_colours default
+    jacobianThreshold: Annotated[float, WithinRange(0.0, 0.5)] = 0.2  # DRDMSlicerLib.jacobian_colours default
     showGrid: bool = False
 
 

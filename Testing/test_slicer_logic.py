@@ -369,17 +369,17 @@ def test_jacobian_colours_clear_near_one_and_mark_folding(scene):
         return list(rgba)
 
     assert entry_value(128) == 1.0 and entry(1.0)[3] == 0.0
-    assert entry(1.05)[3] == 0.0 and entry(0.95)[3] == 0.0  # within |log| < 0.1
-    assert 0.1 < entry(1.2)[3] < entry(1.5)[3] < entry(1.9)[3] < 1.0  # more change, more colour
-    assert entry(2.0)[3] == 1.0 and entry(2.0)[0] == 1.0 and entry(2.0)[2] < 0.2  # doubled: red, opaque
-    assert entry(0.5)[3] == 1.0 and entry(0.5)[2] == 1.0 and entry(0.5)[0] < 0.7  # halved: blue, opaque
+    assert entry(1.2)[3] == 0.0 and entry(0.85)[3] == 0.0  # within |log| < 0.2
+    assert entry(1.3)[3] == 1.0 and entry(1.3)[0] == 1.0 and entry(1.3)[2] < 0.9  # shrunk by > 20 %: red
+    assert entry(2.0)[2] < entry(1.3)[2]  # more change, more saturated
+    assert entry(0.75)[3] == 1.0 and entry(0.75)[2] == 1.0 and entry(0.75)[0] < 0.8  # enlarged: blue
     table.GetColor(0, rgba)
     assert list(rgba) == [1.0, 0.0, 1.0, 1.0]  # folded
     assert DeformationLogic.jacobian_threshold(scene) == DEFAULT_JACOBIAN_THRESHOLD
     logic.jacobian_color_node(0.0)  # threshold 0: everything coloured
     assert entry(1.0)[3] == 1.0 and DeformationLogic.jacobian_threshold(scene) == 0.0
     logic.jacobian_color_node(0.3)
-    assert entry(1.25)[3] == 0.0 and entry(1.5)[3] > 0.0
+    assert entry(1.3)[3] == 0.0 and entry(1.5)[3] == 1.0
 
 
 def test_thick_slice_stack_gets_its_acquisition_view_on_the_middle_slice(scene):
