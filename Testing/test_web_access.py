@@ -210,12 +210,26 @@ def test_second_browser_gets_in_use_and_none_of_the_first_ones_data(page, server
         second.quit()
 
 
-def test_upload_folder_is_removed_when_the_server_stops(server, tmp_path):
-    """A second, short-lived server: its upload folder exists while it runs and is gone once it stopped."""
+def test_idle_browser_gives_way_and_the_upload_folder_goes_at_exit(server, tmp_path):
+    """A second, short-lived server with ``--idle-minutes 0.1``: a browser idle for 6 s gives way to a second one,
+    which sees none of its data; the server's upload folder is gone once the server stopped."""
     log = tmp_path / "server.log"
-    with served(["--data-dir", str(server["data"]), "--model", str(server["root"] / "field-only-2d.safetensors"),
-                 "--device", "cpu"], log, 180):
+    arguments = [str(server["data"] / "stack.nii.gz"), "--model", str(server["root"] / "field-only-2d.safetensors"),
+                 "--device", "cpu", "--idle-minutes", "0.1"]
+    with served(arguments, log, 180) as url:
         line = next(line for line in log.read_text().splitlines() if "uploads in" in line)
         folder = Path(line.split("uploads in ")[1].split(" (")[0])
         assert folder.is_dir()
+        first, second = chromium(), chromium()
+        try:
+            first.get(url)
+            wait_for(lambda: len(view_images(first)) >= 3 and "loaded" in status(first), 120, "the first browser")
+            assert load(first, "private.nii.gz", "loaded private") == "loaded private"
+            second.get(url)
+            wait_for(lambda: second.find_elements(By.ID, "drdm-in-use"), 30, "the in-use page")
+            wait_for(lambda: "loaded" in status(second), 60, "the app once the first browser is idle")
+            assert status(second) == "loaded stack" and "private" not in second.page_source
+        finally:
+            first.quit()
+            second.quit()
     assert not folder.exists()

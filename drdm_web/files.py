@@ -60,13 +60,18 @@ def safe_name(name: str, default: str = "upload") -> str:
     return cleaned or default
 
 
+def check_max_upload(max_mb: float) -> None:
+    """``InputError`` unless 0 < ``max_mb`` ≤ 4096 (wslink's message limit)."""
+    if not 0 < max_mb <= WSLINK_MAX_MB:
+        raise InputError(f"--max-upload-mb {max_mb:g}: must be more than 0 and at most {WSLINK_MAX_MB} "
+                         "(the WebSocket layer's limit)")
+
+
 class UploadFolder:
     """An owner-only temporary folder for uploads (mode 0700), emptied per session and removed at exit."""
 
     def __init__(self, max_mb: float = DEFAULT_MAX_UPLOAD_MB) -> None:
-        if not 0 < max_mb <= WSLINK_MAX_MB:
-            raise InputError(f"--max-upload-mb {max_mb:g}: must be more than 0 and at most {WSLINK_MAX_MB} "
-                             "(the WebSocket layer's limit)")
+        check_max_upload(max_mb)
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.path = Path(tempfile.mkdtemp(prefix="drdm-web-uploads-"))  # created 0700 by mkdtemp
         os.chmod(self.path, 0o700)

@@ -9,7 +9,7 @@ from pathlib import Path
 from drdm.io import InputError
 
 from .access import check_bind, page_url, random_secret, read_secret_file
-from .files import DEFAULT_MAX_UPLOAD_MB, DataFolder
+from .files import DEFAULT_MAX_UPLOAD_MB, DataFolder, check_max_upload
 
 
 def default_data_dir(volume: str | None) -> Path:
@@ -42,6 +42,9 @@ def serve(volume: str | None = None, *, segmentation: str | None = None, model: 
     """
     secret = read_secret_file(secret_file) if secret_file else random_secret()
     check_bind(host, secret)
+    check_max_upload(max_upload_mb)
+    if idle_minutes < 0:
+        raise InputError(f"--idle-minutes {idle_minutes:g}: must be 0 (never) or more")
     data = check_inputs_inside(data_dir or default_data_dir(volume), volume=volume, segmentation=segmentation)
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # offscreen, no X server needed
     from .app import DRDMWebApp, WebSettings  # the Slicer core: loaded only once the arguments are good
