@@ -1,8 +1,8 @@
 """``drdm web`` in a real browser: the server in a subprocess, headless Chromium driven by selenium.
 
 The tests run in file order on one server and one browser page (a clinician's session: load, generate, look,
-export, cancel, a bad file). Set ``DRDM_SCREENSHOTS=<folder>`` to keep the page's screenshots (the README's
-pictures come from such a run).
+export, cancel, a bad file). Set ``DRDM_SCREENSHOTS=<folder>`` to keep the page's screenshots (``test-web-*.png``;
+the README's pictures come from ``benchmarks/web_screenshots.py``, the bundled model on a real cardiac stack).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def test_generate_adds_a_result_and_changes_the_view(page, server):
     for row in ("mean |u|", "p95 |u|", "% FOV", "folded voxels", "det J min", "det J max", "seed", "level", "model sha256",
                 "time", " volume", " mL ("):  # the last two: per-segment volume change (drdm.segment_volumes)
         assert row in stats, row
-    shot(page, "DRDMSlicer-web-result.png")
+    shot(page, "test-web-result.png")
 
 
 def test_jacobian_and_grid_toggles_change_the_view(page):
@@ -159,7 +159,7 @@ def test_jacobian_and_grid_toggles_change_the_view(page):
     without_jacobian = views_png(page)
     page.find_element(By.ID, "drdm-grid-toggle").click()
     view_changes(page, without_jacobian, "showing the deformation grid")
-    shot(page, "DRDMSlicer-web-grid.png")
+    shot(page, "test-web-grid.png")
     with_grid = views_png(page)
     page.find_element(By.ID, "drdm-grid-toggle").click()
     page.find_element(By.ID, "drdm-jacobian-toggle").click()
@@ -208,7 +208,7 @@ def test_corrupt_file_shows_an_error_and_the_server_keeps_running(page, server):
     text = wait_for(lambda: status(page) if status(page).startswith("error") else None, 30, "the error")
     assert "corrupt.nii.gz" in text
     assert page.find_element(By.ID, "drdm-alert").is_displayed()
-    shot(page, "DRDMSlicer-web-error.png")
+    shot(page, "test-web-error.png")
     # the scene is unchanged and the server still answers: the previous volume generates again
     results = len(result_items(page))
     assert generate(page).endswith("done")
@@ -245,6 +245,6 @@ def test_det_j_overlay_is_transparent_where_the_volume_is_kept(page):
     jacobian.click()
     threshold_thumb(page).send_keys(Keys.HOME)  # threshold 0
     view_changes(page, with_overlay, "colouring det J = 1 (threshold 0)")
-    shot(page, "DRDMSlicer-web-threshold-0.png")
+    shot(page, "test-web-threshold-0.png")
     threshold_thumb(page).send_keys(Keys.PAGE_UP)
     type_into(page.find_element(By.ID, "drdm-level"), "48")
