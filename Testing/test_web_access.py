@@ -64,6 +64,8 @@ def server(tmp_path_factory):
     write_stack(data / "stack.nii.gz", 800)
     write_stack(data / "private.nii.gz", 400, slices=3)
     write_stack(outside / "other_patient.nii.gz", 300)
+    volume3d = sitk.GetImageFromArray((np.random.default_rng(0).random((40, 40, 40)) * 500).astype(np.int16))
+    sitk.WriteImage(volume3d, str(data / "volume3d.nii.gz"))  # 1 mm isotropic: no acquisition plane
     (data / "link.nii.gz").symlink_to(outside / "other_patient.nii.gz")
     (data / "linked_dir").symlink_to(outside)
     (root / "big.nii.gz").write_bytes(os.urandom(2 * 1024 * 1024))  # 2 MB: over --max-upload-mb 1
@@ -101,7 +103,9 @@ def load(driver, typed: str, expected: str) -> str:
     field = driver.find_element(By.ID, "drdm-volume-path")
     type_into(field, typed)
     wait_for(lambda: field.get_attribute("value") == typed, 10, "the typed path")
-    time.sleep(0.3)  # the field's value reaches the server before the click
+    # trame's client sends state changes once it is not busy; a click is sent at once: let the path go first
+    wait_for(lambda: not driver.execute_script("return window.trame.state.get('trame__busy')"), 10, "an idle page")
+    time.sleep(0.3)
     driver.find_element(By.ID, "drdm-load").click()
     return wait_for(lambda: status(driver) if expected in status(driver) else None, 30, f"{expected!r} after loading {typed}")
 
@@ -173,6 +177,22 @@ def test_paths_outside_the_data_folder_are_refused(page, server, typed, reason):
 
 def test_server_keeps_working_after_refusals(page):
     assert load(page, "stack.nii.gz", "loaded") == "loaded stack"
+
+
+def view_sizes(driver) -> list[int]:
+    return sorted((img.size["width"] * img.size["height"] for img in view_images(driver)), reverse=True)
+
+
+def test_layout_follows_the_volume(page):
+    """A 3D volume: the four views share the page; the thick-slice stack again: its acquisition plane is large."""
+    assert load(page, "volume3d.nii.gz", "loaded volume3d") == "loaded volume3d"
+    sizes = wait_for(lambda: view_sizes(page) if view_sizes(page)[0] < 1.5 * view_sizes(page)[-1] else None, 30,
+                     "the quad view")
+    assert len(sizes) >= 3
+    assert load(page, "stack.nii.gz", "loaded stack") == "loaded stack"
+    sizes = wait_for(lambda: view_sizes(page) if view_sizes(page)[0] > 3 * view_sizes(page)[1] else None, 30,
+                     "the acquisition plane large")
+    assert len(sizes) >= 3
 
 
 def test_upload_over_the_limit_is_refused(page, server):

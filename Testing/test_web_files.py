@@ -107,7 +107,7 @@ def test_gate_one_browser_idle_and_same_browser():
 
     now = [0.0]
     gate = SessionGate(idle_minutes=10, clock=lambda: now[0])
-    assert gate.claim("c1", "alice") == (True, True)
+    assert gate.claim("c1", "alice") == (True, False)  # the first browser: nothing to empty
     assert not gate.admits_page("bob") and gate.admits_page("alice")
     assert gate.claim("c2", "bob") == (False, False)  # in use
     now[0] = 9 * 60

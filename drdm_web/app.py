@@ -202,10 +202,21 @@ class DRDMWebApp(TrameApp):
         model = self.state.drdm_model
         self._init_state()
         self.state.drdm_model = model
-        self.layout_manager.set_layout(QUAD_VIEW)
+        self.set_layout(QUAD_VIEW)
         self._load_startup_inputs()
         for view in self.slicer_app.view_manager.get_views():
             view.schedule_render()
+
+    def set_layout(self, layout_id: str) -> None:
+        """Change the view layout, also in a connected browser. trame-server sends a state key only when its text
+        differs from what it last sent, and its record of the page template goes stale when the layout changes
+        before a browser connects (the browser then fetches the whole state): the template is pushed explicitly."""
+        self.layout_manager.set_layout(layout_id)
+        protocol = getattr(self.server, "protocol", None)
+        ui = getattr(self, "ui", None)
+        if ui is not None and protocol is not None and getattr(protocol, "publish", None) is not None:
+            self.state.flush()
+            protocol.force_push_state(ui._template_name)  # "trame__template_main"
 
     def fail(self, message: str) -> None:
         """Show an error in the status line and the alert; the scene is left as it was."""
@@ -276,7 +287,7 @@ class DRDMWebApp(TrameApp):
             self.segmentation_node = segmentation_from_labels(scene, remapped, self.volume_node, segments,
                                                               f"{stem} segmentation")
         self.slicer_app.display_manager.show_volume(self.volume_node, do_reset_views=True)
-        self.layout_manager.set_layout(view_layout_for(show_volume_planes(scene, self.volume_node)))
+        self.set_layout(view_layout_for(show_volume_planes(scene, self.volume_node)))
         self.state.drdm_loaded = f"{stem}: {' × '.join(str(n) for n in image.GetSize())} voxels" + (
             f", {len(self.segmentation_node.GetSegmentation().GetSegmentIDs())} segments" if self.segmentation_node else "")
         self.state.drdm_status = f"loaded {stem}"

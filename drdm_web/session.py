@@ -62,6 +62,7 @@ class SessionGate:
         self.clock = clock
         self.owner: str | None = None  # WebSocket client id
         self.owner_cookie: str | None = None  # the browser of the current (or last) session
+        self.claimed = False  # whether any browser held the session yet
         self.last_seen = clock()
 
     def idle(self) -> bool:
@@ -74,11 +75,12 @@ class SessionGate:
 
     def claim(self, client_id: str, cookie: str | None) -> tuple[bool, bool]:
         """Try to give the session to ``client_id``: returns ``(admitted, new_person)``; ``new_person`` means the
-        scene must be emptied first (a different browser than the last session's)."""
+        scene must be emptied first (a different browser than the last session's; never for the first one, which
+        finds only what the server was started with)."""
         if self.owner is not None and not self.idle() and (cookie is None or cookie != self.owner_cookie):
             return False, False
-        new_person = cookie is None or cookie != self.owner_cookie
-        self.owner, self.owner_cookie, self.last_seen = client_id, cookie, self.clock()
+        new_person = self.claimed and (cookie is None or cookie != self.owner_cookie)
+        self.owner, self.owner_cookie, self.last_seen, self.claimed = client_id, cookie, self.clock(), True
         return True, new_person
 
     def seen(self, client_id: str) -> None:
