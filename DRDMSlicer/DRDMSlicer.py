@@ -99,6 +99,7 @@ class DRDMSlicerParameterNode:
     showDeformed: bool = True
     showJacobian: bool = True
     jacobianOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    jacobianThreshold: Annotated[float, WithinRange(0.0, 0.5)] = 0.2  # DRDMSlicerLib.jacobian_colours default
     showGrid: bool = False
 
 
@@ -172,6 +173,7 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showDeformedCheckBox.toggled.connect(self.updateView)
         self.ui.showJacobianCheckBox.toggled.connect(self.updateView)
         self.ui.jacobianOpacitySlider.valueChanged.connect(self.updateView)
+        self.ui.jacobianThresholdSlider.valueChanged.connect(self.updateView)
         self.ui.showGridCheckBox.toggled.connect(self.updateView)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -226,6 +228,7 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportAllButton.enabled = bool(self._samples) and not self._running
         self.ui.seedSpinBox.enabled = bool(self._parameterNode) and not self._parameterNode.randomSeed
         self.ui.jacobianOpacitySlider.enabled = self.ui.showJacobianCheckBox.checked
+        self.ui.jacobianThresholdSlider.enabled = self.ui.showJacobianCheckBox.checked
         slices = bool(self._parameterNode) and self.logic.slicesApply(self._parameterNode.inputVolume, self.currentModel())
         self.ui.slicesLabel.visible = self.ui.slicesComboBox.visible = slices  # a 2D model on a 3D volume only
 
@@ -372,7 +375,7 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.deformation.show_sample(
                 sample, deformed=self.ui.showDeformedCheckBox.checked, jacobian=self.ui.showJacobianCheckBox.checked,
                 jacobian_opacity=self.ui.jacobianOpacitySlider.value, grid=self.ui.showGridCheckBox.checked,
-                original=original)
+                original=original, jacobian_threshold=self.ui.jacobianThresholdSlider.value)
         except Exception as error:  # a message box, never a traceback
             logging.exception("DRDM: showing a result failed")
             slicer.util.errorDisplay(_("The result could not be shown: {error}").format(error=error))

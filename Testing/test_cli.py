@@ -472,6 +472,26 @@ def test_web_binds_loopback_by_default_and_refuses_a_missing_volume(tmp_path, ca
     assert "missing.nii.gz: no such file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--data-dir", "{other}"], "VOLUME {volume}: outside the data folder"),
+    (["--secret-file", "{empty}"], "the file is empty"),
+    (["--secret-file", "{missing}"], "cannot be read"),
+    (["--max-upload-mb", "0"], "--max-upload-mb 0: must be more than 0"),
+    (["--idle-minutes", "-1"], "--idle-minutes -1: must be 0"),
+    (["--data-dir", "{missing}"], "not a folder"),
+])
+def test_web_refuses_bad_protection_options_before_starting(tmp_path, capsys, extra, message):
+    pytest.importorskip("trame_slicer")
+    sitk.WriteImage(sitk.Image(8, 8, 2, sitk.sitkFloat32), str(tmp_path / "v.nii.gz"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "empty").write_text("")
+    names = dict(other=tmp_path / "other", empty=tmp_path / "empty", missing=tmp_path / "missing",
+                 volume=tmp_path / "v.nii.gz")
+    assert main(["web", str(tmp_path / "v.nii.gz"), *[e.format(**names) for e in extra]]) == 2
+    error = capsys.readouterr().err
+    assert message.format(**names) in error and error.count("\n") == 1, error
+
+
 def test_batched_count_runs_the_samples_as_one_batch(tmp_path, model3d_path, monkeypatch):
     """``--batched`` asks deform_images for sampler batches on the CPU; without it the CPU default (None) holds."""
     import drdm.cli

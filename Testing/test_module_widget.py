@@ -270,13 +270,15 @@ def test_output_controls_drive_show_sample(widget):
     shown = widget.logic.deformation.shown
     widget.ui.showGridCheckBox.checked = True
     widget.ui.jacobianOpacitySlider.value = 0.8
+    widget.ui.jacobianThresholdSlider.value = 0.3
     widget.ui.showDeformedCheckBox.checked = False
     widget.ui.showJacobianCheckBox.checked = False
     sample, kwargs = shown[-1]
     assert sample is second  # the newest result is selected
     assert kwargs == {"deformed": False, "jacobian": False, "jacobian_opacity": 0.8, "grid": True,
-                      "original": None}  # the input node is not in the (fake) scene any more
+                      "original": None, "jacobian_threshold": 0.3}  # the input node is not in the (fake) scene any more
     assert not widget.ui.jacobianOpacitySlider.enabled  # no det J shown, no opacity to set
+    assert not widget.ui.jacobianThresholdSlider.enabled
     widget.ui.resultComboBox.setCurrentIndex(0)
     assert shown[-1][0] is first
 

@@ -382,3 +382,71 @@ def test_slices_choice_and_auto_model_on_a_volume(scene, monkeypatch, tmp_path):
     assert request.model.name == "random-field-3d"
     assert request.model_line.startswith("model: random-field-3d (auto: near-isotropic 3D volume")
     assert "drdm models fetch lct-3d" in request.model_line
+
+
+def test_jacobian_colours_clear_near_one_and_mark_folding(scene):
+    """The det J table: transparent at det J = 1 and within the threshold, opaque where the volume changes by more
+    than twice it, folding magenta and opaque; the threshold is the user's."""
+    from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD, entry_value
+
+    logic = DeformationLogic(scene)
+    table = logic.jacobian_color_node()
+    rgba = [0.0] * 4
+
+    def entry(det):
+        index = min(range(1, 256), key=lambda i: abs(entry_value(i) - det))
+        table.GetColor(index, rgba)
+        return list(rgba)
+
+    assert entry_value(128) == 1.0 and entry(1.0)[3] == 0.0
+    assert entry(1.2)[3] == 0.0 and entry(0.85)[3] == 0.0  # within |log| < 0.2
+    assert entry(1.3)[3] == 1.0 and entry(1.3)[0] == 1.0 and entry(1.3)[2] < 0.9  # shrunk by > 20 %: red
+    assert entry(2.0)[2] < entry(1.3)[2]  # more change, more saturated
+    assert entry(0.75)[3] == 1.0 and entry(0.75)[2] == 1.0 and entry(0.75)[0] < 0.8  # enlarged: blue
+    table.GetColor(0, rgba)
+    assert list(rgba) == [1.0, 0.0, 1.0, 1.0]  # folded
+    assert DeformationLogic.jacobian_threshold(scene) == DEFAULT_JACOBIAN_THRESHOLD
+    logic.jacobian_color_node(0.0)  # threshold 0: everything coloured
+    assert entry(1.0)[3] == 1.0 and DeformationLogic.jacobian_threshold(scene) == 0.0
+    logic.jacobian_color_node(0.3)
+    assert entry(1.3)[3] == 0.0 and entry(1.5)[3] == 1.0
+
+
+def test_thick_slice_stack_gets_its_acquisition_view_on_the_middle_slice(scene):
+    from DRDMSlicerLib.view_layout import acquisition_view, show_volume_planes, slice_axis
+
+    assert slice_axis((1.4, 1.4, 8.0)) == 2 and slice_axis((1.0, 1.0, 1.9)) is None and slice_axis((6, 1, 1)) == 0
+    for tag in ("Red", "Yellow", "Green"):
+        node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+        node.SetLayoutName(tag)
+        node.SetSingletonTag(tag)
+        node.SetOrientation({"Red": "Axial", "Yellow": "Sagittal", "Green": "Coronal"}[tag])
+    a = np.deg2rad(20)  # a stack of 5 slices 8 mm apart, tilted 20° about S: still an axial acquisition
+    directions = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    stack = add_volume(scene, np.zeros((5, 24, 24)), (1.4, 1.4, 8.0), (0.0, 0.0, 100.0), directions)
+    assert acquisition_view(stack) == "Red"
+    assert show_volume_planes(scene, stack) == "Red"
+    red = scene.GetSingletonNode("Red", "vtkMRMLSliceNode")
+    to_ras = red.GetSliceToRAS()
+    assert to_ras.GetElement(2, 3) == pytest.approx(100.0 + 8.0 * 2)  # the middle slice (index 2 of 5)
+    assert abs(to_ras.GetElement(2, 2)) == pytest.approx(1.0)  # normal along the slice axis
+    sagittal_stack = add_volume(scene, np.zeros((24, 24, 4)), (9.0, 1.0, 1.0), (0, 0, 0), np.eye(3))
+    assert acquisition_view(sagittal_stack) == "Yellow"  # slices along I (R): sagittal
+    assert acquisition_view(add_volume(scene, np.zeros((8, 8, 8)), (1.0, 1.0, 1.5), (0, 0, 0), np.eye(3))) is None
+
+
+def test_scene_snapshot_removes_everything_added_since(scene, field_only_3d):
+    from DRDMSlicerLib.scene_snapshot import SceneSnapshot
+
+    before = scene.GetNumberOfNodes()
+    snapshot = SceneSnapshot(scene)
+    volume = oblique_volume(scene, (12, 16, 16))
+    logic = DeformationLogic(scene)
+    [sample] = logic.generate(volume, model=field_only_3d, level=40, seed=0, mode="diffeomorphic")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    assert sh.GetItemName(sample.folderItemID)
+    assert snapshot.restore() > 5
+    left = {scene.GetNthNode(i).GetClassName() for i in range(before, scene.GetNumberOfNodes())}
+    assert snapshot.added_data_nodes() == [] and left <= {"vtkMRMLSubjectHierarchyNode"}, left  # SH: created here
+    assert not logic.is_alive(sample) and not scene.IsNodePresent(volume)
+    assert sh.GetItemName(sample.folderItemID) == ""  # the result folder (named after the input) is gone too

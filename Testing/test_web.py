@@ -1,12 +1,13 @@
 """``drdm web`` in a real browser: the server in a subprocess, headless Chromium driven by selenium.
 
 The tests run in file order on one server and one browser page (a clinician's session: load, generate, look,
-export, cancel, a bad file). Set ``DRDM_SCREENSHOTS=<folder>`` to keep the page's screenshots (the README's
-pictures come from such a run).
+export, cancel, a bad file). Set ``DRDM_SCREENSHOTS=<folder>`` to keep the page's screenshots (``test-web-*.png``;
+the README's pictures come from ``benchmarks/web_screenshots.py``, the bundled model on a real cardiac stack).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import time
@@ -20,6 +21,7 @@ from conftest import field_only_model
 pytest.importorskip("trame_slicer", reason="the web extra is not installed (pip install -e '.[web]')")
 pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from drdm_web.browser import (  # noqa: E402
     CHROMEDRIVER,
@@ -117,6 +119,25 @@ def test_page_has_the_public_ids(page):
     assert status(page) == "loaded oblique"
 
 
+def content_box(png: bytes) -> tuple[int, int]:
+    """Width and height (pixels) of what a view shows: the bounding box of its non-dark pixels."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    rows, cols = np.nonzero(grey[:, :] > 40)
+    return int(np.ptp(cols)) + 1, int(np.ptp(rows)) + 1
+
+
+def test_thick_slice_stack_shows_its_acquisition_plane_large(page):
+    """The 1.4 × 1.4 × 8 mm stack: the acquisition plane is the large view and shows a full slice (96 × 96 voxels,
+    square), not the strip of 4 slices × 8 mm that the other planes cut (the middle slice: test_slicer_logic)."""
+    images = sorted(view_images(page), key=lambda img: img.size["width"] * img.size["height"], reverse=True)
+    areas = [img.size["width"] * img.size["height"] for img in images]
+    assert len(images) == 4 and all(areas[0] >= 3 * area for area in areas[1:]), areas
+    width, height = content_box(images[0].screenshot_as_png)
+    assert 0.7 < width / height < 1.4 and width > images[0].size["width"] / 3, (width, height)
+
+
 def test_generate_adds_a_result_and_changes_the_view(page, server):
     before = views_png(page)
     assert result_items(page) == []
@@ -128,7 +149,7 @@ def test_generate_adds_a_result_and_changes_the_view(page, server):
     for row in ("mean |u|", "p95 |u|", "% FOV", "folded voxels", "det J min", "det J max", "seed", "level", "model sha256",
                 "time", " volume", " mL ("):  # the last two: per-segment volume change (drdm.segment_volumes)
         assert row in stats, row
-    shot(page, "DRDMSlicer-web-result.png")
+    shot(page, "test-web-result.png")
 
 
 def test_jacobian_and_grid_toggles_change_the_view(page):
@@ -138,7 +159,7 @@ def test_jacobian_and_grid_toggles_change_the_view(page):
     without_jacobian = views_png(page)
     page.find_element(By.ID, "drdm-grid-toggle").click()
     view_changes(page, without_jacobian, "showing the deformation grid")
-    shot(page, "DRDMSlicer-web-grid.png")
+    shot(page, "test-web-grid.png")
     with_grid = views_png(page)
     page.find_element(By.ID, "drdm-grid-toggle").click()
     page.find_element(By.ID, "drdm-jacobian-toggle").click()
@@ -187,7 +208,7 @@ def test_corrupt_file_shows_an_error_and_the_server_keeps_running(page, server):
     text = wait_for(lambda: status(page) if status(page).startswith("error") else None, 30, "the error")
     assert "corrupt.nii.gz" in text
     assert page.find_element(By.ID, "drdm-alert").is_displayed()
-    shot(page, "DRDMSlicer-web-error.png")
+    shot(page, "test-web-error.png")
     # the scene is unchanged and the server still answers: the previous volume generates again
     results = len(result_items(page))
     assert generate(page).endswith("done")
@@ -200,3 +221,30 @@ def test_upload_from_the_browser(page, server):
     upload = page.find_element(By.CSS_SELECTOR, "#drdm-volume-upload, input#drdm-volume-upload")
     upload.send_keys(str(copy))
     wait_for(lambda: "loaded uploaded" in status(page), 60, "the uploaded volume")
+
+
+def threshold_thumb(driver):
+    """The thumb of the det J threshold slider (keyboard: Home = 0)."""
+    return driver.execute_script("return document.getElementById('drdm-jacobian-threshold')"
+                                 ".closest('.v-input').querySelector('[role=slider]')")
+
+
+def test_det_j_overlay_is_transparent_where_the_volume_is_kept(page):
+    """At level 0 det J is 1 (± 0.01) everywhere: with the overlay on, the views show exactly what they show with
+    it off (pixel check); a threshold of 0 colours det J = 1 too, and the views change."""
+    type_into(page.find_element(By.ID, "drdm-level"), "0")
+    time.sleep(0.5)  # the level reaches the server before the click
+    assert generate(page).endswith("done")
+    jacobian = page.find_element(By.ID, "drdm-jacobian-toggle")
+    assert jacobian.is_selected()
+    time.sleep(2)
+    with_overlay = views_png(page)
+    jacobian.click()
+    time.sleep(3)  # any change would have arrived
+    assert views_png(page) == with_overlay
+    jacobian.click()
+    threshold_thumb(page).send_keys(Keys.HOME)  # threshold 0
+    view_changes(page, with_overlay, "colouring det J = 1 (threshold 0)")
+    shot(page, "test-web-threshold-0.png")
+    threshold_thumb(page).send_keys(Keys.PAGE_UP)
+    type_into(page.find_element(By.ID, "drdm-level"), "48")

@@ -6,7 +6,6 @@ import asyncio
 import io
 import logging
 import random
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -20,16 +19,22 @@ from drdm.registry import load_model
 from drdm.sampler import GenerationCancelled
 from drdm.segment_volumes import volume_change_rows
 from drdm.settings import DEFAULTS, DEVICES, MODES, SPEEDS
+from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
 from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
+from DRDMSlicerLib.scene_snapshot import SceneSnapshot
+from DRDMSlicerLib.view_layout import show_volume_planes
 from trame.app import TrameApp
 from trame_slicer import module as trame_slicer_module
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
+from .files import DEFAULT_MAX_UPLOAD_MB, DataFolder, UploadFolder, safe_name, upload_label, upload_name
 from .job import GenerationJob
 from .models import model_choices
 from .panel import build_page
+from .session import OneBrowserProtocol, SessionGate, page_routes
+from .view_layouts import QUAD_VIEW, register_view_layouts, view_layout_for
 
 log = logging.getLogger("drdm.web")
 POLL_SECONDS = 0.1  # progress refresh while a generation runs
@@ -53,6 +58,15 @@ class WebSettings:
     model: str | None = None
     export_dir: Path = Path("drdm-web-exports")
     device: str = DEFAULTS.device
+    data_dir: Path = Path(".")  # typed paths are resolved inside it
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    idle_minutes: float = 0.0  # 0: a connected browser holds the session until it disconnects
+    secret: str = ""  # the access secret wslink checks (set by ``serve``; the page URL carries it)
+
+
+def sample_stem(sample: DeformationSample) -> str:
+    """The file-name stem of a result's exports: its volume's name, letters/digits/``._-`` only."""
+    return safe_name(sample.volumeNode.GetName().removesuffix(" volume").replace(" ", "_"), "drdm")
 
 
 class DRDMWebApp(TrameApp):
@@ -65,12 +79,15 @@ class DRDMWebApp(TrameApp):
     def __init__(self, settings: WebSettings | None = None, server=None) -> None:
         super().__init__(server, client_type="vue3")
         self.settings = settings or WebSettings()
+        self.data = DataFolder(self.settings.data_dir)
+        self.uploads = UploadFolder(self.settings.max_upload_mb)
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
         register_rca_factories(self.slicer_app.view_manager, self.server)
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
-        self.layout_manager.set_layout("Quad View")
+        register_view_layouts(self.layout_manager)
+        self.layout_manager.set_layout(QUAD_VIEW)
         self.logic = DeformationLogic(self.slicer_app.scene)
         self.volume_node = None
         self.segmentation_node = None
@@ -78,10 +95,14 @@ class DRDMWebApp(TrameApp):
         self.job: GenerationJob | None = None
         self._task: asyncio.Task | None = None  # the running generation (a reference keeps it alive)
         self._models: dict[tuple[str, str], DRDMModel] = {}
-        self._upload_dir = tempfile.TemporaryDirectory(prefix="drdm-web-uploads-")
+        self._sources: dict[str, Path] = {}  # "volume"/"segmentation" -> the upload behind an "upload: …" field
+        self.session = 0  # bumped when a new person takes the server: older generations are dropped
+        self.gate = SessionGate(self.settings.idle_minutes)
+        self._ws_handler = None
         self._init_state()
         self.ui = build_page(self)
         self._bind()
+        self.snapshot = SceneSnapshot(self.slicer_app.scene)  # the empty scene a new person starts from
 
     # -- state ----------------------------------------------------------------------------------------
 
@@ -90,33 +111,112 @@ class DRDMWebApp(TrameApp):
         choices = model_choices(self.settings.model)
         s.trame__title = "DRDM: generate deformations"
         s.update(dict(
-            drdm_volume_path=self.settings.volume or "", drdm_segmentation_path=self.settings.segmentation or "",
+            drdm_volume_path=self.data.shown(self.settings.volume) if self.settings.volume else "",
+            drdm_segmentation_path=self.data.shown(self.settings.segmentation) if self.settings.segmentation else "",
             drdm_loaded="", drdm_model_items=choices, drdm_model=choices[0]["value"] if choices else None,
             drdm_level=48, drdm_level_max=80, drdm_seed=0, drdm_random_seed=True, drdm_count=DEFAULTS.count,
             drdm_mode=DEFAULTS.mode, drdm_mode_items=list(MODES), drdm_speed=DEFAULTS.speed, drdm_speed_items=list(SPEEDS),
             drdm_device=self.settings.device, drdm_device_items=list(DEVICES),
             drdm_running=False, drdm_progress=0, drdm_status="ready", drdm_error="",
             drdm_results=[], drdm_selected=None, drdm_show_deformed=True, drdm_show_jacobian=True,
-            drdm_jacobian_opacity=0.5, drdm_show_grid=False, drdm_stats=[], drdm_selected_stem="drdm",
-            drdm_upload=None, drdm_segmentation_upload=None, drdm_exported="",
-            drdm_generations=0,
+            drdm_jacobian_opacity=0.5, drdm_jacobian_threshold=DEFAULT_JACOBIAN_THRESHOLD, drdm_show_grid=False,
+            drdm_stats=[], drdm_selected_stem="drdm", drdm_upload=None, drdm_segmentation_upload=None,
+            drdm_exported="", drdm_generations=0, drdm_data_dir=str(self.data.root),
+            drdm_max_upload_bytes=self.uploads.max_bytes, drdm_max_upload_mb=f"{self.settings.max_upload_mb:g}",
         ))
 
     def _bind(self) -> None:
         s = self.state
         s.change("drdm_model")(lambda drdm_model, **_: self.on_model_changed(drdm_model))
         s.change("drdm_selected", "drdm_show_deformed", "drdm_show_jacobian", "drdm_jacobian_opacity",
-                 "drdm_show_grid")(lambda **_: self.refresh_view())
+                 "drdm_jacobian_threshold", "drdm_show_grid")(lambda **_: self.refresh_view())
         s.change("drdm_upload")(lambda drdm_upload, **_: self.on_upload(drdm_upload, "volume"))
         s.change("drdm_segmentation_upload")(lambda drdm_segmentation_upload, **_:
                                              self.on_upload(drdm_segmentation_upload, "segmentation"))
         self.server.controller.on_server_ready.add(self._on_ready)
+        self.server.controller.on_server_bind.add(self._on_bind)
+        self.server.add_protocol_to_configure(self._configure_protocol)
+
+    def _configure_protocol(self, protocol) -> None:
+        """wslink's authentication hook: the access secret, then one browser at a time (see ``session``)."""
+        protocol.registerLinkProtocol(OneBrowserProtocol(self.gate, self.start_session, self.end_session,
+                                                         self._close_client))
+
+    def _on_bind(self, web_server) -> None:
+        """The page route (app, in-use or no-access page) before the static files; holder activity for idling."""
+        web_server.app.router.add_routes(page_routes(self.gate, self.settings.secret, self.server._www,
+                                                     self.settings.idle_minutes))
+        handlers = getattr(web_server, "_ws_handlers", None) or []
+        for handler in handlers:
+            self._ws_handler = handler
+            receive = handler.onCompleteMessage
+
+            async def tracked(rpc, client_id, receive=receive):
+                self.gate.seen(client_id)
+                return await receive(rpc, client_id)
+
+            handler.onCompleteMessage = tracked
+        if not handlers and self.settings.idle_minutes:
+            log.warning("drdm web: --idle-minutes is not available with this wslink (no WebSocket handler found)")
+
+    async def _close_client(self, client_id: str) -> None:
+        connection = getattr(self._ws_handler, "connections", {}).get(client_id)
+        if connection is not None:
+            await connection.close(message=b"session taken over")
 
     def _on_ready(self, **_) -> None:
         if self.state.drdm_model:
             self.on_model_changed(self.state.drdm_model)
+        self._load_startup_inputs()
+
+    def _load_startup_inputs(self) -> None:
+        """The operator's VOLUME / --segmentation (command line): loaded at start and for each new person."""
         if self.settings.volume:
-            self.load_inputs()
+            self._read_and_show(Path(self.settings.volume),
+                                Path(self.settings.segmentation) if self.settings.segmentation else None)
+
+    # -- sessions -------------------------------------------------------------------------------------
+
+    def start_session(self, new_person: bool) -> None:
+        """A browser was admitted; a different person than the last one starts from an empty scene."""
+        if new_person and (self.samples or self.volume_node is not None or self.job is not None
+                           or self.state.drdm_volume_path != self._startup_state_path()):
+            self.reset_scene()
+
+    def _startup_state_path(self) -> str:
+        return self.data.shown(self.settings.volume) if self.settings.volume else ""
+
+    def end_session(self) -> None:
+        """The browser holding the session disconnected: its work stays until a different person comes."""
+        log.info("drdm web: the browser disconnected; the session is free")
+
+    def reset_scene(self) -> None:
+        """Forget everything of the previous person: the running generation, results, inputs, uploads, state."""
+        self.session += 1
+        if self.job is not None:
+            self.job.cancel()
+        self.samples, self.volume_node, self.segmentation_node, self.job = [], None, None, None
+        self.snapshot.restore()
+        self.uploads.clear()
+        self._sources.clear()
+        model = self.state.drdm_model
+        self._init_state()
+        self.state.drdm_model = model
+        self.set_layout(QUAD_VIEW)
+        self._load_startup_inputs()
+        for view in self.slicer_app.view_manager.get_views():
+            view.schedule_render()
+
+    def set_layout(self, layout_id: str) -> None:
+        """Change the view layout, also in a connected browser. trame-server sends a state key only when its text
+        differs from what it last sent, and its record of the page template goes stale when the layout changes
+        before a browser connects (the browser then fetches the whole state): the template is pushed explicitly."""
+        self.layout_manager.set_layout(layout_id)
+        protocol = getattr(self.server, "protocol", None)
+        ui = getattr(self, "ui", None)
+        if ui is not None and protocol is not None and getattr(protocol, "publish", None) is not None:
+            self.state.flush()
+            protocol.force_push_state(ui._template_name)  # "trame__template_main"
 
     def fail(self, message: str) -> None:
         """Show an error in the status line and the alert; the scene is left as it was."""
@@ -126,21 +226,47 @@ class DRDMWebApp(TrameApp):
 
     # -- inputs ---------------------------------------------------------------------------------------
 
+    def source(self, what: str, typed: str) -> Path:
+        """The file behind a path field: an upload (``upload: NAME``) or a path inside the data folder;
+        ``InputError`` (one line) for a path outside it, with ``..``, or through an outward symbolic link."""
+        text = str(typed or "").strip()
+        upload = self._sources.get(what)
+        if upload is not None and text == upload_label(upload):
+            return upload
+        return self.data.resolve(text)
+
     def load_inputs(self) -> None:
-        """Load the volume (and segmentation) named by the path fields, replacing the current inputs."""
+        """Load the volume (and segmentation) named by the path fields, replacing the current inputs; a path
+        outside the data folder is refused and nothing is loaded."""
         self.state.drdm_error = ""
         volume_path = str(self.state.drdm_volume_path or "").strip()
         segmentation_path = str(self.state.drdm_segmentation_path or "").strip()
         if not volume_path:
-            self.fail("enter the server-side path of a volume (or upload one)")
+            self.fail("enter a volume path inside the data folder (or upload one)")
             return
         try:
-            image = read_image(volume_path, "volume")
-            labels = read_labels(segmentation_path, image) if segmentation_path else None
+            volume = self.source("volume", volume_path)
+            segmentation = self.source("segmentation", segmentation_path) if segmentation_path else None
         except ValueError as error:
             self.fail(str(error))
             return
-        self._replace_inputs(image, labels, Path(volume_path).name)
+        upload = self._sources.get("volume")
+        name = upload_name(volume) if volume == upload else volume.name
+        self._read_and_show(volume, segmentation, name, {str(volume): volume_path, str(segmentation): segmentation_path})
+
+    def _read_and_show(self, volume: Path, segmentation: Path | None, name: str | None = None,
+                       shown: dict[str, str] | None = None) -> None:
+        """Read and show the inputs; a read error names the files as the page shows them (no server paths)."""
+        try:
+            image = read_image(str(volume), "volume")
+            labels = read_labels(str(segmentation), image) if segmentation else None
+        except ValueError as error:
+            message = str(error)
+            for real, text in (shown or {}).items():
+                message = message.replace(real, text) if real != "None" else message
+            self.fail(message)
+            return
+        self._replace_inputs(image, labels, name or volume.name)
 
     def _replace_inputs(self, image, labels, name: str) -> None:
         scene = self.slicer_app.scene  # earlier inputs stay: their results refer to them
@@ -161,29 +287,37 @@ class DRDMWebApp(TrameApp):
             self.segmentation_node = segmentation_from_labels(scene, remapped, self.volume_node, segments,
                                                               f"{stem} segmentation")
         self.slicer_app.display_manager.show_volume(self.volume_node, do_reset_views=True)
+        self.set_layout(view_layout_for(show_volume_planes(scene, self.volume_node)))
         self.state.drdm_loaded = f"{stem}: {' × '.join(str(n) for n in image.GetSize())} voxels" + (
             f", {len(self.segmentation_node.GetSegmentation().GetSegmentIDs())} segments" if self.segmentation_node else "")
         self.state.drdm_status = f"loaded {stem}"
 
     def on_upload(self, files, what: str) -> None:
-        """A file chosen in the browser: written to a server-side upload folder, then loaded like a path."""
+        """A file chosen in the browser: checked against ``--max-upload-mb``, written under a name the app makes
+        into the private upload folder, then loaded."""
         if not files:
             return
         file = files[0] if isinstance(files, list) else files
-        name = Path(str(file.get("name", "upload"))).name
+        name = safe_name(str(file.get("name", "upload")))
         content = file.get("content")
         if isinstance(content, list):
             content = b"".join(content)
-        if not content:
-            self.fail(f"{name}: the upload is empty")
+        try:
+            self.uploads.check_size(name, max(int(file.get("size") or 0), len(content or b"")))
+            if not content:
+                raise ValueError(f"{name}: the upload is empty")
+            target = self.uploads.write(name, bytes(content), what)
+        except (OSError, ValueError) as error:
+            self.fail(str(error) if isinstance(error, ValueError) else f"{name}: the upload could not be stored ({error})")
             return
-        target = Path(self._upload_dir.name) / name
-        target.write_bytes(content)
+        finally:  # the bytes are on disk now (or refused): not kept in the state
+            self.state["drdm_upload" if what == "volume" else "drdm_segmentation_upload"] = None
+        self._sources[what] = target
         if what == "volume":
-            self.state.drdm_volume_path = str(target)
+            self.state.drdm_volume_path = upload_label(target)
             self.state.drdm_segmentation_path = ""
         else:
-            self.state.drdm_segmentation_path = str(target)
+            self.state.drdm_segmentation_path = upload_label(target)
         self.load_inputs()
 
     # -- model ----------------------------------------------------------------------------------------
@@ -239,13 +373,19 @@ class DRDMWebApp(TrameApp):
         """Wait for the worker with a live progress bar, then add the nodes on this thread."""
         s = self.state
         started = time.perf_counter()
+        session = getattr(self, "session", 0)
         future = asyncio.get_running_loop().run_in_executor(
             None, lambda: DeformationLogic.compute(request, job.progress, job.cancelled))
         while not future.done():
             await asyncio.wait({future}, timeout=POLL_SECONDS)
+            if getattr(self, "session", 0) != session:
+                continue  # a new person took the server: nothing of this run is shown
             with s:
                 s.drdm_progress = round(100 * job.fraction, 1)
                 s.drdm_status = "cancelling…" if job.cancelled() else f"generating: {job.describe()}"
+        if getattr(self, "session", 0) != session:
+            future.exception() if not future.cancelled() else None  # retrieved, then dropped
+            return
         with s:
             try:
                 samples = self.logic.add_samples(request, future.result())
@@ -301,7 +441,7 @@ class DRDMWebApp(TrameApp):
         s = self.state
         self.logic.show_sample(sample, deformed=bool(s.drdm_show_deformed),
                                jacobian=bool(s.drdm_show_jacobian), jacobian_opacity=float(s.drdm_jacobian_opacity),
-                               grid=bool(s.drdm_show_grid))
+                               grid=bool(s.drdm_show_grid), jacobian_threshold=float(s.drdm_jacobian_threshold or 0))
         for view in self.slicer_app.view_manager.get_slice_views():
             view.schedule_render()
         stats = sample.statistics
@@ -314,7 +454,7 @@ class DRDMWebApp(TrameApp):
             rows.append(dict(name=label, value=value))
         rows += [dict(name=label, value=value) for label, value in volume_change_rows(stats.get("segment_volumes"))]
         s.drdm_stats = rows
-        s.drdm_selected_stem = sample.volumeNode.GetName().removesuffix(" volume").replace(" ", "_")
+        s.drdm_selected_stem = sample_stem(sample)
 
     # -- export ---------------------------------------------------------------------------------------
 
@@ -336,10 +476,10 @@ class DRDMWebApp(TrameApp):
         return path
 
     def export_transform(self) -> Path | None:
-        """Write the selected result's transform as ITK ``.h5`` into the export folder."""
-        stem = self.state.drdm_selected_stem
-        return self._export(lambda sample, folder: self.logic.export_transform(sample.transformNode,
-                                                                               folder / f"{stem}_transform.h5"))
+        """Write the selected result's transform as ITK ``.h5`` into the export folder (a name the app makes from
+        the result, never one from the page)."""
+        return self._export(lambda sample, folder: self.logic.export_transform(
+            sample.transformNode, folder / f"{sample_stem(sample)}_transform.h5"))
 
     def export_all(self) -> Path | None:
         """Write the selected result as the CLI's sample folder into the export folder."""

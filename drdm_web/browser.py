@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -93,23 +94,34 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+URL_LINE = re.compile(r"drdm web: open (http://\S+)")
+
+
+def printed_url(log_text: str) -> str | None:
+    """The URL ``drdm web`` printed (it carries the access secret), or None before it printed one."""
+    found = URL_LINE.search(log_text)
+    return found.group(1) if found else None
+
+
 @contextlib.contextmanager
 def served(arguments: list[str], log_path: str | os.PathLike, start_seconds: float = 180) -> Iterator[str]:
-    """Run ``drdm web ARGUMENTS --port <free>`` in a subprocess; yields its URL once it listens, stops it after."""
+    """Run ``drdm web ARGUMENTS --port <free>`` in a subprocess; yields the URL it printed (with its access
+    secret) once it listens, stops it after."""
     port = free_port()
     command = [sys.executable, "-m", "drdm", "web", *arguments, "--port", str(port)]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            def listening() -> bool:
+            def listening() -> str | None:
                 if process.poll() is not None:
                     raise RuntimeError(f"drdm web exited with {process.returncode}: "
                                        f"{Path(log_path).read_text(errors='replace')[-3000:]}")
                 with socket.socket() as probe:
-                    return probe.connect_ex(("127.0.0.1", port)) == 0
+                    if probe.connect_ex(("127.0.0.1", port)) != 0:
+                        return None
+                return printed_url(Path(log_path).read_text(errors="replace"))
 
-            wait_for_raising(listening, start_seconds, "drdm web to listen")
-            yield f"http://127.0.0.1:{port}/"
+            yield wait_for_raising(listening, start_seconds, "drdm web to listen")
         finally:
             process.terminate()
             try:

@@ -4,7 +4,8 @@ Ids: drdm-volume-path, drdm-load, drdm-segmentation-path, drdm-model, drdm-level
 drdm-count, drdm-mode, drdm-speed, drdm-device, drdm-generate, drdm-cancel, drdm-progress, drdm-status,
 drdm-results, drdm-jacobian-toggle, drdm-grid-toggle, drdm-stats, drdm-export-transform, drdm-export-all; also
 drdm-volume-upload, drdm-segmentation-upload, drdm-original-toggle, drdm-jacobian-opacity, drdm-legend,
-drdm-alert.
+drdm-alert, drdm-jacobian-threshold. Served instead of the app: drdm-in-use (another browser holds the server) and
+drdm-no-access (no access secret in the URL), see ``session``.
 """
 
 from __future__ import annotations
@@ -30,19 +31,32 @@ def _download(app: DRDMWebApp, handler, suffix: str) -> str:
             f"drdm_selected_stem + '{suffix}', content, 'application/octet-stream'))")
 
 
+def _checked_upload(variable: str) -> str:
+    """Client-side click code for a file input: a file over ``--max-upload-mb`` is refused before it is sent (the
+    server checks again); else it goes to ``variable`` (the server's upload handler)."""
+    return (f"(f) => {{ const file = Array.isArray(f) ? f[0] : f; "
+            f"if (file && file.size > drdm_max_upload_bytes) {{ "
+            f"drdm_error = `${{file.name}}: ${{(file.size / 1048576).toFixed(1)}} MB is over the upload limit of "
+            f"${{drdm_max_upload_mb}} MB (--max-upload-mb)`; drdm_status = `error: ${{drdm_error}}`; {variable} = null; }}"
+            f" else {{ {variable} = f; }} }}")
+
+
 def _inputs(app: DRDMWebApp) -> None:
     html.Div("Input", classes="text-subtitle-2 mb-1")
-    v.VTextField(id="drdm-volume-path", label="Volume (path on the server)", v_model=("drdm_volume_path",), **FIELD)
+    v.VTextField(id="drdm-volume-path", label="Volume (path in the data folder)", v_model=("drdm_volume_path",),
+                 hint=("`in the data folder ${drdm_data_dir}`",), persistent_hint=True, **FIELD)
     v.VTextField(id="drdm-segmentation-path", label="Segmentation / label map (optional)",
                  v_model=("drdm_segmentation_path",), **FIELD)
     with html.Div(classes="d-flex align-center mb-2"):
         v.VBtn("Load", id="drdm-load", click=app.load_inputs, color="primary", variant="tonal", size="small",
                disabled=("drdm_running",))
         html.Div("{{ drdm_loaded }}", classes="text-caption ml-2")
-    v.VFileInput(id="drdm-volume-upload", label="…or upload a volume", v_model=("drdm_upload",), **FIELD,
+    v.VFileInput(id="drdm-volume-upload", label=("`…or upload a volume (at most ${drdm_max_upload_mb} MB)`",),
+                 model_value=("drdm_upload",), update_modelValue=_checked_upload("drdm_upload"), **FIELD,
                  prepend_icon="mdi-upload", disabled=("drdm_running",))
-    v.VFileInput(id="drdm-segmentation-upload", label="…and its label map", v_model=("drdm_segmentation_upload",),
-                 **FIELD, prepend_icon="mdi-upload", disabled=("drdm_running || !drdm_loaded",))
+    v.VFileInput(id="drdm-segmentation-upload", label="…and its label map", model_value=("drdm_segmentation_upload",),
+                 update_modelValue=_checked_upload("drdm_segmentation_upload"), **FIELD, prepend_icon="mdi-upload",
+                 disabled=("drdm_running || !drdm_loaded",))
 
 
 def _settings(app: DRDMWebApp) -> None:
@@ -92,14 +106,18 @@ def _results(app: DRDMWebApp) -> None:
                   hide_details=True, color="primary")
         v.VSlider(id="drdm-jacobian-opacity", label="opacity", v_model=("drdm_jacobian_opacity",), min=0, max=1,
                   step=0.05, density="compact", hide_details=True, disabled=("!drdm_show_jacobian",))
+        v.VSlider(id="drdm-jacobian-threshold", label="clear below", v_model=("drdm_jacobian_threshold",), min=0,
+                  max=0.5, step=0.01, density="compact", hide_details=True, disabled=("!drdm_show_jacobian",),
+                  thumb_label=True, title="det J is not coloured where |log det J| is below this")
         with html.Div(id="drdm-legend", classes="mb-2"):
             html.Div(style=LEGEND_CSS)
             with html.Div(classes="d-flex text-caption", style="justify-content: space-between;"):
                 html.Span("0")
                 html.Span("det J = 1")
                 html.Span("2")
-            html.Div("blue < 1: anatomy enlarged · red > 1: shrunk · magenta: folded (det J ≤ 0)",
-                     classes="text-caption")
+            html.Div("blue < 1: anatomy enlarged · red > 1: shrunk · magenta: folded (det J ≤ 0) · clear: "
+                     "{{ `det J within ${Math.exp(-drdm_jacobian_threshold).toFixed(2)} … "
+                     "${Math.exp(drdm_jacobian_threshold).toFixed(2)}` }}", classes="text-caption")
         v.VSwitch(id="drdm-grid-toggle", label="deformation grid", v_model=("drdm_show_grid",), density="compact",
                   hide_details=True, color="primary")
         with v.VTable(id="drdm-stats", density="compact", classes="mb-2"), html.Tbody():

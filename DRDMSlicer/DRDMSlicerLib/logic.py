@@ -25,6 +25,7 @@ from drdm.sample_folder import write_sample
 from drdm.segment_volumes import volume_change_rows
 from drdm.settings import DEFAULTS, DeformationSettings
 
+from .jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD, JACOBIAN_COLOURS, JACOBIAN_RANGE, jacobian_table
 from .mrml import (
     labels_from_segmentation,
     new_volume_like,
@@ -35,7 +36,6 @@ from .mrml import (
 )
 
 JACOBIAN_COLOR_NODE_NAME = "DRDM det J (1 = volume kept)"
-JACOBIAN_RANGE = (0.0, 2.0)
 
 
 @dataclass
@@ -277,26 +277,31 @@ class DeformationLogic:
         table.AddColumn(values)
         return table
 
-    def jacobian_color_node(self) -> slicer.vtkMRMLColorTableNode:
-        """The diverging colour table of det J maps (created once per scene): blue < 1 < red, magenta ≤ 0."""
-        existing = self.scene.GetFirstNodeByName(JACOBIAN_COLOR_NODE_NAME)
-        if existing is not None:
-            return existing
-        node = self.scene.AddNewNodeByClass("vtkMRMLColorTableNode", JACOBIAN_COLOR_NODE_NAME)
-        node.SetTypeToUser()
-        node.SetNumberOfColors(256)
-        node.SetColor(0, "folded", 1.0, 0.0, 1.0, 1.0)  # det J <= 0
-        for index in range(1, 256):
-            t = (index - 1) / 254.0  # 0 .. 1 over (0, 2]
-            if t < 0.5:
-                s = t / 0.5
-                colour = (0.1 + 0.9 * s, 0.3 + 0.7 * s, 1.0)
-            else:
-                s = (t - 0.5) / 0.5
-                colour = (1.0, 1.0 - 0.8 * s, 1.0 - 0.9 * s)
-            node.SetColor(index, f"{JACOBIAN_RANGE[1] * t:.3f}", *colour, 1.0)
-        node.SetSaveWithScene(True)
+    def jacobian_color_node(self, threshold: float | None = None) -> slicer.vtkMRMLColorTableNode:
+        """The det J colour table (one per scene; :mod:`.jacobian_colours`): blue < 1 < red, magenta ≤ 0,
+        transparent where ``|log det J| < threshold`` (default: the last one set, else
+        ``DEFAULT_JACOBIAN_THRESHOLD``)."""
+        node = self.scene.GetFirstNodeByName(JACOBIAN_COLOR_NODE_NAME)
+        if node is None:
+            node = self.scene.AddNewNodeByClass("vtkMRMLColorTableNode", JACOBIAN_COLOR_NODE_NAME)
+            node.SetTypeToUser()
+            node.SetNumberOfColors(JACOBIAN_COLOURS)
+            node.SetSaveWithScene(True)
+            threshold = DEFAULT_JACOBIAN_THRESHOLD if threshold is None else threshold
+        if threshold is not None and node.GetAttribute("drdm.threshold") != repr(float(threshold)):
+            modifying = node.StartModify()
+            for index, (name, r, g, b, alpha) in enumerate(jacobian_table(float(threshold))):
+                node.SetColor(index, name, r, g, b, alpha)
+            node.EndModify(modifying)
+            node.SetAttribute("drdm.threshold", repr(float(threshold)))
         return node
+
+    @staticmethod
+    def jacobian_threshold(scene) -> float:
+        """The threshold the scene's det J colour table was made with (the default if none yet)."""
+        node = scene.GetFirstNodeByName(JACOBIAN_COLOR_NODE_NAME) if scene is not None else None
+        value = node.GetAttribute("drdm.threshold") if node is not None else None
+        return float(value) if value else DEFAULT_JACOBIAN_THRESHOLD
 
     def _style_jacobian(self, jacobian) -> None:
         display = jacobian.GetDisplayNode()
@@ -312,17 +317,21 @@ class DeformationLogic:
         return all(node is not None and self.scene.IsNodePresent(node) for node in nodes)
 
     def show_sample(self, sample: DeformationSample, *, deformed: bool = True, jacobian: bool = True,
-                    jacobian_opacity: float = 0.5, grid: bool = False, original=None) -> None:
+                    jacobian_opacity: float = 0.5, grid: bool = False, original=None,
+                    jacobian_threshold: float | None = None) -> None:
         """The one owner of what the slice views show for a sample (Slicer module and web app alike).
 
         ``deformed``: the deformed volume as background (else ``original``, by default the input volume);
-        ``jacobian``: det J as foreground at ``jacobian_opacity``; ``grid``: the transform drawn as a deformation
-        grid in the slice views.
+        ``jacobian``: det J as foreground at ``jacobian_opacity``, transparent where ``|log det J| <
+        jacobian_threshold`` (``None``: keep the current threshold); ``grid``: the transform drawn as a
+        deformation grid in the slice views.
         """
         if not self.is_alive(sample):
             raise ValueError("this result is no longer in the scene (it was deleted or the scene was closed)")
         original = original if original is not None else sample.inputVolumeNode
         background = sample.volumeNode if deformed or original is None else original
+        if jacobian_threshold is not None:
+            self.jacobian_color_node(jacobian_threshold)
         composites = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
         for index in range(composites.GetNumberOfItems()):
             composite = composites.GetItemAsObject(index)
