@@ -45,8 +45,8 @@ def run(arguments: list[str], processes: int, cwd: Path) -> subprocess.Completed
     return completed
 
 
-def manifest_rows(out: Path) -> list[dict[str, str]]:
-    with open(out / "manifest.csv", encoding="utf-8", newline="") as handle:
+def manifest_rows(out: Path, name: str = "manifest.csv") -> list[dict[str, str]]:
+    with open(out / name, encoding="utf-8", newline="") as handle:
         return [{k: v.replace(str(out), "OUT") for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
@@ -65,7 +65,9 @@ def test_torchrun_augment_equals_the_single_process_run(tmp_path):
     single, two = folders(tmp_path / "single"), folders(tmp_path / "two")
     assert len(single) == 6 and single == two  # same folders, the same deformed images byte for byte
     assert manifest_rows(tmp_path / "single") == manifest_rows(tmp_path / "two")
-    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.is_file()) == ["manifest.csv"]  # shards merged
+    shard_rows = manifest_rows(tmp_path / "two", "manifest-shard0of2.csv") + manifest_rows(tmp_path / "two",
+                                                                                           "manifest-shard1of2.csv")
+    assert sorted(shard_rows, key=lambda row: int(row["job"])) == manifest_rows(tmp_path / "single")  # their union
 
 
 @pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun is not installed beside this Python")
@@ -102,5 +104,6 @@ def test_last_shard_merges_the_manifests(tmp_path):
     assert cli.main(arguments + ["--shard", "0/2"]) == 0
     assert (tmp_path / "out" / "manifest-shard0of2.csv").is_file() and not (tmp_path / "out" / "manifest.csv").exists()
     assert cli.main(arguments + ["--shard", "1/2"]) == 0
-    assert [p.name for p in (tmp_path / "out").iterdir() if p.is_file()] == ["manifest.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file()) == [
+        "manifest-shard0of2.csv", "manifest-shard1of2.csv", "manifest.csv"]
     assert [row["job"] for row in manifest_rows(tmp_path / "out")] == ["0", "1"]

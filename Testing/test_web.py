@@ -119,6 +119,25 @@ def test_page_has_the_public_ids(page):
     assert status(page) == "loaded oblique"
 
 
+def test_slices_choice_shows_for_a_2d_model_on_the_stack_only(page):
+    """drdm-slices: shown for the 2D test model on the 4-slice stack (coherent by default), hidden for a 3D model;
+    auto on this stack (thick slices) chooses cmr-2d and says why."""
+    slices = page.find_element(By.ID, "drdm-slices")
+    assert slices.is_displayed() and page.execute_script("return window.trame.state.get('drdm_slices')") == "coherent"
+    chosen = page.execute_script("return window.trame.state.get('drdm_model')")
+    try:
+        page.execute_script("window.trame.state.set('drdm_model', 'random-field-3d')")
+        wait_for(lambda: not page.find_element(By.ID, "drdm-slices").is_displayed(), 30, "the slices choice to hide")
+        page.execute_script("window.trame.state.set('drdm_model', 'auto')")
+        wait_for(lambda: page.find_element(By.ID, "drdm-slices").is_displayed(), 30, "the slices choice to show")
+        note = page.find_element(By.ID, "drdm-model-note").text
+        assert note.startswith("model: cmr-2d (auto: stack of thick slices"), note
+    finally:
+        page.execute_script("window.trame.state.set('drdm_model', arguments[0])", chosen)
+        wait_for(lambda: page.execute_script("return window.trame.state.get('drdm_level')") == 48, 30, "the model back")
+    assert page.find_element(By.ID, "drdm-slices").is_displayed()
+
+
 def content_box(png: bytes) -> tuple[int, int]:
     """Width and height (pixels) of what a view shows: the bounding box of its non-dark pixels."""
     from PIL import Image
@@ -131,9 +150,10 @@ def content_box(png: bytes) -> tuple[int, int]:
 def test_thick_slice_stack_shows_its_acquisition_plane_large(page):
     """The 1.4 × 1.4 × 8 mm stack: the acquisition plane is the large view and shows a full slice (96 × 96 voxels,
     square), not the strip of 4 slices × 8 mm that the other planes cut (the middle slice: test_slicer_logic)."""
-    images = sorted(view_images(page), key=lambda img: img.size["width"] * img.size["height"], reverse=True)
+    shown = wait_for(lambda: view_images(page) if len(view_images(page)) == 4 else None, 60, "all four views drawn")
+    images = sorted(shown, key=lambda img: img.size["width"] * img.size["height"], reverse=True)
     areas = [img.size["width"] * img.size["height"] for img in images]
-    assert len(images) == 4 and all(areas[0] >= 3 * area for area in areas[1:]), areas
+    assert all(areas[0] >= 3 * area for area in areas[1:]), areas
     width, height = content_box(images[0].screenshot_as_png)
     assert 0.7 < width / height < 1.4 and width > images[0].size["width"] / 3, (width, height)
 
@@ -146,6 +166,7 @@ def test_generate_adds_a_result_and_changes_the_view(page, server):
     assert len(result_items(page)) == 1
     view_changes(page, before, "generating")
     stats = page.find_element(By.ID, "drdm-stats").text
+    assert "slices coherent" in stats and "through-plane / in-plane roughness" in stats  # a 2D model on the stack
     for row in ("mean |u|", "p95 |u|", "% FOV", "folded voxels", "det J min", "det J max", "seed", "level", "model sha256",
                 "time", " volume", " mL ("):  # the last two: per-segment volume change (drdm.segment_volumes)
         assert row in stats, row

@@ -186,13 +186,13 @@ def view_sizes(driver) -> list[int]:
 def test_layout_follows_the_volume(page):
     """A 3D volume: the four views share the page; the thick-slice stack again: its acquisition plane is large."""
     assert load(page, "volume3d.nii.gz", "loaded volume3d") == "loaded volume3d"
-    sizes = wait_for(lambda: view_sizes(page) if view_sizes(page)[0] < 1.5 * view_sizes(page)[-1] else None, 30,
-                     "the quad view")
-    assert len(sizes) >= 3
+    def views(condition):  # the view sizes once at least three views are drawn and ``condition(sizes)`` holds
+        sizes = view_sizes(page)
+        return sizes if len(sizes) >= 3 and condition(sizes) else None
+
+    wait_for(lambda: views(lambda sizes: sizes[0] < 1.5 * sizes[-1]), 30, "the quad view")
     assert load(page, "stack.nii.gz", "loaded stack") == "loaded stack"
-    sizes = wait_for(lambda: view_sizes(page) if view_sizes(page)[0] > 3 * view_sizes(page)[1] else None, 30,
-                     "the acquisition plane large")
-    assert len(sizes) >= 3
+    wait_for(lambda: views(lambda sizes: sizes[0] > 3 * sizes[1]), 30, "the acquisition plane large")
 
 
 def test_upload_over_the_limit_is_refused(page, server):

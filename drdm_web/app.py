@@ -14,11 +14,14 @@ from pathlib import Path
 
 from drdm.errors import is_out_of_memory, out_of_memory_message
 from drdm.io import read_image, read_labels
-from drdm.models import DRDMModel
-from drdm.registry import load_model
+from drdm.model_choice import ModelChoice, is_auto
+from drdm.models import REFERENCE_METADATA, DRDMModel
+from drdm.noise import PRESETS
+from drdm.registry import DownloadCancelled, fetch, load_model
+from drdm.registry import entry as registry_entry
 from drdm.sampler import GenerationCancelled
 from drdm.segment_volumes import volume_change_rows
-from drdm.settings import DEFAULTS, DEVICES, MODES, SPEEDS
+from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS
 from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
 from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
@@ -31,7 +34,7 @@ from trame_slicer.rca_view import register_rca_factories
 
 from .files import DEFAULT_MAX_UPLOAD_MB, DataFolder, UploadFolder, safe_name, upload_label, upload_name
 from .job import GenerationJob
-from .models import model_choices
+from .models import model_choices, needs_download
 from .panel import build_page
 from .session import OneBrowserProtocol, SessionGate, page_routes
 from .view_layouts import QUAD_VIEW, register_view_layouts, view_layout_for
@@ -44,7 +47,9 @@ STAT_ROWS = (  # (label, statistics key, format)
     ("p95 |u|", "p95_mm", "{:.2f} mm"), ("p95 |u| (% FOV)", "p95_percent_fov", "{:.2f} %"),
     ("folded voxels", "folding_fraction", "{:.3%}"), ("det J min", "det_min", "{:.3f}"),
     ("det J max", "det_max", "{:.3f}"), ("seed", "seed", "{}"), ("level T'", "level", "{}"),
-    ("mode / speed", None, None), ("model", "model", "{}"), ("model sha256", "model_sha256", "{:.12}"),
+    ("mode / speed", None, None), ("slices", "slices", "{}"),
+    ("through-plane / in-plane roughness", "through_plane_roughness_ratio", "{:.2f}"),
+    ("model", "model", "{}"), ("model sha256", "model_sha256", "{:.12}"),
     ("time", "seconds", "{:.1f} s"), ("device", "device", "{}"),
 )
 
@@ -117,6 +122,8 @@ class DRDMWebApp(TrameApp):
             drdm_level=48, drdm_level_max=80, drdm_seed=0, drdm_random_seed=True, drdm_count=DEFAULTS.count,
             drdm_mode=DEFAULTS.mode, drdm_mode_items=list(MODES), drdm_speed=DEFAULTS.speed, drdm_speed_items=list(SPEEDS),
             drdm_device=self.settings.device, drdm_device_items=list(DEVICES),
+            drdm_slices=DEFAULTS.slices, drdm_slices_items=list(SLICE_MODES), drdm_slices_visible=False,
+            drdm_model_note="",
             drdm_running=False, drdm_progress=0, drdm_status="ready", drdm_error="",
             drdm_results=[], drdm_selected=None, drdm_show_deformed=True, drdm_show_jacobian=True,
             drdm_jacobian_opacity=0.5, drdm_jacobian_threshold=DEFAULT_JACOBIAN_THRESHOLD, drdm_show_grid=False,
@@ -212,11 +219,17 @@ class DRDMWebApp(TrameApp):
         differs from what it last sent, and its record of the page template goes stale when the layout changes
         before a browser connects (the browser then fetches the whole state): the template is pushed explicitly."""
         self.layout_manager.set_layout(layout_id)
-        protocol = getattr(self.server, "protocol", None)
         ui = getattr(self, "ui", None)
-        if ui is not None and protocol is not None and getattr(protocol, "publish", None) is not None:
+        if ui is not None:
+            self.push_state(ui._template_name)  # "trame__template_main"
+
+    def push_state(self, *keys: str) -> None:
+        """Send ``keys`` to a connected browser even when trame-server's record of what it last sent is stale (a
+        value changed before the browser connected and then changed back is otherwise never sent)."""
+        protocol = getattr(self.server, "protocol", None)
+        if protocol is not None and getattr(protocol, "publish", None) is not None:
             self.state.flush()
-            protocol.force_push_state(ui._template_name)  # "trame__template_main"
+            protocol.force_push_state(*keys)
 
     def fail(self, message: str) -> None:
         """Show an error in the status line and the alert; the scene is left as it was."""
@@ -291,6 +304,8 @@ class DRDMWebApp(TrameApp):
         self.state.drdm_loaded = f"{stem}: {' × '.join(str(n) for n in image.GetSize())} voxels" + (
             f", {len(self.segmentation_node.GetSegmentation().GetSegmentIDs())} segments" if self.segmentation_node else "")
         self.state.drdm_status = f"loaded {stem}"
+        if self.state.drdm_model:
+            self.on_model_changed(self.state.drdm_model)  # auto and the slices choice follow the volume
 
     def on_upload(self, files, what: str) -> None:
         """A file chosen in the browser: checked against ``--max-upload-mb``, written under a name the app makes
@@ -329,16 +344,45 @@ class DRDMWebApp(TrameApp):
             self._models[key] = load_model(name, device)
         return self._models[key]
 
+    def resolve_model(self, name: str) -> ModelChoice | None:
+        """What the model select means now: ``auto`` decided from the loaded volume (with its reason;
+        ``None`` before a volume is loaded), any other choice as it is."""
+        if not is_auto(name):
+            return ModelChoice(str(name))
+        if self.volume_node is None:
+            return None
+        return self.logic.model_for(self.volume_node, name)
+
     def on_model_changed(self, name: str) -> None:
-        """The level range follows the chosen model (0 … T); the level goes to the model's default."""
+        """The level range follows the model (0 … T; the level goes to the model's first level); the note under the
+        select says what ``auto`` chose and why, or that a download is needed; the slices choice is shown for a 2D
+        model on a 3D volume only."""
+        s = self.state
+        s.drdm_error = ""
         try:
-            model = self.model(name, "cpu")
+            choice = self.resolve_model(name)
+            if choice is None:
+                s.drdm_model_note = "auto: decided when a volume is loaded"
+                s.drdm_slices_visible = False
+                self.push_state("drdm_model_note", "drdm_slices_visible")
+                return
+            if needs_download(choice.spec):
+                item = registry_entry(choice.spec)
+                steps, first = 80, PRESETS[REFERENCE_METADATA[item.ndims]["noise_preset"]]["first_level"]
+                model = choice.spec
+                note = f"{choice.spec}: downloaded (verified) when you generate"
+            else:
+                model = self.model(choice.spec, "cpu")
+                steps, first = model.num_steps, model.forward_process().first_level
+                note = choice.line(model.name) if choice.reason else ""
         except ValueError as error:
             self.fail(str(error))
             return
-        self.state.drdm_level_max = model.num_steps
-        self.state.drdm_level = min(model.forward_process().first_level, model.num_steps)
-        self.state.drdm_error = ""
+        s.drdm_level_max = steps
+        s.drdm_level = min(first, steps)
+        s.drdm_model_note = note
+        s.drdm_slices_visible = self.volume_node is not None and self.logic.slices_apply(self.volume_node, model)
+        self.push_state("drdm_level_max", "drdm_level", "drdm_model_note", "drdm_slices_visible")
 
     # -- generation -----------------------------------------------------------------------------------
 
@@ -359,9 +403,15 @@ class DRDMWebApp(TrameApp):
             if s.drdm_random_seed:
                 s.drdm_seed = random.randrange(2**31 - 1)
             seed = int(s.drdm_seed)
-            model = self.model(s.drdm_model, s.drdm_device)
+            choice = self.resolve_model(s.drdm_model)
+            if needs_download(choice.spec):
+                self._start_download(choice.spec)
+                return
+            model = self.model(choice.spec, s.drdm_device)
             request = self.logic.prepare(self.volume_node, self.segmentation_node, model=model, level=level, seed=seed,
-                                         count=count, mode=s.drdm_mode, speed=s.drdm_speed, device=s.drdm_device)
+                                         count=count, mode=s.drdm_mode, speed=s.drdm_speed, device=s.drdm_device,
+                                         slices=s.drdm_slices if s.drdm_slices in SLICE_MODES else DEFAULTS.slices)
+            request.choice = choice
         except (TypeError, ValueError) as error:
             self.fail(str(error))
             return
@@ -402,11 +452,45 @@ class DRDMWebApp(TrameApp):
                 s.drdm_selected = len(self.samples) - 1
                 s.drdm_generations += 1
                 self.refresh_view()
-                s.drdm_status = f"{len(samples)} deformation(s) in {time.perf_counter() - started:.1f} s: done"
+                s.drdm_status = (f"{len(samples)} deformation(s) in {time.perf_counter() - started:.1f} s; "
+                                 f"{request.model_line}: done")
             finally:
                 s.drdm_running = False
                 s.drdm_progress = 0
                 self.job = None
+
+    def _start_download(self, name: str) -> None:
+        """Fetch a registry model (verified) on a worker thread with progress and Cancel, then generate."""
+        self.job = GenerationJob()
+        self.state.update(dict(drdm_running=True, drdm_progress=0, drdm_status=f"downloading {name}…"))
+        self._task = asyncio.get_running_loop().create_task(self._download(name, self.job))
+
+    async def _download(self, name: str, job: GenerationJob) -> None:
+        s = self.state
+        session = self.session
+        future = asyncio.get_running_loop().run_in_executor(
+            None, lambda: fetch(name, progress=lambda done, total: job.progress(done, total or 0), cancel=job.cancelled))
+        while not future.done():
+            await asyncio.wait({future}, timeout=POLL_SECONDS)
+            if self.session == session:
+                with s:
+                    s.drdm_progress = round(100 * job.fraction, 1)
+                    s.drdm_status = "cancelling…" if job.cancelled() else f"downloading {name}: {job.step / 1e6:.1f} MB"
+        if self.session != session:
+            future.exception() if not future.cancelled() else None  # retrieved, then dropped
+            return
+        with s:
+            s.drdm_running, s.drdm_progress, self.job = False, 0, None
+            try:
+                future.result()
+            except DownloadCancelled:
+                s.drdm_status = "download cancelled; nothing was kept"
+                return
+            except ValueError as error:
+                self.fail(str(error))
+                return
+            self.on_model_changed(s.drdm_model)
+        self.generate()
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -447,6 +531,8 @@ class DRDMWebApp(TrameApp):
         stats = sample.statistics
         rows = []
         for label, key, fmt in STAT_ROWS:
+            if key in ("slices", "through_plane_roughness_ratio") and key not in stats:
+                continue  # a 2D image or a 3D model: no slices
             if key is None:
                 value = f"{stats.get('mode')} / {stats.get('speed')}"
             else:

@@ -4,7 +4,8 @@ Ids: drdm-volume-path, drdm-load, drdm-segmentation-path, drdm-model, drdm-level
 drdm-count, drdm-mode, drdm-speed, drdm-device, drdm-generate, drdm-cancel, drdm-progress, drdm-status,
 drdm-results, drdm-jacobian-toggle, drdm-grid-toggle, drdm-stats, drdm-export-transform, drdm-export-all; also
 drdm-volume-upload, drdm-segmentation-upload, drdm-original-toggle, drdm-jacobian-opacity, drdm-legend,
-drdm-alert, drdm-jacobian-threshold. Served instead of the app: drdm-in-use (another browser holds the server) and
+drdm-alert, drdm-jacobian-threshold, drdm-slices (shown for a 2D model on a 3D volume only), drdm-model-note.
+Served instead of the app: drdm-in-use (another browser holds the server) and
 drdm-no-access (no access secret in the URL), see ``session``.
 """
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 LEGEND_CSS = ("background: linear-gradient(to right, rgb(26,77,255), rgb(255,255,255) 50%, rgb(255,51,26));"
               "height: 12px; border-radius: 2px;")
 FIELD = dict(density="compact", hide_details="auto", variant="outlined", classes="mb-2")
+SELECT_CSS = ("width: 100%; padding: 6px 8px; color: inherit; background: transparent; border-radius: 4px; "
+              "border: 1px solid rgba(255,255,255,0.38);")
 
 
 def _download(app: DRDMWebApp, handler, suffix: str) -> str:
@@ -59,10 +62,25 @@ def _inputs(app: DRDMWebApp) -> None:
                  disabled=("drdm_running || !drdm_loaded",))
 
 
+def _slices() -> None:
+    """The slices choice, a plain ``<select id="drdm-slices">`` (displayed, with its value, exactly when it applies:
+    a 2D model on a 3D volume)."""
+    with html.Div(v_show=("drdm_slices_visible",), classes="mb-2"):
+        html.Div("Slices (a 2D model on a 3D volume)", classes="text-caption")
+        with html.Select(id="drdm-slices", v_model=("drdm_slices",), style=SELECT_CSS,
+                         title="coherent: one deformation, smooth through the slices; independent: each slice its own "
+                               "(the authors' way, for slice-wise training data)"):
+            html.Option("coherent: one deformation, smooth in 3D", value="coherent")
+            html.Option("independent: each slice its own (the authors' way)", value="independent")
+
+
 def _settings(app: DRDMWebApp) -> None:
     html.Div("Deformation", classes="text-subtitle-2 mb-1")
     v.VSelect(id="drdm-model", label="Model", v_model=("drdm_model",), items=("drdm_model_items",),
               item_title="title", item_value="value", **FIELD)
+    html.Div("{{ drdm_model_note }}", id="drdm-model-note", v_show=("drdm_model_note",), classes="text-caption mb-2",
+             style="word-break: break-word;")
+    _slices()
     v.VTextField(id="drdm-level", label="Start level T' (magnitude)", v_model_number=("drdm_level",), type="number",
                  raw_attrs=['min="0"', ':max="drdm_level_max"'], hint=("`0 … ${drdm_level_max}`",), persistent_hint=True, **FIELD)
     with html.Div(classes="d-flex align-center"):

@@ -4,8 +4,8 @@ Every (image, level, repeat) triple is one job with a fixed seed (``base_seed + 
 output folder name, so a run can stop at any time and start again (finished folders are skipped), and
 ``--shard i/n`` on ``n`` machines (or ``torchrun --nproc-per-node n -m drdm augment …`` on one node, each
 process its own GPU: :mod:`drdm.torchrun`) splits the same list without coordination (job ``j`` belongs to shard
-``j mod n``). Each shard writes its own manifest file while it runs; the shard that finds every job of the list
-done writes ``manifest.csv`` (the single-process run's manifest, row for row) and removes the shard manifests.
+``j mod n``). Each shard writes its own manifest file; the shard that finds every job of the list done also
+writes ``manifest.csv`` (the single-process run's manifest, row for row).
 """
 
 from __future__ import annotations
@@ -173,13 +173,10 @@ def write_manifest(out: Path, jobs: list[Job], shard: tuple[int, int]) -> Path:
     return Manifest(out, shard).rebuild(jobs)
 
 
-def merge_when_complete(out: Path, jobs: list[Job], shard_count: int) -> Path | None:
-    """When every job of ``jobs`` is done, write ``out/manifest.csv`` from all of them (equal to a single-process
-    run's) and remove the ``shard_count`` shard manifests; returns its path, or ``None`` while jobs are missing."""
+def merge_when_complete(out: Path, jobs: list[Job]) -> Path | None:
+    """When every job of ``jobs`` is done, write ``out/manifest.csv`` from all of them (the single-process run's
+    manifest, row for row; the shard manifests stay); returns its path, or ``None`` while jobs are missing."""
     rows = [manifest_row(out, job) for job in jobs]
     if any(row is None for row in rows):
         return None
-    path = write_text(_csv_text(rows, header=True), manifest_path(out, (0, 1)))
-    for index in range(shard_count):
-        manifest_path(out, (index, shard_count)).unlink(missing_ok=True)
-    return path
+    return write_text(_csv_text(rows, header=True), manifest_path(out, (0, 1)))

@@ -178,7 +178,7 @@ def run_augment(args: argparse.Namespace) -> int:
         manifest.add(job)
     written = manifest.rewrite()
     if shard[1] > 1:
-        written = merge_when_complete(out, jobs, shard[1]) or written
+        written = merge_when_complete(out, jobs) or written
     print(f"manifest: {written}")
     return 0
 
