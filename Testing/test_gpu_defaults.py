@@ -60,7 +60,9 @@ def measured_graph_pairs() -> list[tuple[str, dict, float]]:
         if report.get("smoke"):
             continue
         times: dict[tuple, dict[bool, float]] = {}
-        for row in report.get("sampler", []):
+        rows = report.get("sampler", [])  # the first format (2026-11-28); since issue 22 one list per phase
+        rows += [row for name in ("graph", "throughput", "sampler_3d") for row in (report.get(name) or {}).get("rows", [])]
+        for row in rows:
             case, result = row.get("case", {}), row.get("result") or {}
             if case.get("precision") not in ("fp32", "exact") or "s_per_batch" not in result:
                 continue
