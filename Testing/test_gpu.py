@@ -57,3 +57,38 @@ def test_capture_failure_falls_back_to_the_eager_step():
         step = captured_or_eager(synchronising, (x,))
     assert step is synchronising
     assert torch.equal(step(x)[0], x * 4)
+
+
+def test_the_default_follows_the_graph_rule_and_gives_the_eager_sample():
+    """``cuda_graph=None``: the graph for a 2D batch of 1 (drdm.settings.cuda_graph_by_rule), none in 3D; same samples."""
+    from drdm.models import untrained_model
+    from drdm.phantoms import cardiac_phantom, cardiac_short_axis_phantom
+    from drdm.registry import load_model_spec
+    from drdm.sampler import generate
+
+    model = load_model_spec("cmr-2d").to("cuda")
+    image = cardiac_short_axis_phantom(256, seed=0)[0].cuda()
+    auto, eager = (generate(model, image, start_level=48, speed="fast", cuda_graph=choice,
+                            generator=torch.Generator().manual_seed(7)) for choice in (None, False))
+    assert auto.cuda_graph and not eager.cuda_graph
+    assert torch.equal(auto.ddf, eager.ddf)
+    three = untrained_model(3, size=32).to("cuda")
+    result = generate(three, cardiac_phantom(32, 3)[0].cuda(), start_level=20, levels=[1, 0], mode="diffeomorphic",
+                      generator=torch.Generator().manual_seed(0))
+    assert not result.cuda_graph
+
+
+def test_tf32_precision_stays_near_the_exact_network():
+    """TF32 put the published network 1.1e-4 / 4.4e-4 (layouts) from the reference vectors on an H200; allow 10×."""
+    from drdm.network import convolution_precision
+    from drdm.phantoms import cardiac_short_axis_phantom
+    from drdm.registry import load_model_spec
+
+    network = load_model_spec("cmr-2d").to("cuda").network
+    x = cardiac_short_axis_phantom(256, seed=0)[0].cuda()
+    t = torch.full((1,), 40, dtype=torch.long, device="cuda")
+    outputs = {}
+    for precision in ("exact", "tf32"):
+        with torch.inference_mode(), convolution_precision(precision):
+            outputs[precision] = network(x, t)
+    assert float((outputs["tf32"] - outputs["exact"]).abs().max()) < 5e-3

@@ -1,22 +1,26 @@
-"""Everything a lent GPU should measure, in one run within a time budget (issue 12 item 6; run it through
-``bash scripts/gpu_check.sh``, which also sets up PyTorch with CUDA and refuses a machine without a GPU).
+"""Everything a lent GPU should measure, in phases of decreasing value within one time budget (issue 22; run it
+through ``bash scripts/gpu_check.sh``, which sets up PyTorch with CUDA and refuses a machine without a GPU).
 
-1. Sampler, seconds per sample and peak GPU memory: 2D 256² (the bundled cmr-2d) at batch 1, 8 and 32; 3D 64³
-   and 128³ (a reference-size 3D network, width 10, zeroed output layer: the lct-3d cost; its weights are not
-   public); fp32, bf16 autocast ("amp") and ``torch.compile`` of the network; fast and faithful speeds;
-   diffeomorphic mode.
-2. Training samples/s (fp32 and bf16): 2D 256² batch 8 and 3D 64³ batch 2.
-3. A 3D 64³ training run from the zero start for about ``--train-seconds`` (steps from the measured
-   throughput) and its recovery-error table on held-out phantoms.
+1. ``gpu_tests``: ``Testing/test_gpu.py`` (CUDA against CPU, graph against eager, the graph rule, TF32, AMP training).
+2. ``fidelity``: the bundled cmr-2d against the public reference vectors per layout, precision exact / tf32; one
+   2D 256² call per layout, eager and as a CUDA graph.
+3. ``graph``: 2D 256² samples eager against the CUDA-graph step: batch 1 (reference faithful, diffeomorphic
+   faithful / fast / faster) and diffeomorphic fast at batches 2, 4 and 8 (the threshold of
+   ``drdm.settings.cuda_graph_by_rule``), with the largest difference between the two samples.
+4. ``throughput``: 2D 256² reference faithful at batch 32, samples/s (the authors' sampler: 6.2/s on an H100).
+5. ``sampler_3d``: 3D 128³ reference faithful, diffeomorphic faithful and fast (reference architecture, random
+   weights, zeroed output layer: the lct-3d cost); the goal is a faithful sample in ≤ 2 s.
+6. ``profile``: one 3D 128³ recovery step under torch.profiler: step and network time, the top kernels.
+7. ``precision``: tf32 against exact: speed (2D b1 fast with the graph, 3D 128³ fast, 3D faithful, 2D b32), the
+   distance of each sample to the exact one, and the field statistics of 8 seeds (cmr-2d, fast and faithful).
+8. ``training``: training samples/s, 2D 256² batch 8 and 3D 64³ batch 2, fp32 and bf16.
+9. ``zero_start``: as much of a 3D 64³ training run from the zero start as the budget leaves, in chunks, each
+   ending with its recovery-error table.
 
-0. Fidelity and the network call (issue 14): the bundled cmr-2d's outputs against the public reference vectors
-   (``$DRDM_SHARED/reference/vectors_public.npz``, when present) per layout with cuDNN's TF32 on and off; one
-   2D 256² call per layout, eager and replayed as a CUDA graph; every sampler case below runs eagerly and with
-   the CUDA-graph recovery step (``generate(cuda_graph=...)``) and reports how far the two samples differ.
-
-Cases run in order of importance; once the budget is spent the rest are recorded as skipped. ``--smoke``
-runs tiny sizes (for testing this script on a CPU with ``--device cpu``; its numbers mean nothing).
-Writes ``benchmarks/results/gpu_<device>_<date>.{json,md}`` (or under ``--out``).
+Each phase is written to ``benchmarks/results/gpu_<device>_<date>.{json,md}`` as it starts ("running") and
+as each of its cases finishes, so a run cut off keeps everything it finished. A phase or case whose estimated
+time (H100 seconds, from the H200 figures) no longer fits the budget is recorded as skipped, never started.
+``--smoke`` runs tiny sizes (for testing this script on a CPU with ``--device cpu``; its numbers mean nothing).
 """
 
 from __future__ import annotations
@@ -25,208 +29,82 @@ import argparse
 import datetime as dt
 import json
 import re
-import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from common import REPO, SHARED, machine_description
-from drdm.graph_capture import CapturedFunction
-from drdm.models import DRDMModel, untrained_model
-from drdm.phantoms import cardiac_phantom, cardiac_short_axis_phantom
-from drdm.registry import load_model_spec
-from drdm.sampler import generate
+from gpu_cases import (
+    call_rows,
+    fidelity_rows,
+    profile_recovery_step,
+    sampler_case,
+    sampler_model,
+    seed_statistics,
+    training_case,
+    training_chunk,
+)
+from gpu_report import write_markdown
+
+AUTHORS_SAMPLES_PER_S = 6.2  # the authors' sampler, 2D 256² batch 32 on an H100 (DESIGN.md: 0.16 s a sample)
+GOAL_3D_FAITHFUL_S = 2.0  # issue 22: a 3D 128³ faithful sample in at most 2 s on one H100
+TEST_TIMEOUT_S = 150.0
 
 
-class Network(torch.nn.Module):
-    """The model's network under bf16 autocast (``amp``) and/or ``torch.compile``; float32 outputs."""
+@dataclass
+class Context:
+    """What every phase needs: the device, the sizes, scratch space, the deadline and a way to save the report."""
 
-    def __init__(self, network: torch.nn.Module, amp: bool, compiled: bool) -> None:
-        super().__init__()
-        self.inner = network
-        self.call = torch.compile(network, mode="max-autotune-no-cudagraphs") if compiled else network
-        self.amp = amp
-        self.in_channels = network.in_channels
+    device: torch.device
+    smoke: bool
+    scratch: Path
+    deadline: float
+    report: dict
+    save: Callable[[], None]
+    train_seconds: float | None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, rec_num: int = 2) -> torch.Tensor:
-        if not self.amp:
-            return self.call(x, t, rec_num=rec_num)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, cache_enabled=False):  # no cast cache: graph-safe
-            return self.call(x, t, rec_num=rec_num).float()
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
 
+    @property
+    def two(self) -> int:
+        return 32 if self.smoke else 256
 
-def sampler_model(ndims: int, size: int, device: torch.device) -> tuple[DRDMModel, torch.Tensor]:
-    if ndims == 2 and size == 256:
-        model, image = load_model_spec("cmr-2d"), cardiac_short_axis_phantom(256, seed=0)[0]
-    else:
-        preset_size = 256 if ndims == 2 else 128
-        small = {"control_size": 8, "velocity_scale": 4e-5 * preset_size / size} if size < 64 else {}  # --smoke sizes
-        model = untrained_model(ndims, size=size, noise_overrides=small)
-        torch.nn.init.zeros_(model.network.conv_out.weight)
-        torch.nn.init.zeros_(model.network.conv_out.bias)
-        image = cardiac_phantom(size, ndims, seed=0)[0]
-    return model.to(device), image.to(device)
+    @property
+    def three(self) -> int:
+        return 16 if self.smoke else 64
+
+    @property
+    def big(self) -> int:
+        return 16 if self.smoke else 128
 
 
-def synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def error_text(error: BaseException) -> dict:
+    return {"error": f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"}
 
 
-def run_sampler_case(case: dict, device: torch.device) -> dict:
-    """Seconds per sample (median of ``runs`` after one warm-up) and peak memory of one sampler case; with the
-    CUDA-graph step also the largest difference to the eager sample of the same seed (voxels)."""
-    model, image = sampler_model(case["dims"], case["size"], device)
-    model.network = Network(model.network, case["precision"] == "amp", case["precision"] == "compiled")
-    batch = image.expand((case["batch"],) + tuple(image.shape[1:])).contiguous()
-    level = 56 if case["dims"] == 2 else 64
-    mode = case.get("mode", "diffeomorphic")
-
-    def sample(seed: int, graph: bool) -> torch.Tensor:
-        with torch.inference_mode():
-            return generate(model, batch, start_level=level, mode=mode, speed=case["speed"],
-                            generator=torch.Generator().manual_seed(seed), cuda_graph=graph).ddf
-
-    started = time.perf_counter()
-    sample(0, case["graph"])
-    synchronise(device)
-    warmup = time.perf_counter() - started
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for run in range(case["runs"]):
-        started = time.perf_counter()
-        sample(run + 1, case["graph"])
-        synchronise(device)
-        times.append(time.perf_counter() - started)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    result = {"s_per_sample": statistics.median(times) / case["batch"], "s_per_batch": statistics.median(times),
-              "warmup_s": round(warmup, 2), "peak_gib": None if peak is None else round(peak / 2**30, 3)}
-    if case["graph"] and case.get("compare", False):
-        difference = (sample(1, True) - sample(1, False)).abs()
-        result["max_diff_vs_eager_vox"] = float(difference.max())
-        result["mean_diff_vs_eager_vox"] = float(difference.mean())
-    return result
-
-
-def median_call_ms(call, repeats: int, device: torch.device) -> float:
-    """Median milliseconds of ``call()`` over ``repeats`` timed calls after three warm-up calls."""
-    for _ in range(3):
-        call()
-    synchronise(device)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        synchronise(device)
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
-
-
-def network_rows(device: torch.device) -> list[dict]:
-    """Fidelity to the reference vectors (per layout, TF32 on/off) and one 2D 256² call's time per layout,
-    eager and as a replayed CUDA graph (batch 1 and 8)."""
-    import numpy as np
-
-    model = load_model_spec("cmr-2d").to(device)
-    network = model.network
-    rows = []
-    vectors = SHARED / "reference" / "vectors_public.npz"
-    if vectors.is_file():
-        with np.load(vectors) as data:
-            x, ts, expected = (torch.from_numpy(np.ascontiguousarray(data[k])) for k in ("net_x", "net_t", "net_out_rec2"))
-        for layout in ("reference", "channels-last"):
-            network.set_layout(layout)
-            for tf32 in (True, False):
-                with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=tf32):
-                    out = torch.cat([network(x.to(device), int(t)) for t in ts]).cpu()
-                rows.append({"kind": "fidelity", "layout": layout, "tf32": tf32,
-                             "max_abs_diff": float((out.double() - expected.double()).abs().max())})
-                print(f"fidelity {rows[-1]}", flush=True)
-    image = cardiac_short_axis_phantom(256, seed=0)[0].to(device)
-    for batch in (1, 8):
-        x = image.expand(batch, -1, -1, -1).contiguous()
-        t = torch.full((batch,), 40, dtype=torch.long, device=device)
-        for layout in ("reference", "channels-last"):
-            network.set_layout(layout)
-            with torch.inference_mode():
-                eager_ms = median_call_ms(lambda x=x, t=t: network(x, t), 30, device)
-                captured = CapturedFunction(lambda a, b: (network(a, b),), (x, t))
-                graph_ms = median_call_ms(lambda c=captured, x=x, t=t: c(x, t), 30, device)
-                same = bool(torch.equal(captured(x, t)[0], network(x, t)))
-            rows.append({"kind": "call", "batch": batch, "layout": layout, "eager_ms": round(eager_ms, 3),
-                         "graph_ms": round(graph_ms, 3), "graph_equals_eager": same})
-            print(f"call {rows[-1]}", flush=True)
-    network.set_layout("channels-last")
-    return rows
-
-
-def run_training_case(case: dict, device: torch.device, scratch: Path) -> dict:
-    """Training samples/s over ``steps`` steps after two warm-up steps (forward process, loss and Adam step)."""
-    from drdm.training import TrainingConfig, train
-
-    common = dict(ndims=case["dims"], size=case["size"], batch=case["batch"], width=10, device=device.type,
-                  amp="bf16" if case["precision"] == "amp" else "none", val_every=10**9, val_samples=1,
-                  checkpoint_every=10**9, log_every=10**9, phantoms=8)
-    out = scratch / f"train-{case['dims']}d-{case['precision']}"
-    warm = train(TrainingConfig(out=str(out), steps=2, **common))
-    synchronise(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    started = time.perf_counter()
-    train(TrainingConfig(out=str(out), steps=2 + case["steps"], **common), resume=True)
-    synchronise(device)
-    seconds = time.perf_counter() - started
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    del warm
-    return {"samples_per_s": round(case["steps"] * case["batch"] / seconds, 2), "seconds": round(seconds, 1),
-            "peak_gib": None if peak is None else round(peak / 2**30, 3)}
-
-
-def run_zero_start_training(size: int, batch: int, seconds: float, samples_per_s: float, device: torch.device,
-                            scratch: Path) -> dict:
-    """A 3D from-scratch run of about ``seconds`` (steps from the measured throughput) and its table."""
-    from drdm.training import TrainingConfig, train
-
-    steps = max(10, int(seconds * samples_per_s / batch))
-    config = TrainingConfig(out=str(scratch / "zero-start-3d"), ndims=3, size=size, batch=batch, width=10, steps=steps,
-                            lr=3e-4, device=device.type, amp="bf16" if device.type == "cuda" else "none",
-                            val_every=max(1, steps // 4), val_samples=4, checkpoint_every=10**9, log_every=max(1, steps // 20))
-    started = time.perf_counter()
-    result = train(config)
-    metadata = json.loads(result.metadata.read_text(encoding="utf-8"))
-    return {"steps": steps, "batch": batch, "size": size, "seconds": round(time.perf_counter() - started, 1),
-            "last_loss": result.last_loss, "recovery_error": metadata.get("recovery_error"),
-            "metrics_csv": (Path(config.out) / "metrics.csv").read_text(encoding="utf-8")}
-
-
-def plan(smoke: bool) -> tuple[list[dict], list[dict], dict]:
-    """``(sampler cases, training cases, zero-start settings)`` in order of importance."""
-    two, three, big = (32, 16, 24) if smoke else (256, 64, 128)
-    runs = 1 if smoke else 2
-    sampler = []  # most important first: eager against the CUDA-graph step in fp32, then bf16, then torch.compile
-    fp32 = [(2, two, 1, "reference", "faithful"), (2, two, 1, "diffeomorphic", "faithful"),
-            (2, two, 1, "diffeomorphic", "fast"), (2, two, 1, "diffeomorphic", "faster"),
-            (2, two, 8, "diffeomorphic", "fast"), (2, two, 32, "diffeomorphic", "fast"),
-            (3, three, 1, "diffeomorphic", "fast"), (3, big, 1, "diffeomorphic", "fast")]
-    for dims, size, batch, mode, speed in fp32:
-        for graph in (False, True):
-            sampler.append({"dims": dims, "size": size, "batch": batch, "precision": "fp32", "speed": speed, "mode": mode,
-                            "graph": graph, "compare": True, "runs": runs if speed != "faithful" else 1})
-    for precision, shapes in (("amp", ((2, two, 1), (2, two, 8), (3, three, 1))), ("compiled", ((2, two, 1),))):
-        for dims, size, batch in shapes:
-            sampler.append({"dims": dims, "size": size, "batch": batch, "precision": precision, "speed": "fast",
-                            "mode": "diffeomorphic", "graph": True, "runs": runs})
-    training = [{"dims": 2, "size": two, "batch": 2 if smoke else 8, "precision": p, "steps": 2 if smoke else 10}
-                for p in ("fp32", "amp")]
-    training += [{"dims": 3, "size": three, "batch": 2, "precision": p, "steps": 2 if smoke else 10} for p in ("fp32", "amp")]
-    if smoke:  # a few cases of each kind, cheap on a CPU (bf16 and 3D sampling are slow there)
-        sampler = [c for c in sampler if c["batch"] == 1 and c["dims"] == 2 and c["speed"] == "fast"
-                   and c["precision"] != "compiled"]
-        training = [c for c in training if c["dims"] == 2 or c["precision"] == "fp32"]
-    zero_start = {"size": three, "batch": 2, "seconds": 240.0}
-    return sampler, training, zero_start
+def run_cases(ctx: Context, rows: list, cases: list[dict], measure: Callable[[dict], dict]) -> None:
+    """Run ``cases`` in order into ``rows`` (saved after each); a case whose ``estimate_s`` exceeds the time left
+    is recorded as skipped; a failing case records its error and the rest still run."""
+    for case in cases:
+        row = {"label": label(case), "case": case}
+        rows.append(row)
+        if not ctx.smoke and ctx.left() < case.get("estimate_s", 0):
+            row["skipped"] = "budget"
+        else:
+            try:
+                row["result"] = measure(case)
+            except Exception as error:  # one failing case must not stop the check
+                row["result"] = error_text(error)
+            if ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+        print(f"  {row['label']}: {row.get('result', 'skipped')}", flush=True)
+        ctx.save()
 
 
 def label(case: dict) -> str:
@@ -237,124 +115,216 @@ def label(case: dict) -> str:
     return text
 
 
-def write_markdown(report: dict, path: Path) -> None:
-    lines = [f"# GPU check: {report['device_name']} ({report['date']})", "",
-             f"`bash scripts/gpu_check.sh` — {report['seconds']:.0f} s in all (budget {report['budget_s']:.0f} s); "
-             f"torch {report['machine'].get('torch')}; 2D = the bundled cmr-2d, 3D = a reference-size "
-             "network (width 10) with a zeroed output layer; 'graph' = the recovery step replayed as a CUDA graph.", ""]
-    fidelity = [r for r in report.get("network", []) if r.get("kind") == "fidelity"]
-    calls = [r for r in report.get("network", []) if r.get("kind") == "call"]
-    errors = [r for r in report.get("network", []) if r.get("kind") == "error"]
-    if fidelity:
-        lines += ["## Fidelity: max |output − reference vector net_out_rec2| (size units; tolerance 1e-5)", "",
-                  "| layout | cuDNN TF32 | max abs diff |", "|---|---|---|"]
-        lines += [f"| {r['layout']} | {'on' if r['tf32'] else 'off'} | {r['max_abs_diff']:.2e} |" for r in fidelity]
-        lines.append("")
-    if calls:
-        lines += ["## One 2D 256² network call (ms, median of 30)", "",
-                  "| batch | layout | eager | CUDA graph | eager / graph | graph output equals eager |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['batch']} | {r['layout']} | {r['eager_ms']:.3f} | {r['graph_ms']:.3f} | "
-                  f"{r['eager_ms'] / r['graph_ms']:.2f}× | {r['graph_equals_eager']} |" for r in calls]
-        lines.append("")
-    lines += [f"network section failed: {r['error']}" for r in errors]
-    lines += ["## Sampler", "", "| case | s / sample | s / batch | warm-up s | peak GiB | max / mean diff to eager (vox) |",
-              "|---|---|---|---|---|---|"]
-    for row in report["sampler"]:
-        r = row.get("result") or {}
-        if "error" in r or row.get("skipped"):
-            lines.append(f"| {row['label']} | {r.get('error', 'skipped (budget)')} | | | | |")
-        else:
-            diff = (f"{r['max_diff_vs_eager_vox']:.2e} / {r['mean_diff_vs_eager_vox']:.2e}"
-                    if "max_diff_vs_eager_vox" in r else "")
-            lines.append(f"| {row['label']} | {r['s_per_sample']:.4f} | {r['s_per_batch']:.3f} | {r['warmup_s']} | "
-                         f"{r['peak_gib']} | {diff} |")
-    lines += ["", "## Training throughput", "", "| case | samples/s | peak GiB |", "|---|---|---|"]
-    for row in report["training"]:
-        r = row.get("result") or {}
-        value = r.get("error") or ("skipped (budget)" if row.get("skipped") else r["samples_per_s"])
-        lines.append(f"| {row['label']} | {value} | {r.get('peak_gib', '')} |")
-    zero = report.get("zero_start") or {}
-    lines += ["", "## 3D training from the zero start", ""]
-    if zero.get("recovery_error"):
-        table = zero["recovery_error"]
-        lines += [f"{zero['steps']} steps, batch {zero['batch']}, {zero['size']}³, {zero['seconds']} s; recovery error on "
-                  f"held-out phantoms (t = {' / '.join(map(str, table['levels']))}): "
-                  + " / ".join(f"{e:.3f}" for e in table["rows"][0]["errors"]) + f", mean {table['summary']:.3f}."]
-    else:
-        lines += [str(zero.get("error", "skipped (budget)" if report.get("training") else "not run yet"))]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+def sampler(dims: int, size: int, batch: int, mode: str, speed: str, graph: bool, estimate_s: float, *,
+            precision: str = "exact", runs: int | None = None, compare: bool = False) -> dict:
+    return {"dims": dims, "size": size, "batch": batch, "mode": mode, "speed": speed, "graph": graph,
+            "precision": precision, "runs": runs or (1 if speed == "faithful" else 2), "compare": compare,
+            "estimate_s": estimate_s}
 
 
-def error_text(error: Exception) -> dict:
-    return {"error": f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"}
+# -- the phases, in order of value ----------------------------------------------------------------------------------
+
+def phase_gpu_tests(ctx: Context, data: dict) -> None:
+    """``Testing/test_gpu.py`` in a subprocess (its summary line and failures recorded)."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "Testing" / "test_gpu.py")]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
+                              timeout=max(10.0, min(TEST_TIMEOUT_S, ctx.left())))
+    except subprocess.TimeoutExpired:
+        data.update(passed=False, summary=f"timed out after {TEST_TIMEOUT_S:.0f} s")
+        return
+    lines = done.stdout.strip().splitlines()
+    data.update(passed=done.returncode in (0, 5), returncode=done.returncode, summary=lines[-1] if lines else "",
+                failures=[line for line in lines if line.startswith(("FAILED", "ERROR"))][:20])
+
+
+def phase_fidelity(ctx: Context, data: dict) -> None:
+    vectors = SHARED / "reference" / "vectors_public.npz"
+    data["rows"] = fidelity_rows(ctx.device, vectors) if vectors.is_file() else []
+    if not vectors.is_file():
+        data["note"] = f"no reference vectors at {vectors} (set DRDM_SHARED)"
+    ctx.save()
+    if ctx.device.type == "cuda":
+        data["calls"] = call_rows(ctx.device)
+
+
+def phase_graph(ctx: Context, data: dict) -> None:
+    two = ctx.two
+    cases = [sampler(2, two, 1, mode, speed, graph, estimate, compare=graph)
+             for mode, speed, estimate in (("reference", "faithful", 4), ("diffeomorphic", "faithful", 5),
+                                           ("diffeomorphic", "fast", 2), ("diffeomorphic", "faster", 1.5))
+             for graph in (False, True)]
+    cases += [sampler(2, two, batch, "diffeomorphic", "fast", graph, 2.5) for batch in (2, 4, 8) for graph in (False, True)]
+    if ctx.smoke:
+        cases = [c for c in cases if c["speed"] == "fast" and c["batch"] <= 2]
+    data.setdefault("rows", [])
+    run_cases(ctx, data["rows"], cases, lambda case: sampler_case(case, ctx.device))
+
+
+def phase_throughput(ctx: Context, data: dict) -> None:
+    batch = 4 if ctx.smoke else 32
+    data.update(authors_samples_per_s=AUTHORS_SAMPLES_PER_S, rows=[])
+    run_cases(ctx, data["rows"], [sampler(2, ctx.two, batch, "reference", "faithful", False, 20, runs=2)],
+              lambda case: sampler_case(case, ctx.device))
+
+
+def phase_sampler_3d(ctx: Context, data: dict) -> None:
+    cases = [sampler(3, ctx.big, 1, "reference", "faithful", False, 15),
+             sampler(3, ctx.big, 1, "diffeomorphic", "faithful", False, 17),
+             sampler(3, ctx.big, 1, "diffeomorphic", "fast", False, 6)]
+    if ctx.smoke:
+        cases = cases[:1]
+    data.update(goal_faithful_s=GOAL_3D_FAITHFUL_S, rows=[])
+    run_cases(ctx, data["rows"], cases, lambda case: sampler_case(case, ctx.device))
+
+
+def phase_profile(ctx: Context, data: dict) -> None:
+    data.update(profile_recovery_step(3, ctx.big, ctx.device))
+
+
+def phase_precision(ctx: Context, data: dict) -> None:
+    """tf32 against exact: speed and distance of the same seed's sample; field statistics over seeds."""
+    two, big = ctx.two, ctx.big
+    speed_cases = [sampler(2, two, 1, "diffeomorphic", "fast", True, 2, precision=p, compare=p == "tf32")
+                   for p in ("exact", "tf32")]
+    speed_cases += [sampler(3, big, 1, "diffeomorphic", "fast", False, 6 if p == "exact" else 9, precision=p,
+                            compare=p == "tf32") for p in ("exact", "tf32")]
+    if ctx.smoke:
+        speed_cases = speed_cases[:2]
+    data.setdefault("speed", [])
+    run_cases(ctx, data["speed"], speed_cases, lambda case: sampler_case(case, ctx.device))
+    seeds = 2 if ctx.smoke else 8
+    data.update(seeds=seeds, statistics=[])
+    model, image = sampler_model(2, two, ctx.device)
+    for mode, speed, estimate in (("diffeomorphic", "fast", 3), ("reference", "faithful", 8)):
+        row = {"model": model.name, "size": two, "mode": mode, "speed": speed}
+        data["statistics"].append(row)
+        if not ctx.smoke and ctx.left() < estimate:
+            row["skipped"] = "budget"
+            continue
+        try:
+            runs = {p: seed_statistics(model, image, seeds, mode, speed, p) for p in ("exact", "tf32")}
+            difference = (runs["tf32"]["ddf"] - runs["exact"]["ddf"]).abs().flatten(1)
+            row.update(exact=runs["exact"]["means"], tf32=runs["tf32"]["means"],
+                       max_diff_vox_per_seed=[float(v) for v in difference.max(dim=1).values],
+                       mean_diff_vox=float(difference.mean()))
+        except Exception as error:
+            row.update(error_text(error))
+        ctx.save()
+    later = [sampler(3, big, 1, "reference", "faithful", False, 15, precision="tf32"),
+             sampler(2, two, 4 if ctx.smoke else 32, "reference", "faithful", False, 20, precision="tf32", runs=2)]
+    if not ctx.smoke:
+        run_cases(ctx, data["speed"], later, lambda case: sampler_case(case, ctx.device))
+
+
+def phase_training(ctx: Context, data: dict) -> None:
+    cases = [{"dims": 2, "size": ctx.two, "batch": 2 if ctx.smoke else 8, "precision": p, "steps": 2 if ctx.smoke else 10,
+              "estimate_s": 20} for p in ("fp32", "bf16")]
+    cases += [{"dims": 3, "size": ctx.three, "batch": 2, "precision": p, "steps": 2 if ctx.smoke else 10,
+               "estimate_s": 20} for p in ("fp32", "bf16")]
+    if ctx.smoke:  # bf16 on a CPU is slow
+        cases = [c for c in cases if c["precision"] == "fp32"]
+    data.setdefault("rows", [])
+    run_cases(ctx, data["rows"], cases, lambda case: training_case(case, ctx.device, ctx.scratch))
+
+
+def phase_zero_start(ctx: Context, data: dict) -> None:
+    """Train 3D 64³ batch 2 from the zero start in chunks of about a minute while the budget (or
+    ``--train-seconds``) lasts; each chunk ends with the recovery-error table on held-out phantoms."""
+    rows = [r for r in ctx.report.get("training", {}).get("rows", [])
+            if r["case"]["dims"] == 3 and "samples_per_s" in (r.get("result") or {})]
+    if not rows:
+        data["note"] = "no 3D training throughput measured: nothing to size the run with"
+        return
+    wanted = "bf16" if ctx.device.type == "cuda" else "fp32"
+    rate = next((r["result"]["samples_per_s"] for r in rows if r["case"]["precision"] == wanted),
+                rows[0]["result"]["samples_per_s"])
+    batch, chunk_s = 2, (1.0 if ctx.smoke else 60.0)
+    chunk = max(5 if ctx.smoke else 10, int(chunk_s * rate / batch))
+    total_s = ctx.train_seconds if ctx.train_seconds is not None else float("inf")
+    data.update(size=ctx.three, batch=batch, precision=wanted, chunk_steps=chunk, chunks=[])
+    began, estimate, steps = time.perf_counter(), chunk_s + 15.0, 0
+    out = ctx.scratch / "zero-start-3d"
+    while ctx.left() > estimate and time.perf_counter() - began + (estimate if steps else 0) <= total_s:
+        started = time.perf_counter()
+        row = training_chunk(out, ctx.three, batch, steps + chunk, steps > 0, ctx.device)
+        steps = row["steps"]
+        estimate = time.perf_counter() - started
+        row["seconds"] = round(time.perf_counter() - began, 1)
+        data["chunks"].append(row)
+        print(f"  zero start: {steps} steps, {row['seconds']} s, recovery error "
+              f"{(row['recovery_error'] or {}).get('summary')}", flush=True)
+        ctx.save()
+    metrics = out / "metrics.csv"
+    if metrics.is_file():
+        data["metrics_csv"] = metrics.read_text(encoding="utf-8")
+
+
+PHASES: list[tuple[str, str, float, Callable[[Context, dict], None]]] = [  # name, title, H100 estimate s, function
+    ("gpu_tests", "GPU tests (Testing/test_gpu.py)", 60, phase_gpu_tests),
+    ("fidelity", "Fidelity to the reference vectors; one network call", 20, phase_fidelity),
+    ("graph", "2D 256² samples: eager against the CUDA-graph step", 8, phase_graph),
+    ("throughput", "2D 256² reference faithful throughput at batch 32", 20, phase_throughput),
+    ("sampler_3d", "3D 128³ samples (reference architecture, random weights)", 15, phase_sampler_3d),
+    ("profile", "Profile of one 3D 128³ recovery step", 10, phase_profile),
+    ("precision", "Precision: tf32 against exact", 4, phase_precision),
+    ("training", "Training throughput", 20, phase_training),
+    ("zero_start", "3D 64³ training from the zero start", 30, phase_zero_start),
+]
 
 
 def save(report: dict, out: Path, began: float) -> None:
-    """Write the report so far (a run cut off by its time limit still leaves what it measured)."""
-    report["seconds"] = time.perf_counter() - began
+    """Write the report so far, JSON and Markdown (a run cut off by its time limit keeps what it measured)."""
+    report["seconds"] = round(time.perf_counter() - began, 1)
     stem = f"gpu_{re.sub(r'[^A-Za-z0-9]+', '-', report['device_name']).strip('-').lower()}_{report['date']}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     write_markdown(report, out / f"{stem}.md")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting new cases after this many seconds")
-    parser.add_argument("--train-seconds", type=float, help="length of the zero-start 3D run (default 240, smoke 5)")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="no phase or case starts once its estimate no longer fits in this many seconds (default 420)")
+    parser.add_argument("--phases", help=f"comma-separated subset, in this order: {','.join(p[0] for p in PHASES)}")
+    parser.add_argument("--train-seconds", type=float, help="cap on the zero-start run (default: what the budget leaves)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: test this script (numbers mean nothing)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False)", flush=True)
         return 2
+    chosen = [p for p in PHASES if args.phases is None or p[0] in args.phases.split(",")]
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     began = time.perf_counter()
-    sampler_cases, training_cases, zero_start = plan(args.smoke)
-    if args.train_seconds is not None:
-        zero_start["seconds"] = args.train_seconds
-    elif args.smoke:
-        zero_start["seconds"] = 5.0
-    report = {"device_name": name, "date": dt.date.today().isoformat(), "budget_s": args.budget_s, "smoke": args.smoke,
-              "machine": machine_description(), "network": [], "sampler": [], "training": [], "zero_start": None}
-    if device.type == "cuda":
-        try:
-            report["network"] = network_rows(device)
-        except Exception as error:  # the rest of the check still runs
-            report["network"] = [{"kind": "error", **error_text(error)}]
-        save(report, args.out, began)
-    # the zero-start run needs its share of the budget: keep it in reserve while the cases run
-    reserve = zero_start["seconds"] + 30
+    report = {"device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "date": dt.date.today().isoformat(), "budget_s": args.budget_s, "smoke": args.smoke,
+              "machine": machine_description(), "phases": []}
     with tempfile.TemporaryDirectory() as scratch:
-        for kind, cases in (("sampler", sampler_cases), ("training", training_cases)):
-            for case in cases:
-                row = {"label": label(case), "case": case}
-                if time.perf_counter() - began > args.budget_s - reserve:
-                    row["skipped"] = True
-                else:
-                    try:
-                        row["result"] = (run_training_case(case, device, Path(scratch)) if kind == "training"
-                                         else run_sampler_case(case, device))
-                    except Exception as error:  # a failing case (e.g. compile unsupported) must not stop the check
-                        row["result"] = error_text(error)
-                print(f"{kind} {row['label']}: {row.get('result', 'skipped')}", flush=True)
-                report[kind].append(row)
-                save(report, args.out, began)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-        three_d = [r for r in report["training"] if r["case"]["dims"] == 3 and "samples_per_s" in (r.get("result") or {})]
-        if three_d:
-            rate = max(r["result"]["samples_per_s"] for r in three_d)
+        ctx = Context(device, args.smoke, Path(scratch), began + args.budget_s, report,
+                      lambda: save(report, args.out, began), args.train_seconds)
+        for name, title, estimate, function in chosen:
+            entry = {"name": name, "title": title, "estimate_s": estimate}
+            report["phases"].append(entry)
+            if not args.smoke and ctx.left() < estimate:
+                entry["status"] = "skipped (budget)"
+                ctx.save()
+                continue
+            print(f"gpu_check: {title}", flush=True)
+            entry["status"], started = "running", time.perf_counter()
+            data = report.setdefault(name, {})
+            ctx.save()
             try:
-                report["zero_start"] = run_zero_start_training(zero_start["size"], zero_start["batch"],
-                                                               zero_start["seconds"], rate, device, Path(scratch))
-            except Exception as error:
-                report["zero_start"] = error_text(error)
-            print(f"zero start: {report['zero_start'].get('recovery_error', report['zero_start'])}", flush=True)
-    save(report, args.out, began)
+                function(ctx, data)
+                entry["status"] = "done"
+            except Exception as error:  # the later phases still run
+                entry["status"] = "failed"
+                data.update(error_text(error))
+            entry["seconds"] = round(time.perf_counter() - started, 1)
+            ctx.save()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     print(f"gpu_check: wrote the report under {args.out} in {report['seconds']:.0f} s", flush=True)
     return 0
 

@@ -74,6 +74,7 @@ class DeformationRequest:
     speed: str
     slices: str = DEFAULTS.slices
     choice: ModelChoice | None = None  # how the model was chosen (``auto``: with its reason)
+    precision: str = DEFAULTS.precision  # the network's float32 arithmetic on a GPU: "exact" or "tf32"
 
     @property
     def model_line(self) -> str:
@@ -161,7 +162,7 @@ class DeformationLogic:
     def generate(self, volumeNode, segmentationNode=None, *, model, level: int, seed: int, count: int = 1,
                  mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, device: str = DEFAULTS.device,
-                 slices: str = DEFAULTS.slices) -> list[DeformationSample]:
+                 slices: str = DEFAULTS.slices, precision: str = DEFAULTS.precision) -> list[DeformationSample]:
         """Generate ``count`` deformations (seeds ``seed``, ``seed + 1``, …) of ``volumeNode``.
 
         ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
@@ -169,23 +170,25 @@ class DeformationLogic:
         memory raise ``ValueError`` (the engine's :class:`drdm.errors.DRDMError`) with a message for the user; the
         scene is then unchanged too. ``model`` may be ``"auto"`` (:func:`drdm.model_choice.choose_model`);
         ``slices``: a 2D model on a 3D volume, ``"coherent"`` (one deformation smooth through the slices) or
-        ``"independent"`` (each slice its own, the authors' way).
+        ``"independent"`` (each slice its own, the authors' way); ``precision``: ``"exact"`` (TF32 off) or ``"tf32"``
+        on a GPU (:class:`drdm.settings.DeformationSettings`). The CUDA-graph recovery step follows the engine's rule
+        (:func:`drdm.settings.cuda_graph_by_rule`).
 
         The three phases are public for front ends that compute off the main thread (the scene is not
         thread-safe): :meth:`prepare` and :meth:`add_samples` on the scene's thread, :meth:`compute` anywhere.
         """
         request = self.prepare(volumeNode, segmentationNode, model=model, level=level, seed=seed, count=count,
-                               mode=mode, speed=speed, device=device, slices=slices)
+                               mode=mode, speed=speed, device=device, slices=slices, precision=precision)
         return self.add_samples(request, self.compute(request, progress=progress, cancel=cancel))
 
     @out_of_memory_as_error()  # loading the model on the GPU and copying the volume can run out of memory too
     def prepare(self, volumeNode, segmentationNode=None, *, model, level: int | None, seed: int, count: int = 1,
                 mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, device: str = DEFAULTS.device,
-                slices: str = DEFAULTS.slices) -> DeformationRequest:
+                slices: str = DEFAULTS.slices, precision: str = DEFAULTS.precision) -> DeformationRequest:
         """Check the input and copy what the computation needs out of the scene (call on the scene's thread)."""
         self._check_volume(volumeNode)
         settings = DeformationSettings(level=level, seed=seed, count=count, mode=mode, speed=speed, device=device,
-                                       slices=slices)
+                                       slices=slices, precision=precision)
         choice = self.model_for(volumeNode, model)
         loaded = load_model(model if isinstance(model, DRDMModel) else choice.spec, device)
         level = settings.start_level(loaded.num_steps, loaded.forward_process().first_level)
@@ -199,7 +202,7 @@ class DeformationLogic:
             labels = sitk.GetImageFromArray(array)
             labels.CopyInformation(image)
         return DeformationRequest(volumeNode, segmentationNode, segments, image, labels, loaded, int(level), int(seed),
-                                  int(count), mode, speed, slices, choice)
+                                  int(count), mode, speed, slices, choice, settings.precision)
 
     @staticmethod
     def compute(request: DeformationRequest, progress: Callable[[int, int], None] | None = None,
@@ -213,7 +216,8 @@ class DeformationLogic:
         with out_of_memory_as_error():  # DRDMError (a ValueError) for bad input and for memory alike
             results = deform_images(request.model, request.image, request.labels, level=request.level,
                                     seeds=[request.seed + k for k in range(request.count)], mode=request.mode,
-                                    speed=request.speed, progress=progress, cancel=cancel, slices=request.slices)
+                                    speed=request.speed, progress=progress, cancel=cancel, slices=request.slices,
+                                    precision=request.precision)
         return results
 
     def add_samples(self, request: DeformationRequest, results: list[DeformationResult]) -> list[DeformationSample]:

@@ -24,7 +24,7 @@ from .metrics import determinant_statistics, displacement_statistics
 from .models import DRDMModel
 from .sampler import GenerationResult, generate
 from .segment_volumes import segment_volume_changes
-from .settings import DEFAULTS, SLICE_MODES
+from .settings import DEFAULTS, PRECISIONS, SLICE_MODES
 from .slice_coherence import slice_stack, through_plane_roughness
 from .spatial import jacobian_determinant_slabs
 
@@ -183,14 +183,15 @@ def _stack(grid: WorkingGrid, slices: str):
 def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,
                    generators: list[torch.Generator], mode: str = "diffeomorphic", speed: str = "faithful",
                    slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
-                   cancel: Callable[[], bool] | None = None, batch: bool = True,
-                   slices: str = DEFAULTS.slices) -> list[tuple[torch.Tensor, WorkingGrid, GenerationResult]]:
+                   cancel: Callable[[], bool] | None = None, batch: bool = True, slices: str = DEFAULTS.slices,
+                   precision: str = DEFAULTS.precision,
+                   cuda_graph: bool | None = None) -> list[tuple[torch.Tensor, WorkingGrid, GenerationResult]]:
     """One DRDM deformation field per generator, run as sampler batches of :func:`samples_per_chunk` samples
     (``batch`` False: one sample per sampler run, bit-identical to :func:`compute_field`).
 
     Each sample equals a run of :func:`compute_field` with its generator (up to the float32 rounding of
     batched convolutions: below 1e-3 voxels in the tests). ``progress(step, total)`` counts recovery steps
-    over all chunks. ``slices``: see :func:`compute_field`.
+    over all chunks. ``slices``, ``precision``, ``cuda_graph``: see :func:`compute_field`.
     Returns a list of :func:`compute_field` results, in the generators' order.
     """
     grid = _plan(model, array, spacing, level, slice_axis)
@@ -207,7 +208,7 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
 
         batch = working.repeat((len(group),) + (1,) * (working.dim() - 1))
         result = generate(model, batch, start_level=level, generator=group, mode=mode, speed=speed,
-                          progress=step, cancel=cancel, slices=stack)
+                          progress=step, cancel=cancel, slices=stack, precision=precision, cuda_graph=cuda_graph)
         per = working.shape[0]
         for k in range(len(group)):
             part = result.select(k * per, (k + 1) * per)
@@ -218,8 +219,9 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
 def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,
                   generator: torch.Generator | None, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
                   slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
-                  cancel: Callable[[], bool] | None = None,
-                  slices: str = DEFAULTS.slices) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
+                  cancel: Callable[[], bool] | None = None, slices: str = DEFAULTS.slices,
+                  precision: str = DEFAULTS.precision,
+                  cuda_graph: bool | None = None) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
     """A DRDM deformation field for an image array, on the array's own grid.
 
     Args:
@@ -227,6 +229,9 @@ def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, .
         spacing: mm per voxel in array order.
         slices: a 2D model on a 3D volume: ``"coherent"`` (one field smooth through the slices) or
             ``"independent"`` (each slice its own field, the authors' way); ignored otherwise.
+        precision: ``"exact"`` (TF32 off, the default) or ``"tf32"`` on a GPU (:func:`drdm.sampler.generate`).
+        cuda_graph: ``None`` (default): the rule of :func:`drdm.settings.cuda_graph_by_rule` for the sampler batch;
+            True/False: obeyed.
 
     Returns:
         ``(ddf, grid, generation)``: ``ddf`` ``(1, ndim, *array.shape)`` float32 on the CPU, in voxels of the
@@ -236,7 +241,7 @@ def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, .
     stack = _stack(grid, slices)
     working = grid.to_working(array.to(model.device))
     result = generate(model, working, start_level=level, generator=generator, mode=mode, speed=speed,
-                      progress=progress, cancel=cancel, slices=stack)
+                      progress=progress, cancel=cancel, slices=stack, precision=precision, cuda_graph=cuda_graph)
     return grid.field_to_original(result.ddf).cpu(), grid, result
 
 
@@ -255,6 +260,8 @@ def deform_image(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     slices: str = DEFAULTS.slices,
+    precision: str = DEFAULTS.precision,
+    cuda_graph: bool | None = None,
 ) -> DeformationResult:
     """Generate one DRDM deformation of ``image`` (and ``labels``) in physical space.
 
@@ -270,10 +277,15 @@ def deform_image(
         slices: a 2D model on a 3D volume: ``"coherent"`` (default: one deformation smooth through the slices,
             :mod:`drdm.slice_coherence`) or ``"independent"`` (each slice its own, the authors' way, for slice-wise
             training data). 2D images and 3D models ignore it.
+        precision: the network's float32 arithmetic on a GPU: ``"exact"`` (default, TF32 off) or ``"tf32"``
+            (:func:`drdm.network.convolution_precision`); identical on the CPU.
+        cuda_graph: the CUDA-graph recovery step; ``None`` (default) decides by
+            :func:`drdm.settings.cuda_graph_by_rule`, True/False are obeyed.
     """
     return deform_images(model, image, labels, level=level, seeds=[seed], mode=mode, speed=speed,
                          interpolation=interpolation, label_method=label_method, slice_axis=slice_axis,
-                         progress=progress, cancel=cancel, slices=slices)[0]
+                         progress=progress, cancel=cancel, slices=slices, precision=precision,
+                         cuda_graph=cuda_graph)[0]
 
 
 def deform_images(
@@ -292,6 +304,8 @@ def deform_images(
     cancel: Callable[[], bool] | None = None,
     batch: bool | None = None,
     slices: str = DEFAULTS.slices,
+    precision: str = DEFAULTS.precision,
+    cuda_graph: bool | None = None,
 ) -> list[DeformationResult]:
     """:func:`deform_image` for each seed, the sampler running the samples as batches (:func:`compute_fields`).
 
@@ -301,17 +315,21 @@ def deform_images(
     iterative sampler, moves a sample by up to 0.83 voxels; unbatched (the CPU default, ``drdm generate
     --batched`` opts in), sample ``k`` is bit-identical to ``deform_image(..., seed=seeds[k])``.
     ``progress(step, total)`` counts recovery steps over all samples. Each sample's ``statistics["seconds"]`` is
-    its share of the batched field computation plus its own warps.
+    its share of the batched field computation plus its own warps. ``precision`` and ``cuda_graph``: see
+    :func:`deform_image` (the rule sees each sampler batch: on CUDA, a 2D count of 8 runs without the graph).
     """
     if interpolation not in INTERPOLATORS:
         raise InputError(f"unknown interpolation {interpolation!r}; choose one of {sorted(INTERPOLATORS)}")
     if label_method not in LABEL_METHODS:
         raise InputError(f"unknown label method {label_method!r}; choose one of {LABEL_METHODS}")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     started = time.perf_counter()
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     fields = compute_fields(model, image_array(image), spacing_array_order(image), level=level, generators=generators,
                             mode=mode, speed=speed, slice_axis=slice_axis, progress=progress, cancel=cancel,
-                            batch=model.device.type == "cuda" if batch is None else batch, slices=slices)
+                            batch=model.device.type == "cuda" if batch is None else batch, slices=slices,
+                            precision=precision, cuda_graph=cuda_graph)
     field_seconds = (time.perf_counter() - started) / len(seeds)
     return [_physical_result(model, image, labels, ddf, grid, result, seed=int(seed), level=level, mode=mode,
                              speed=speed, interpolation=interpolation, label_method=label_method,
@@ -345,6 +363,7 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
         "model": model.name, "model_sha256": model.sha256, "model_grid": grid.size,
         "working_spacing_mm": grid.working_spacing, "slice_axis": grid.slice_axis,
         "seconds": field_seconds + time.perf_counter() - started, "device": str(device),
+        "precision": result.precision, "cuda_graph": result.cuda_graph,
     })
     return DeformationResult(image=deformed, labels=moved_labels, field=field_image, transform=transform,
                              jacobian=jacobian, ddf=ddf, statistics=stats, generation=result, grid=grid)

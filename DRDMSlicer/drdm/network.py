@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .direct_convolution import Conv2d, Conv3d
+from .settings import PRECISIONS
 from .spatial import warp
 
 LEAK = 1e-6  # negative slope of the reference's leaky ReLU
@@ -238,19 +239,24 @@ class RecResACNet(nn.Module):
 
 
 @contextlib.contextmanager
-def float32_convolutions() -> Iterator[None]:
-    """cuDNN convolutions in full float32 inside the block (TF32 off, the previous setting restored after).
+def convolution_precision(precision: str = "exact") -> Iterator[None]:
+    """The network's float32 arithmetic on an NVIDIA GPU inside the block (previous settings restored after).
 
-    PyTorch lets cuDNN use TF32 by default, which put the published model's outputs 1.1e-4 (reference layout)
-    and 4.4e-4 (channels-last) from the reference vectors on an H200, against 1.4e-6 without it
-    (``benchmarks/results/gpu_nvidia-h200_2026-11-28.md``); the vectors allow 1e-5. No effect on a CPU.
+    ``"exact"``: cuDNN's and cuBLAS's TF32 off, full float32. PyTorch lets cuDNN use TF32 by default, which put the
+    published model's outputs 1.1e-4 (reference layout) and 4.4e-4 (channels-last) from the reference vectors on an
+    H200, against 1.4e-6 without it (``benchmarks/results/gpu_nvidia-h200_2026-11-28.md``); the vectors allow 1e-5.
+    ``"tf32"``: TF32 allowed for convolutions and matrix products (faster tensor-core arithmetic with a 10-bit
+    mantissa; its speed-up is waiting for a GPU measurement, ``benchmarks/gpu_check.py``). No effect on a CPU.
     """
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    allowed = precision == "tf32"
+    previous = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = previous
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 def size_units_to_voxels(field: torch.Tensor) -> torch.Tensor:

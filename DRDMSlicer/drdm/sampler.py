@@ -25,8 +25,8 @@ import torch
 from .graph_capture import captured_or_eager
 from .metrics import field_statistics
 from .models import DRDMModel
-from .network import float32_convolutions
-from .settings import MODES, SPEEDS
+from .network import convolution_precision
+from .settings import MODES, PRECISIONS, SPEEDS, use_cuda_graph
 from .slice_coherence import SliceStack, coherent_scales, scale_slope
 from .spatial import compose, folds, grid_constants, integrate, warp, warp_labels
 
@@ -51,6 +51,8 @@ class GenerationResult:
         labels, labels_random: deformed integer labels (``None`` without labels).
         statistics: :func:`drdm.metrics.field_statistics` of ``ddf`` (one value per batch element).
         statistics_random: the same for ``ddf_random``.
+        cuda_graph: whether the recovery step was recorded as a CUDA graph (a failed capture warns and runs eagerly).
+        precision: the network's float32 arithmetic, ``"exact"`` or ``"tf32"`` (see :func:`generate`).
     """
 
     ddf: torch.Tensor
@@ -64,6 +66,8 @@ class GenerationResult:
     levels: list[int] = field(default_factory=list)
     statistics: dict[str, list[float]] = field(default_factory=dict)
     statistics_random: dict[str, list[float]] = field(default_factory=dict)
+    cuda_graph: bool = False
+    precision: str = "exact"
 
     def select(self, start: int, stop: int) -> GenerationResult:
         """Batch elements ``start:stop`` of every tensor and statistic (views, no copy)."""
@@ -75,7 +79,8 @@ class GenerationResult:
             image_random=self.image_random[start:stop], labels=part(self.labels), labels_random=part(self.labels_random),
             start_level=self.start_level, mode=self.mode, levels=list(self.levels),
             statistics={k: v[start:stop] for k, v in self.statistics.items()},
-            statistics_random={k: v[start:stop] for k, v in self.statistics_random.items()})
+            statistics_random={k: v[start:stop] for k, v in self.statistics_random.items()},
+            cuda_graph=self.cuda_graph, precision=self.precision)
 
 
 def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None, start_level: int, mode: str) -> None:
@@ -191,8 +196,9 @@ def generate(
     label_method: str = "nearest",
     image_interpolation: str | None = None,
     speed: str = "faithful",
-    cuda_graph: bool = False,
+    cuda_graph: bool | None = None,
     slices: SliceStack | None = None,
+    precision: str = "exact",
 ) -> GenerationResult:
     """Deform ``image`` (and ``labels``) with a new DRDM deformation.
 
@@ -224,9 +230,13 @@ def generate(
             (``benchmarks/results/fast_modes_ladder.md``).
         cuda_graph: on a CUDA device, record the recovery step once as a CUDA graph and replay it: the same
             kernels on the same data, so the eager step's outputs with fewer launches (:mod:`drdm.graph_capture`;
-            a capture that fails warns and runs eagerly). Measured on an H200: samples equal to the eager ones,
-            2D 256² batch 1 faithful 3.5× faster, batches of 8+ and 3D 3–13 % slower, hence opt-in; ignored on
-            the CPU. The whole recovery runs with cuDNN's TF32 off (:func:`~drdm.network.float32_convolutions`).
+            a capture that fails warns and runs eagerly). ``None`` (default): decided by
+            :func:`drdm.settings.cuda_graph_by_rule` — on for a 2D model at batches up to 4, off in 3D and for larger
+            batches (H200: 2D 256² batch 1 1.6–3.5× faster with equal samples; batch 8+ and 3D 3–13 % slower).
+            True/False: obeyed (True is ignored on the CPU).
+        precision: the network's float32 arithmetic on a GPU (:func:`~drdm.network.convolution_precision`):
+            ``"exact"`` (default: TF32 off, the reference vectors within 1e-5) or ``"tf32"`` (TF32 allowed; its
+            speed-up and effect on the samples are waiting for a GPU measurement). Identical on the CPU.
         slices: the images are neighbouring slices of one volume (2D model; every generator group one stack of
             ``len(slices)`` slices at ``slices.positions``, working voxels): the random field is smooth through the
             slices with each slice's 2D statistics kept, and fold back-offs are shared smoothly between
@@ -240,6 +250,8 @@ def generate(
     interpolation = image_interpolation or process.image_interpolation
     padding = process.composition_padding if mode == "reference" else "border"
     diffeomorphic = mode == "diffeomorphic"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     if speed not in LADDER:
         raise ValueError(f"unknown speed {speed!r}; choose one of {SPEEDS}")
     if speed != "faithful":
@@ -257,15 +269,18 @@ def generate(
     device = model.device
     image = image.to(device=device, dtype=torch.float32)
 
-    with torch.no_grad(), float32_convolutions():
+    graph = use_cuda_graph(cuda_graph, device.type, model.ndims, batch) and bool(levels) and device.type == "cuda"
+    with torch.no_grad(), convolution_precision(precision):
         ddf_random = _random_field(process, start_level, size, batch, generator, device, diffeomorphic, slices)
         image_random = warp(image, ddf_random, interpolation, "zeros")
         ddf, current = ddf_random, image_random
         step_once = _recovery_step(network, image, rec_num, interpolation, padding, diffeomorphic)
-        if levels and cuda_graph:
+        if graph:
             first = torch.full((batch,), levels[0], dtype=torch.long, device=device)
+            eager = step_once
             step_once = captured_or_eager(step_once, (ddf, current, first),
                                           keep_alive=(image, grid_constants(tuple(image.shape[2:]), device)))
+            graph = step_once is not eager  # False when the capture failed (it warned)
         for index, t in enumerate(levels):
             if cancel is not None and cancel():
                 raise GenerationCancelled(f"generation cancelled after {index} of {len(levels)} recovery steps")
@@ -290,4 +305,5 @@ def generate(
         ddf=ddf, ddf_random=ddf_random, image=current, image_random=image_random,
         labels=moved_labels, labels_random=moved_labels_random, start_level=int(start_level), mode=mode,
         levels=levels, statistics=field_statistics(ddf), statistics_random=field_statistics(ddf_random),
+        cuda_graph=graph, precision=precision,
     )

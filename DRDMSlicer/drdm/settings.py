@@ -15,6 +15,8 @@ MODES = ("reference", "diffeomorphic")
 SPEEDS = ("faithful", "fast", "faster")
 DEVICES = ("auto", "cpu", "cuda")
 SLICE_MODES = ("coherent", "independent")  # 2D model on a 3D volume: one smooth field, or the authors' per-slice way
+PRECISIONS = ("exact", "tf32")  # float32 arithmetic of the network on a GPU: TF32 off (the reference) or allowed
+GRAPH_MAX_BATCH = 4  # the CUDA-graph recovery step is chosen for 2D sampler batches up to this size (see cuda_graph_by_rule)
 
 
 class SettingsError(DRDMError):
@@ -36,6 +38,11 @@ class DeformationSettings:
         slices: a 2D model on a 3D volume: ``"coherent"`` (the default: one deformation smooth through the
             slices, :mod:`drdm.slice_coherence`) or ``"independent"`` (each slice its own deformation, the
             authors' way, for slice-wise training data). 2D images and 3D models ignore it.
+        precision: the network's float32 arithmetic on an NVIDIA GPU: ``"exact"`` (the default: cuDNN's and
+            cuBLAS's TF32 off; the published model within 1.4e-6 of the reference vectors on an H200, the tolerance is
+            1e-5) or ``"tf32"`` (TF32 allowed: 1.1e-4 / 4.4e-4 from the vectors on the H200, reference / channels-last
+            layout). Its speed-up and the change of the samples' statistics are waiting for a GPU measurement
+            (``bash scripts/gpu_check.sh``). Identical on the CPU.
     """
 
     level: int | None = None
@@ -45,6 +52,7 @@ class DeformationSettings:
     speed: str = "fast"
     device: str = "auto"
     slices: str = "coherent"
+    precision: str = "exact"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -55,6 +63,8 @@ class DeformationSettings:
             raise SettingsError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.slices not in SLICE_MODES:
             raise SettingsError(f"unknown slices {self.slices!r}; choose one of {', '.join(SLICE_MODES)}")
+        if self.precision not in PRECISIONS:
+            raise SettingsError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if int(self.count) < 1:
             raise SettingsError("the number of samples must be at least 1")
         if self.level is not None and int(self.level) < 0:
@@ -75,3 +85,24 @@ DEFAULTS = DeformationSettings()
 def slices_option_applies(model_ndims: int, shape: tuple[int, ...] | list[int]) -> bool:
     """True when the ``slices`` choice matters: a 2D model on a 3D volume more than one voxel thick on every axis."""
     return int(model_ndims) == 2 and len(shape) == 3 and min(int(n) for n in shape) > 1
+
+
+def cuda_graph_by_rule(device_type: str, ndims: int, batch: int) -> bool:
+    """Whether the sampler records its recovery step as a CUDA graph when the caller does not say (the rule).
+
+    On for a 2D model on CUDA at sampler batches of 1 … :data:`GRAPH_MAX_BATCH`; off for 3D models, larger batches
+    and the CPU. The figures (NVIDIA H200, torch 2.11, ``benchmarks/results/gpu_nvidia-h200_2026-11-28.md``; samples
+    equal to the eager ones in every case): 2D 256² batch 1 is 1.6–3.5× faster (reference faithful 1.21 → 0.35 s,
+    diffeomorphic faithful 1.92 → 0.86 s, fast 0.47 → 0.25 s, faster 0.21 → 0.14 s); batch 8 fast 3 % slower
+    (0.482 → 0.496 s a batch), batch 32 13 % slower; 3D 64³ and 128³ batch 1 fast 6 % and 9 % slower.
+    The threshold 4 is interpolated, not measured: the eager batch costs the same at 1 and 8 (0.467 / 0.482 s,
+    launch-bound) while the graph's grows about linearly (0.249 → 0.496 s), which puts the crossover near 7; 4
+    keeps a margin (about 1.3× faster by that line). Batches 2–7 and 2D sizes other than 256² are unmeasured;
+    ``benchmarks/gpu_check.py`` measures batches 2, 4 and 8 to check the threshold.
+    """
+    return device_type == "cuda" and int(ndims) == 2 and 1 <= int(batch) <= GRAPH_MAX_BATCH
+
+
+def use_cuda_graph(choice: bool | None, device_type: str, ndims: int, batch: int) -> bool:
+    """``choice`` when given (an explicit True/False is obeyed), else :func:`cuda_graph_by_rule`."""
+    return cuda_graph_by_rule(device_type, ndims, batch) if choice is None else bool(choice)

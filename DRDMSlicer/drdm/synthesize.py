@@ -41,11 +41,12 @@ class SynthesisResult:
 def synthesize_pair(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None = None, *, level_aug: int,
                     level_syn: int, seed: int, mode: str = "diffeomorphic", speed: str = "faithful",
                     interpolation: str = "linear", label_method: str = "nearest", slices: str = DEFAULTS.slices,
-                    progress: Callable[[int, int], None] | None = None) -> SynthesisResult:
-    """Build one moving/fixed pair (seeds ``seed`` for φ_aug and ``seed + 1`` for φ_syn); ``slices`` as in
-    :func:`drdm.deform.deform_image` (a 2D model on a volume: coherent by default, so φ_syn is smooth in 3D)."""
+                    progress: Callable[[int, int], None] | None = None,
+                    precision: str = DEFAULTS.precision) -> SynthesisResult:
+    """Build one moving/fixed pair (seeds ``seed`` for φ_aug and ``seed + 1`` for φ_syn); ``slices`` and ``precision``
+    as in :func:`drdm.deform.deform_image` (a 2D model on a volume: coherent by default, so φ_syn is smooth in 3D)."""
     options = dict(mode=mode, speed=speed, interpolation=interpolation, label_method=label_method, progress=progress,
-                   slices=slices)
+                   slices=slices, precision=precision)
     augmentation = deform_image(model, image, labels, level=level_aug, seed=seed, **options)
     synthesis = deform_image(model, augmentation.image, augmentation.labels, level=level_syn, seed=seed + 1, **options)
     total = compose(augmentation.ddf.double(), synthesis.ddf.double(), padding="border")
