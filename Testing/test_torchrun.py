@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from drdm import cli
-from drdm.torchrun import torchrun_shard
+from drdm.training.torchrun import torchrun_shard
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 

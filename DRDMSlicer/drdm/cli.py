@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import __version__
-from .augment import Manifest, find_inputs, merge_when_complete, parse_shard, plan_jobs, shard_jobs
-from .deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_image, deform_images
 from .errors import out_of_memory_as_error
-from .io import (
+from .model_store.choice import AUTO, ModelChoice, is_auto, resolve_model
+from .model_store.registry import load_model
+from .models import DRDMModel
+from .physical.augmentation import Manifest, find_inputs, merge_when_complete, parse_shard, plan_jobs, shard_jobs
+from .physical.deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_image, deform_images
+from .physical.io import (
     InputError,
     check_writable,
     displacement_transform,
@@ -34,18 +36,15 @@ from .io import (
     write_image,
     write_transform,
 )
-from .metrics import determinant_statistics, displacement_statistics
-from .model_choice import AUTO, ModelChoice, is_auto, resolve_model
-from .models import DRDMModel
-from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
-from .qa import save_qa_figure
-from .registry import load_model
-from .sample_folder import write_sample
+from .physical.metrics import determinant_statistics, displacement_statistics
+from .physical.qa import save_qa_figure
+from .physical.sample_folder import write_sample
+from .registration.synthesis import synthesize_pair
 from .sampler import GenerationCancelled
-from .settings import DEFAULTS, DEVICES, MODES, PRECISIONS, SLICE_MODES, SPEEDS
+from .settings import DEFAULTS, DEVICES, MODES, PRECISIONS, SLICE_MODES, SPEEDS, VERSION
 from .spatial import jacobian_determinant
-from .synthesize import synthesize_pair
-from .torchrun import process_device, torchrun_shard
+from .training.phantoms import cardiac_phantom, cardiac_short_axis_phantom
+from .training.torchrun import process_device, torchrun_shard
 
 
 def progress_bar(description: str):
@@ -119,7 +118,7 @@ def _check_inverse(args: argparse.Namespace) -> None:
 
 
 def load_model_for(image: sitk.Image, args: argparse.Namespace) -> DRDMModel:
-    """The model of ``--model`` (``auto``: :func:`drdm.model_choice.choose_model` for ``image``), announced in one line."""
+    """The model of ``--model`` (``auto``: :func:`drdm.model_store.choice.choose_model` for ``image``), announced in one line."""
     choice: ModelChoice = resolve_model(args.model, image)
     model = load_model(choice.spec, process_device(args.device))
     print(choice.line(model.name))
@@ -150,7 +149,7 @@ def work_shard(text: str) -> tuple[int, int]:
 
 def run_augment(args: argparse.Namespace) -> int:
     """``drdm augment``: Algorithm 3 over a data set and a set of levels, resumable and shardable (``--shard`` or
-    torchrun: :mod:`drdm.torchrun`)."""
+    torchrun: :mod:`drdm.training.torchrun`)."""
     shard = work_shard(args.shard)
     pairs = find_inputs(args.inputs, args.label_suffix)
     out = check_writable(args.out)
@@ -253,7 +252,7 @@ def run_jacobian(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``drdm evaluate``: score each pair's predicted transform against its ground truth; write the report."""
-    from .registration_evaluation import evaluate
+    from .registration.evaluation import evaluate
 
     report = evaluate(args.pairs, args.predicted, args.out)
     pairs = len({row["pair"] for row in report.rows})
@@ -265,8 +264,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def print_model_list() -> None:
     """``drdm models list``: every known model, what it is, whether it is offered, where it comes from, its sha256
     prefix, licence and recovery-error table."""
-    from . import registry
-    from .model_listing import list_models
+    from .model_store import registry
+    from .model_store.listing import list_models
 
     models = list_models()
     header = ("name", "state", "dims", "T", "rec. error", "offered", "sha256", "licence", "source")
@@ -289,7 +288,7 @@ def print_model_list() -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     """``drdm models list | fetch NAME | verify NAME``: the model registry and cache."""
-    from . import registry
+    from .model_store import registry
 
     if args.action == "list":
         print_model_list()
@@ -329,8 +328,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .initialisation import init_settings
-    from .training import TrainingConfig, train
+    from .training.config import TrainingConfig
+    from .training.initialisation import init_settings
+    from .training.loop import train
 
     defaults = {"ndims": 2, "levels": 80, "width": 10, "size": 128, "noise_preset": ""}
     if args.init:
@@ -454,7 +454,7 @@ INVERSE_HELP = ("also write transform_inverse.h5, the inverse field (diffeomorph
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drdm", description="Deformation-Recovery Diffusion Model (DRDM)")
-    parser.add_argument("--version", action="version", version=f"drdm {__version__}")
+    parser.add_argument("--version", action="version", version=f"drdm {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="deform an image (and labels) with new DRDM deformations")

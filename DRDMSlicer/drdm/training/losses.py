@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .spatial import jacobian_determinant
+from ..spatial import jacobian_determinant
 
 REGULARISERS = ("paper", "reference")
 DIST_SCALE, ANGLE_SCALE = 100.0, 1e5

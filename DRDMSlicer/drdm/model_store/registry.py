@@ -20,9 +20,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import DRDMError
-from .model_files import is_model_file, load_model_file, model_paths, read_metadata, save_model
-from .models import (
+from ..errors import DRDMError
+from ..models import (
     RANDOM_FIELD_MODELS,
     CheckpointError,
     DRDMModel,
@@ -31,7 +30,8 @@ from .models import (
     random_field_model,
     resolve_device,
 )
-from .noise import PRESETS
+from ..noise import PRESETS
+from .files import is_model_file, load_model_file, model_paths, read_metadata, save_model
 
 MAX_OFFERED_RECOVERY_ERROR = 1.0  # a model that recovers no better than nothing is not offered as a DRDM model
 PUBLISHED_CMR_URL = "https://github.com/jianqingzheng/def_diff_rec/raw/main/models/cmr_recresacnet/000000_cmr_recresacnet.pth"
@@ -353,12 +353,12 @@ class OfferedModel:
     """One choice the front ends offer (:func:`offered_models`).
 
     Attributes:
-        name: what :func:`drdm.registry.load_model_spec` accepts (``cmr-2d``, ``random-field-3d``, a cached name).
+        name: what :func:`drdm.model_store.registry.load_model_spec` accepts (``cmr-2d``, ``random-field-3d``, a cached name).
         label: for people: what it is and its measured recovery error.
         ndims: 2 or 3 (a 2D model also deforms 3D stacks slice by slice).
         num_steps: number of diffusion levels T (start levels T' lie in 0 … T).
         learned: False for the random-field-only choices (no learned recovery).
-        recovery_error: summary of the measured recovery-error table (:mod:`drdm.evaluation`; 1 = nothing
+        recovery_error: summary of the measured recovery-error table (:mod:`drdm.training.recovery_error`; 1 = nothing
             recovered, which a random field scores by construction); ``None`` when never measured.
         default: the front ends' preselected choice.
         origin: ``"bundled"``, ``"built in"``, ``"cache"`` (made by ``drdm train`` or ``drdm models import``) or
@@ -407,7 +407,7 @@ def _learned_label(name: str, what: str, ndims: int, num_steps: int, error: floa
 
 
 def _metadata_choice(name: str, metadata: dict, what: str, origin: str) -> OfferedModel | None:
-    from .evaluation import summary
+    from ..training.recovery_error import summary
 
     error = summary(metadata)
     if error is not None and error >= MAX_OFFERED_RECOVERY_ERROR:

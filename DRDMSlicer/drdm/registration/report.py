@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
-from .qa import central_views, cut_plane  # noqa: E402
+from ..physical.qa import central_views, cut_plane  # noqa: E402
 
 COLUMNS = ("pair", "label", "voxels", "epe_mean_mm", "epe_median_mm", "epe_p95_mm", "dice", "hd95_mm",
            "inverse_epe_mean_mm", "direction_warning", "folding_percent", "det_min", "det_max", "seconds", "predicted")

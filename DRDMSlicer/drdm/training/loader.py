@@ -3,7 +3,7 @@
 The CPU part of a sample — choosing the clean image, augmenting it, drawing the level ``t`` — runs in
 ``workers`` processes (``0``: in the training process) with pinned memory on CUDA, so the GPU is not starved;
 the forward deformation then runs on the training device. Each sample's randomness is one generator seeded
-from ``(seed, step, index)`` (:func:`~drdm.training_data.sample_generator`): the worker hands over the
+from ``(seed, step, index)`` (:func:`~drdm.training.data.sample_generator`): the worker hands over the
 generator's state after its draws and the training process continues the same stream, so batches are
 bit-identical whatever the number of workers.
 """
@@ -11,14 +11,11 @@ bit-identical whatever the number of workers.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import torch
 
-from .training_data import TrainingImages, geometric_augmentation, intensity_augmentation, sample_generator
-
-if TYPE_CHECKING:
-    from .training import TrainingConfig
+from .config import TrainingConfig
+from .data import TrainingImages, geometric_augmentation, intensity_augmentation, sample_generator
 
 
 def prepare_sample(images: TrainingImages, config: TrainingConfig, step: int, index: int

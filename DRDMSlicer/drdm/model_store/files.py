@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .models import INTENSITY_MINMAX, CheckpointError, DRDMModel, _first_line, file_sha256, validate_metadata
-from .network import RecResACNet
+from ..models import INTENSITY_MINMAX, CheckpointError, DRDMModel, _first_line, file_sha256, validate_metadata
+from ..network import RecResACNet
 
 FORMAT_NAME = "drdm-model"
 FORMAT_VERSION = 1
@@ -39,7 +39,7 @@ def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 def model_metadata(model: DRDMModel, **extra) -> dict:
     """The JSON metadata of ``model`` (without ``sha256``, which :func:`save_model` adds)."""
-    from . import __version__
+    from ..settings import VERSION
 
     network = model.network
     metadata = {
@@ -48,7 +48,7 @@ def model_metadata(model: DRDMModel, **extra) -> dict:
         "in_channels": network.in_channels, "noise_preset": model.noise_preset,
         "noise_overrides": dict(model.noise_overrides), "intensity": model.intensity, "trained_on": model.trained_on,
         "training_command": model.extra.get("training_command", ""), "licence": model.extra.get("licence", ""),
-        "drdm_version": __version__, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "drdm_version": VERSION, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     metadata.update(extra)
     return metadata

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .io import TRANSFORM_SUFFIXES, InputError, file_suffix, read_transform_file, read_vector_image
+from ..physical.io import TRANSFORM_SUFFIXES, InputError, file_suffix, read_transform_file, read_vector_image
 
 FIELD_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .settings import SLICE_MODES
+from ..settings import SLICE_MODES
 
 SCALE_SLOPE_CELLS = 1.0  # a per-slice scale may change by 1 over this many coarsest control cells
 # Through-plane node spacing in control cells. In plane, each scale's cell values are interpolated twice (onto the

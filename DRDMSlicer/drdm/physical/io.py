@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .errors import DRDMError
+from ..errors import DRDMError
 
 SLAB_VOXELS = 1 << 21  # voxels per slab when full-resolution fields are converted piecewise
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")

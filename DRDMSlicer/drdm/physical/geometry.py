@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .spatial import identity_grid, sample_at
+from ..spatial import identity_grid, sample_at
 
 NORMALISATION_GUARD = 1e-7  # the reference's (I - min) / (max - min + 1e-7)
 

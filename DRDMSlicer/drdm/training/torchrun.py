@@ -27,7 +27,7 @@ def torchrun_shard() -> tuple[int, int] | None:
 def process_device(name: str) -> torch.device:
     """The device of this process for ``name`` (``auto``, ``cpu``, ``cuda``): under torchrun with CUDA,
     ``cuda:LOCAL_RANK`` (made the current device), so each process of a node uses its own GPU."""
-    from .models import resolve_device
+    from ..models import resolve_device
 
     device = resolve_device(name)
     if device.type == "cuda" and "LOCAL_RANK" in os.environ:

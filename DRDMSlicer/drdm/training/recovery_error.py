@@ -16,18 +16,18 @@ from pathlib import Path
 
 import torch
 
+from ..models import DRDMModel
+from ..noise import ForwardProcess
+from ..spatial import warp
+from .data import sample_generator
 from .losses import relative_recovery_error
-from .models import DRDMModel
-from .noise import ForwardProcess
 from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
-from .spatial import warp
-from .training_data import sample_generator
 
 EVALUATION_LEVELS = (10, 30, 50, 70)
 VALIDATION_SEED = 7_777  # validation draws do not depend on the training seed: runs stay comparable
 LEVELS = EVALUATION_LEVELS
 DEFINITION = ("mean ‖W(P; D_target) + D_target‖ / ‖D_target‖ of the predicted recovery field per level "
-              "(drdm.evaluation.recovery_error); 0 perfect, 1 = no recovery")
+              "(drdm.training.recovery_error.recovery_error); 0 perfect, 1 = no recovery")
 PHANTOM_SEED = 900_000  # evaluation phantoms: seeds no training run uses (training phantoms: 0 .. count-1)
 
 
@@ -69,11 +69,12 @@ def recovery_error(model: DRDMModel, images: list[torch.Tensor], levels: tuple[i
 def evaluation_phantoms(ndims: int, size: int, count: int = 4) -> tuple[str, list[torch.Tensor]]:
     """``(description, images)``: held-out phantoms ``(1, *[size]*ndims)`` in [0, 1] for a model's table.
 
-    2D: :func:`~drdm.phantoms.cardiac_short_axis_phantom`; 3D: :func:`~drdm.phantoms.cardiac_phantom`.
+    2D: :func:`~drdm.training.phantoms.cardiac_short_axis_phantom`; 3D: :func:`~drdm.training.phantoms.cardiac_phantom`.
     """
     seeds = range(PHANTOM_SEED, PHANTOM_SEED + count)
     if ndims == 2:
         images = [cardiac_short_axis_phantom(size, seed=s)[0][0] for s in seeds]
+        # the data labels are recorded in every model's table (the bundled cmr-2d's too): kept as first written
         return f"{count} cardiac short-axis phantoms (drdm.phantoms.cardiac_short_axis_phantom, seeds {seeds[0]}+)", images
     images = [cardiac_phantom(size, 3, seed=s)[0][0] for s in seeds]
     return f"{count} 3D cardiac phantoms (drdm.phantoms.cardiac_phantom, seeds {seeds[0]}+)", images
@@ -83,7 +84,7 @@ def cmr_sample_datasets(folder: Path, size: int) -> list[tuple[str, list[torch.T
     """The public cardiac MRI samples (``shared/data/cmr``) as 2D evaluation data sets at ``size``²: ACDC
     patient001 end-diastole (every short-axis slice) and the authors' preprocessed sample. Files that are absent
     are skipped (so the result may be empty)."""
-    from .training_data import load_training_images
+    from .data import load_training_images
 
     sets = []
     acdc, sample = Path(folder) / "patient001_frame01.nii.gz", Path(folder) / "OpenDataset_162867.nii.gz"

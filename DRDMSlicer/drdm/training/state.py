@@ -2,7 +2,7 @@
 
 A checkpoint holds the network weights, the Adam state, the gradient scaler, the step, the settings and the
 training time so far; restoring it continues the run exactly (each sample's randomness depends only on
-``(seed, step, index)``, :mod:`drdm.training_data`). It is written atomically: an interruption while saving
+``(seed, step, index)``, :mod:`drdm.training.data`). It is written atomically: an interruption while saving
 leaves the previous checkpoint intact.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .io import write_atomically
+from ..physical.io import write_atomically
 
 STATE_FILE = "last.pt"
 # Settings that must not change when a run is resumed.

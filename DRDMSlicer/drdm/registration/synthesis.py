@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import SimpleITK as sitk
 
-from .deform import INTERPOLATORS, DeformationResult, deform_image, warp_label_image
-from .io import displacement_image, displacement_transform
-from .models import DRDMModel
-from .settings import DEFAULTS
-from .spatial import compose
+from ..models import DRDMModel
+from ..physical.deform import INTERPOLATORS, DeformationResult, deform_image, warp_label_image
+from ..physical.io import displacement_image, displacement_transform
+from ..settings import DEFAULTS
+from ..spatial import compose
 
 
 @dataclass
@@ -44,7 +44,7 @@ def synthesize_pair(model: DRDMModel, image: sitk.Image, labels: sitk.Image | No
                     progress: Callable[[int, int], None] | None = None,
                     precision: str = DEFAULTS.precision) -> SynthesisResult:
     """Build one moving/fixed pair (seeds ``seed`` for φ_aug and ``seed + 1`` for φ_syn); ``slices`` and ``precision``
-    as in :func:`drdm.deform.deform_image` (a 2D model on a volume: coherent by default, so φ_syn is smooth in 3D)."""
+    as in :func:`drdm.physical.deform.deform_image` (a 2D model on a volume: coherent by default, so φ_syn is smooth in 3D)."""
     options = dict(mode=mode, speed=speed, interpolation=interpolation, label_method=label_method, progress=progress,
                    slices=slices, precision=precision)
     augmentation = deform_image(model, image, labels, level=level_aug, seed=seed, **options)

@@ -2,7 +2,7 @@
 
 A pair folder (``drdm synthesize``) holds ``fixed.nii.gz``, ``moving.nii.gz``, ``transform.h5`` (the ground truth:
 fixed-grid points to moving points) and, with labels, ``fixed_labels.nii.gz`` and ``moving_labels.nii.gz``.
-Each pair's predicted transform (:mod:`drdm.predicted_transforms`: same direction as the ground truth) is scored
+Each pair's predicted transform (:mod:`drdm.registration.predicted_transforms`: same direction as the ground truth) is scored
 on the fixed grid: end-point error (EPE, mm) over the whole grid, the foreground (any label) and each label; Dice
 and 95 % Hausdorff distance of the moving labels warped by the prediction against the fixed labels; det J of the
 prediction; the tool's time. The inverse of each prediction is scored too: when it fits far better (mean EPE
@@ -20,8 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .inverse import invert_displacement
-from .io import (
+from ..physical.io import (
     InputError,
     displacement_image,
     displacement_voxels,
@@ -30,10 +29,11 @@ from .io import (
     read_labels,
     staged_directory,
 )
-from .metrics import determinant_statistics, dice
+from ..physical.metrics import determinant_statistics, dice
+from ..spatial import jacobian_determinant
+from .inverse import invert_displacement
+from .metrics import end_point_error, error_statistics, hausdorff95
 from .predicted_transforms import field_on_grid, read_predicted_transform, read_time
-from .registration_metrics import end_point_error, error_statistics, hausdorff95
-from .spatial import jacobian_determinant
 
 PAIR_FILES = ("fixed.nii.gz", "moving.nii.gz", "transform.h5")
 DIRECTION_RATIO = 0.5
@@ -185,7 +185,7 @@ def evaluate(pairs_dir: str | Path, predicted: str, out: str | Path) -> Evaluati
 
         report = drdm.evaluate("pairs/", "{pair}/demons.h5", "report/")
     """
-    from .registration_report import save_pair_picture, write_report  # matplotlib: only when a report is written
+    from .report import save_pair_picture, write_report  # matplotlib: only when a report is written
 
     pairs = find_pairs(pairs_dir)
     predictions = _check_predictions(predicted, pairs)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .spatial import folding_fraction, interior, jacobian_determinant
+from ..spatial import folding_fraction, interior, jacobian_determinant
 
 __all__ = [
     "folding_fraction", "jacobian_statistics", "determinant_statistics", "displacement_statistics",

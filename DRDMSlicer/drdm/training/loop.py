@@ -2,15 +2,15 @@
 
 Per sample: augment a clean image ``x0`` (SPEC §6 steps 1–2), draw a level ``t``, deform it with the forward
 process (``x_t = W(x0; D_warp)``), predict ``P = Net(x_t, t)`` (two refinement passes, gradients through
-both), resample ``Q = W(P; D_target)`` and minimise :func:`drdm.losses.recovery_losses` with Adam.
+both), resample ``Q = W(P; D_target)`` and minimise :func:`drdm.training.losses.recovery_losses` with Adam.
 
 Reproducible and resumable: each sample's randomness comes from ``(seed, step, index)``
-(:mod:`drdm.training_data`), so resuming from ``last.pt`` (weights, Adam state, step) continues exactly like an
+(:mod:`drdm.training.data`), so resuming from ``last.pt`` (weights, Adam state, step) continues exactly like an
 uninterrupted run, and a torchrun job with the same global batch computes the same samples (split across
 ranks; DistributedDataParallel averages the gradients of equal shards = the gradient of the global mean).
 
 Outputs in ``out/``: ``last.pt`` (resume state), ``metrics.csv``, TensorBoard events when ``tensorboard`` is
-installed, and the trained model ``NAME.safetensors`` + ``NAME.json`` (:mod:`drdm.model_files`).
+installed, and the trained model ``NAME.safetensors`` + ``NAME.json`` (:mod:`drdm.model_store.files`).
 """
 
 from __future__ import annotations
@@ -19,98 +19,26 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from .evaluation import EVALUATION_LEVELS, VALIDATION_SEED, deform_clean_image, recovery_error_table
+from ..models import DRDMModel
+from ..noise import ForwardProcess
+from ..spatial import warp
+from .config import TrainingConfig
+from .data import TrainingImages, sample_generator
 from .initialisation import initial_model
-from .losses import REGULARISERS, recovery_losses, relative_recovery_error
-from .models import DRDMModel
-from .noise import ForwardProcess
-from .spatial import warp
+from .loader import resume_generator, step_batches
+from .log import MetricsLog
+from .losses import recovery_losses, relative_recovery_error
+from .recovery_error import EVALUATION_LEVELS, VALIDATION_SEED, deform_clean_image, recovery_error_table
+from .state import STATE_FILE, Optimisation, make_optimisation
 from .torchrun import process_device
-from .training_data import TrainingImages, sample_generator
-from .training_loader import resume_generator, step_batches
-from .training_log import MetricsLog
-from .training_state import STATE_FILE, Optimisation, make_optimisation
 
-AMP_MODES = ("none", "bf16", "fp16")
 PHANTOM_LICENCE = "Apache-2.0 (weights trained on this project's procedural phantoms)"
-
-
-@dataclass
-class TrainingConfig:
-    """Settings of one training run (see ``drdm train --help``)."""
-
-    out: str
-    data: list[str] = field(default_factory=list)  # image files/folders; empty: procedural phantoms
-    ndims: int = 2
-    size: int = 128
-    levels: int = 80
-    batch: int = 1
-    lr: float = 1e-4
-    steps: int = 1000
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "none"
-    val_fraction: float = 0.1
-    val_every: int = 100
-    val_samples: int = 8
-    checkpoint_every: int = 100
-    log_every: int = 10
-    regulariser: str = "paper"
-    width: int = 10
-    rec_num: int = 2
-    noise_preset: str = ""  # default: cmr-2d (2D) / lct-3d (3D)
-    control_size: int = 0  # default: the preset's, scaled with size (noise_overrides)
-    phantoms: int = 64
-    phantom_texture: float = 0.0
-    augment: bool = True
-    name: str = "drdm-model"
-    command: str = ""
-    init: str = ""  # fine-tuning: start from this model's weights (name, .pth, .safetensors/.json)
-    zero_init: bool = True  # a new network starts at the zero solution (output layer ×1e-3); unused with init
-    workers: int = 0  # DataLoader processes preparing samples (0: the training process itself)
-    channels_last: bool = False  # channels-last memory format for the network and its inputs
-    compile: bool = False  # torch.compile the network for training
-    cache: str = ""  # folder keeping preprocessed training images between runs ("": no cache)
-
-    def check(self) -> None:
-        """Raise ``ValueError`` for impossible settings."""
-        if self.ndims not in (2, 3):
-            raise ValueError(f"--dims must be 2 or 3, got {self.ndims}")
-        if self.size < 16 or self.size % 8:
-            raise ValueError(f"--size must be a multiple of 8 and at least 16, got {self.size}")
-        for name in ("steps", "batch", "levels", "width", "rec_num", "val_every", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.workers < 0 or self.val_samples < 0:
-            raise ValueError(f"--workers and --val-samples must be 0 or more, got {self.workers}, {self.val_samples}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"--amp must be one of {AMP_MODES}")
-        if self.regulariser not in REGULARISERS:
-            raise ValueError(f"--regulariser must be one of {REGULARISERS}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-
-    def preset(self) -> str:
-        return self.noise_preset or ("cmr-2d" if self.ndims == 2 else "lct-3d")
-
-    def noise_overrides(self, initial: DRDMModel | None = None) -> dict:
-        """Forward-process settings for this training size: the preset's (or, fine-tuning, the ``initial``
-        model's) scaled so that deformations are the same fraction of the field of view (control grid ∝ size,
-        velocity scale ∝ 1/size); at the base size, the base settings themselves."""
-        base = ForwardProcess.from_preset(self.preset()) if initial is None else initial.forward_process()
-        if self.size == base.image_size and not self.control_size:
-            return {} if initial is None else dict(initial.noise_overrides)
-        ratio = self.size / base.image_size
-        control = self.control_size or max(8, int(round(base.control_size * ratio)))
-        return {"control_size": control, "velocity_scale": base.velocity_scale / ratio}
 
 
 @dataclass
@@ -148,7 +76,7 @@ def start_distributed(device: torch.device) -> DistributedContext:
 
 def deform_batch(process: ForwardProcess, x0: torch.Tensor, states: torch.Tensor, levels: torch.Tensor, size: int,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The forward deformation of prepared samples (:mod:`drdm.training_loader`): ``x0`` ``(B, 1, *spatial)``,
+    """The forward deformation of prepared samples (:mod:`drdm.training.loader`): ``x0`` ``(B, 1, *spatial)``,
     generator ``states`` ``(B, n)`` and ``levels`` ``(B,)`` → ``(x_t (B, 1, *spatial), D_target (B, n, *spatial))``
     on ``device``, fields in voxels."""
     pairs = [deform_clean_image(process, x0[i], int(levels[i]), size, resume_generator(states[i]), device)
@@ -200,7 +128,7 @@ def _validation(model: DRDMModel, images: TrainingImages, config: TrainingConfig
 
 
 def _recovery_error_table(model: DRDMModel, images: TrainingImages, config: TrainingConfig) -> dict | None:
-    """The trained model's recovery-error table (:mod:`drdm.evaluation`) on up to ``val_samples`` held-out
+    """The trained model's recovery-error table (:mod:`drdm.training.recovery_error`) on up to ``val_samples`` held-out
     images, or ``None`` without any."""
     count = config.val_samples if images.training is None else min(config.val_samples, len(images.validation or []))
     held_out = [images.validation_image(i) for i in range(count)]
@@ -239,7 +167,7 @@ def training_images(config: TrainingConfig) -> TrainingImages:
     procedural phantoms."""
     if not config.data:
         return TrainingImages.phantoms(config.ndims, config.size, config.phantoms, config.phantom_texture)
-    from .augment import find_inputs
+    from ..physical.augmentation import find_inputs
 
     paths = [image for image, _ in find_inputs(config.data, None)]
     return TrainingImages.from_files(paths, config.ndims, config.size, config.val_fraction, config.seed,
@@ -262,7 +190,7 @@ def resume_point(optimisation: Optimisation, setup: TrainingSetup, config: Train
 def training_step(optimisation: Optimisation, process: ForwardProcess, config: TrainingConfig,
                   batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device) -> dict[str, float]:
     """One optimisation step on a prepared ``batch`` ``(x0, levels, generator states)``
-    (:func:`drdm.training_loader.step_batches`); returns the step's losses."""
+    (:func:`drdm.training.loader.step_batches`); returns the step's losses."""
     x0, levels, states = batch
     x_t, target = deform_batch(process, x0, states, levels, config.size, device)
     values = batch_losses(optimisation.trainable, x_t, levels.to(device, non_blocking=True), target, process, config,
@@ -277,7 +205,7 @@ def training_step(optimisation: Optimisation, process: ForwardProcess, config: T
 def save_trained_model(model: DRDMModel, images: TrainingImages, config: TrainingConfig, out: Path,
                        validation: tuple[float, float] | None, seconds: float) -> tuple[Path, Path]:
     """Write ``NAME.safetensors`` + ``NAME.json`` with the licence, provenance and recovery-error table."""
-    from .model_files import save_model
+    from ..model_store.files import save_model
 
     licence = PHANTOM_LICENCE if not config.data else "as the training data"
     extra = {}
@@ -309,8 +237,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: Callable[[int,
     """Run (or resume) training; returns the trained model and where it was written.
 
     Steps: :func:`set_up`, the initial model, :func:`training_images`, the optimiser and :func:`resume_point`,
-    then per step :func:`training_step`, validation, :class:`~drdm.training_log.MetricsLog` and the
-    checkpoint (:class:`~drdm.training_state.Optimisation`), and finally :func:`save_trained_model`.
+    then per step :func:`training_step`, validation, :class:`~drdm.training.log.MetricsLog` and the
+    checkpoint (:class:`~drdm.training.state.Optimisation`), and finally :func:`save_trained_model`.
     ``progress(step, total, values)`` is called after every step on the main process. ``images`` overrides
     the data described by ``config`` (tests). Under torchrun the global ``batch`` is split across ranks.
     """

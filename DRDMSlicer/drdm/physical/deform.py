@@ -16,17 +16,17 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .errors import MEMORY_ADVICE, OutOfMemory
+from ..errors import MEMORY_ADVICE, OutOfMemory
+from ..models import DRDMModel
+from ..registration.inverse import inverse_consistency, invert_displacement
+from ..sampler import GenerationResult, generate
+from ..settings import DEFAULTS, PRECISIONS, SLICE_MODES
+from ..spatial import jacobian_determinant_slabs
 from .geometry import WorkingGrid, plan_working_grid
-from .inverse import inverse_consistency, invert_displacement
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
 from .metrics import determinant_statistics, displacement_statistics
-from .models import DRDMModel
-from .sampler import GenerationResult, generate
 from .segment_volumes import segment_volume_changes
-from .settings import DEFAULTS, PRECISIONS, SLICE_MODES
 from .slice_coherence import slice_stack, through_plane_roughness
-from .spatial import jacobian_determinant_slabs
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
 LABEL_METHODS = ("nearest", "onehot")
@@ -275,7 +275,7 @@ def deform_image(
         label_method: ``nearest`` or ``onehot`` (per-label linear resampling + arg-max).
         slice_axis: array axis (z, y, x order) sliced when a 2D model deforms a 3D volume.
         slices: a 2D model on a 3D volume: ``"coherent"`` (default: one deformation smooth through the slices,
-            :mod:`drdm.slice_coherence`) or ``"independent"`` (each slice its own, the authors' way, for slice-wise
+            :mod:`drdm.physical.slice_coherence`) or ``"independent"`` (each slice its own, the authors' way, for slice-wise
             training data). 2D images and 3D models ignore it.
         precision: the network's float32 arithmetic on a GPU: ``"exact"`` (default, TF32 off) or ``"tf32"``
             (:func:`drdm.network.convolution_precision`); identical on the CPU.
@@ -371,7 +371,7 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
 
 def add_inverse(result: DeformationResult, reference: sitk.Image) -> None:
     """Compute the inverse of a diffeomorphic ``result``'s field on ``reference``'s grid (``result.inverse_field``)
-    and add its inverse consistency (:func:`drdm.inverse.inverse_consistency`) to ``result.statistics``."""
+    and add its inverse consistency (:func:`drdm.registration.inverse.inverse_consistency`) to ``result.statistics``."""
     if result.statistics.get("mode") != "diffeomorphic":
         raise InputError("the inverse field needs --mode diffeomorphic (reference-mode fields fold: no inverse)")
     started = time.perf_counter()

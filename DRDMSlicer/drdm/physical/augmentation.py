@@ -3,7 +3,7 @@
 Every (image, level, repeat) triple is one job with a fixed seed (``base_seed + job index``) and a fixed
 output folder name, so a run can stop at any time and start again (finished folders are skipped), and
 ``--shard i/n`` on ``n`` machines (or ``torchrun --nproc-per-node n -m drdm augment …`` on one node, each
-process its own GPU: :mod:`drdm.torchrun`) splits the same list without coordination (job ``j`` belongs to shard
+process its own GPU: :mod:`drdm.training.torchrun`) splits the same list without coordination (job ``j`` belongs to shard
 ``j mod n``). Each shard writes its own manifest file; the shard that finds every job of the list done also
 writes ``manifest.csv`` (the single-process run's manifest, row for row).
 """

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..training.recovery_error import summary
 from . import registry
-from .evaluation import summary
-from .model_files import read_metadata
+from .files import read_metadata
 
 SHA_PREFIX = 12  # hex digits of the sha256 shown
 

@@ -8,15 +8,11 @@ fraction of the field of view.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-from .models import DRDMModel, untrained_model
-from .registry import load_model_spec
-
-if TYPE_CHECKING:
-    from .training import TrainingConfig
+from ..model_store.registry import load_model_spec
+from ..models import DRDMModel, untrained_model
+from .config import TrainingConfig
 
 
 def load_initial_weights(spec: str, device: torch.device | str = "cpu") -> DRDMModel:

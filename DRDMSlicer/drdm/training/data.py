@@ -18,9 +18,9 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from .io import InputError, read_image, spacing_array_order, validate_image, write_atomically
+from ..physical.io import InputError, read_image, spacing_array_order, validate_image, write_atomically
+from ..spatial import resample_affine
 from .phantoms import cardiac_phantom
-from .spatial import resample_affine
 
 VALIDATION_PHANTOM_SEED = 100_000  # validation phantoms use seeds from here on (training: 0 .. count-1)
 SPLIT_KEY = 2**31 - 1  # generator key of the training/validation split (steps never reach it)
@@ -68,7 +68,7 @@ def load_training_images(paths: list[Path], ndims: int, size: int, cache: Path |
     A 2D model takes every slice of a 3D volume along the axis of largest spacing (the first array axis
     when isotropic); constant slices are skipped. With ``cache`` (a folder), each file's result is kept there
     and reused while the file is unchanged (reading and resampling large volumes is then done once). Raises
-    :class:`~drdm.io.InputError` for unreadable files.
+    :class:`~drdm.physical.io.InputError` for unreadable files.
     """
     images = []
     for path in paths:
@@ -128,10 +128,10 @@ class TrainingImages:
 
     @classmethod
     def phantoms(cls, ndims: int, size: int, count: int = 64, texture: float = 0.0) -> TrainingImages:
-        """The procedural cardiac phantoms of :mod:`drdm.phantoms` (seeds 0..count-1; validation: others),
+        """The procedural cardiac phantoms of :mod:`drdm.training.phantoms` (seeds 0..count-1; validation: others),
         with fine texture of amplitude ``texture``."""
         return cls(ndims, size, None, None, count,
-                   f"{count} procedural cardiac phantoms (drdm.phantoms.cardiac_phantom, seeds 0-{count - 1}, "
+                   f"{count} procedural cardiac phantoms (drdm.training.phantoms.cardiac_phantom, seeds 0-{count - 1}, "
                    f"fine texture {texture:g})", texture)
 
     @classmethod

@@ -1,5 +1,5 @@
-"""Scores of one predicted transform against a ground truth (Dice: :func:`drdm.metrics.dice`): end-point error
-and 95 % Hausdorff distance (the numerical inverse for the direction check: :mod:`drdm.inverse`).
+"""Scores of one predicted transform against a ground truth (Dice: :func:`drdm.physical.metrics.dice`): end-point error
+and 95 % Hausdorff distance (the numerical inverse for the direction check: :mod:`drdm.registration.inverse`).
 
 Fields are ITK displacement images on the fixed grid (vectors in LPS mm); masks and label maps are numpy arrays
 in array order on the same grid.

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import slices_option_applies
+from ..settings import slices_option_applies
 
 AUTO = "auto"
 THICK_SLICE_RATIO = 2.0  # largest / smallest spacing from which a volume is a stack of slices
@@ -28,7 +28,7 @@ CT_PERCENTILE = 1.0
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """What to load and why: ``spec`` (a name or file for :func:`drdm.registry.load_model`) and ``reason``
+    """What to load and why: ``spec`` (a name or file for :func:`drdm.model_store.registry.load_model`) and ``reason``
     (``None`` when the user named the model)."""
 
     spec: str | None

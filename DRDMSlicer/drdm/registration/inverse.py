@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .metrics import displacement_statistics
-from .spatial import compose, warp
+from ..physical.metrics import displacement_statistics
+from ..spatial import compose, warp
 
 INVERSE_ITERATIONS = 100
 INVERSE_TOLERANCE = 1e-4  # voxels: stop when no vector changes more
