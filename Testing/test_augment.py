@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import interrupt_after
 from drdm import cli
-from drdm.physical import augmentation
+from drdm.physical import augment_data_set, augmentation
 from drdm.physical.augmentation import plan_jobs, write_manifest
 
 STATS = {"mean_mm": 1.5, "p95_mm": 3.25, "folding_fraction": 0.0, "det_min": 0.71, "det_max": 1.38}
@@ -29,16 +29,16 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture()
 def fake_run(tmp_path, monkeypatch):
-    """``drdm augment`` on 3 images × 2 levels with the deformation replaced by a stats.json writer; counts the
-    stats.json files read."""
+    """``drdm augment`` on 3 images × 2 levels with the deformation (in the data-set loop the CLI calls) replaced by a
+    stats.json writer; counts the stats.json files read."""
     data = tmp_path / "data"
     data.mkdir()
     for name in ("a", "b", "c"):
         (data / f"{name}.nii.gz").write_bytes(b"")
     monkeypatch.setattr(cli, "load_model", lambda spec, device: type("M", (), {"name": "fake"})())
-    monkeypatch.setattr(cli, "read_image", lambda path: None)
-    monkeypatch.setattr(cli, "deform_image", lambda *args, **kwargs: None)
-    monkeypatch.setattr(cli, "write_sample", lambda staging, *args, **kwargs:
+    monkeypatch.setattr(augment_data_set, "read_image", lambda path: None)
+    monkeypatch.setattr(augment_data_set, "deform_image", lambda *args, **kwargs: None)
+    monkeypatch.setattr(augment_data_set, "write_sample", lambda staging, *args, **kwargs:
                         (staging / "stats.json").write_text(json.dumps(STATS), encoding="utf-8"))
     reads = []
     real_read_text = Path.read_text

@@ -21,8 +21,9 @@ from .errors import out_of_memory_as_error
 from .model_store.choice import AUTO, ModelChoice, is_auto, resolve_model
 from .model_store.registry import load_model
 from .models import DRDMModel
-from .physical.augmentation import Manifest, find_inputs, merge_when_complete, parse_shard, plan_jobs, shard_jobs
-from .physical.deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_image, deform_images
+from .physical.augment_data_set import augment_data_set
+from .physical.augmentation import find_inputs, parse_shard
+from .physical.deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_images
 from .physical.io import (
     InputError,
     check_writable,
@@ -47,7 +48,7 @@ from .training.phantoms import cardiac_phantom, cardiac_short_axis_phantom
 from .training.torchrun import process_device, torchrun_shard
 
 
-def progress_bar(description: str):
+def progress_bar(description: str, unit: str = "step"):
     """A ``progress(step, total)`` callback drawing a tqdm bar with ETA."""
     from tqdm import tqdm
 
@@ -56,7 +57,7 @@ def progress_bar(description: str):
     def update(step: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=description, unit="step", leave=False, file=sys.stderr)
+            bar = tqdm(total=total, desc=description, unit=unit, leave=False, file=sys.stderr)
         bar.update(step - bar.n)
         if step == total:
             bar.close()
@@ -149,7 +150,7 @@ def work_shard(text: str) -> tuple[int, int]:
 
 def run_augment(args: argparse.Namespace) -> int:
     """``drdm augment``: Algorithm 3 over a data set and a set of levels, resumable and shardable (``--shard`` or
-    torchrun: :mod:`drdm.training.torchrun`)."""
+    torchrun: :mod:`drdm.training.torchrun`); the loop is :func:`drdm.physical.augment_data_set.augment_data_set`."""
     shard = work_shard(args.shard)
     pairs = find_inputs(args.inputs, args.label_suffix)
     out = check_writable(args.out)
@@ -157,27 +158,11 @@ def run_augment(args: argparse.Namespace) -> int:
         model = load_model_for(read_image(pairs[0][0]), args)
     else:
         model = load_model(args.model, process_device(args.device))
-    levels = args.levels or [model.forward_process().first_level]
-    jobs = plan_jobs(pairs, levels, args.per_level, args.seed if args.seed is not None else 0)
-    mine = shard_jobs(jobs, shard)
-    todo = [job for job in mine if not (out / job.folder).exists()]
-    print(f"{len(jobs)} jobs in all, {len(mine)} in shard {shard[0]}/{shard[1]}, {len(mine) - len(todo)} already done")
-    from tqdm import tqdm
-
-    manifest = Manifest(out, shard)
-    manifest.rebuild(mine)
-    for job in tqdm(todo, desc="augment", unit="sample", file=sys.stderr):
-        image = read_image(job.image)
-        labels = read_labels(job.labels, image) if job.labels else None
-        with staged_directory(out / job.folder) as staging:
-            result = deform_image(model, image, labels, level=job.level, seed=job.seed, mode=args.mode,
-                                  speed=args.speed, interpolation=args.interpolation, label_method=args.label_method,
-                                  slices=args.slices, precision=args.precision)
-            write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=not args.no_qa)
-        manifest.add(job)
-    written = manifest.rewrite()
-    if shard[1] > 1:
-        written = merge_when_complete(out, jobs) or written
+    written = augment_data_set(model, pairs, out, levels=args.levels, per_level=args.per_level,
+                               seed=args.seed if args.seed is not None else 0, shard=shard, mode=args.mode,
+                               speed=args.speed, interpolation=args.interpolation, label_method=args.label_method,
+                               slices=args.slices, precision=args.precision, qa=not args.no_qa,
+                               progress=progress_bar("augment", unit="sample"))
     print(f"manifest: {written}")
     return 0
 
@@ -328,23 +313,15 @@ def run_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .training.config import TrainingConfig
-    from .training.initialisation import init_settings
+    from .training.initialisation import training_config
     from .training.loop import train
 
-    defaults = {"ndims": 2, "levels": 80, "width": 10, "size": 128, "noise_preset": ""}
-    if args.init:
-        defaults = init_settings(args.init)
-    given = {"ndims": args.dims, "levels": args.levels, "width": args.width, "size": args.size,
-             "noise_preset": args.noise_preset}
-    settings = {key: defaults[key] if value is None else value for key, value in given.items()}
-    config = TrainingConfig(
-        out=args.out, data=list(args.data), ndims=settings["ndims"], size=settings["size"], levels=settings["levels"],
-        batch=args.batch,
+    config = training_config(
+        args.out, args.data, ndims=args.dims, size=args.size, levels=args.levels, batch=args.batch,
         lr=args.lr, steps=args.steps, seed=args.seed, device=args.device, amp=args.amp, val_fraction=args.val_fraction,
         val_every=args.val_every, val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every, regulariser=args.regulariser, width=settings["width"], rec_num=args.rec_num,
-        noise_preset=settings["noise_preset"] or "", control_size=args.control_size or 0, phantoms=args.phantoms,
+        log_every=args.log_every, regulariser=args.regulariser, width=args.width, rec_num=args.rec_num,
+        noise_preset=args.noise_preset, control_size=args.control_size or 0, phantoms=args.phantoms,
         phantom_texture=args.phantom_texture, init=args.init or "", zero_init=not args.no_zero_init,
         workers=args.workers, channels_last=args.channels_last, compile=args.compile, cache=args.cache or "",
         augment=not args.no_augment, name=args.name,

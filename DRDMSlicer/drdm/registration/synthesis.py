@@ -37,6 +37,11 @@ class SynthesisResult:
     synthesis: DeformationResult  # φ_syn (ground truth: fixed grid -> moving image)
     fixed_transform: sitk.Transform  # the composed field that produced the fixed image from the input
 
+    @property
+    def ground_truth(self) -> sitk.Transform:
+        """φ_syn as an ITK transform (LPS mm): fixed-grid points to moving points (``transform.h5`` of a pair)."""
+        return self.synthesis.transform
+
 
 def synthesize_pair(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None = None, *, level_aug: int,
                     level_syn: int, seed: int, mode: str = "diffeomorphic", speed: str = "faithful",

@@ -8,6 +8,9 @@ fraction of the field of view.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import torch
 
 from ..model_store.registry import load_model_spec
@@ -31,6 +34,22 @@ def init_settings(spec: str) -> dict:
     model = load_initial_weights(spec)
     return {"ndims": model.ndims, "levels": model.num_steps, "width": model.network.width, "size": model.size,
             "noise_preset": model.noise_preset}
+
+
+MODEL_SETTINGS = ("ndims", "levels", "width", "size", "noise_preset")  # what an --init model implies
+
+
+def training_config(out: str | Path, data: Iterable[str | Path] = (), **settings) -> TrainingConfig:
+    """The :class:`TrainingConfig` of a run: ``settings`` are its fields; with ``init`` (a model to fine-tune) each of
+    dims, levels, width, size and noise preset that is left out or ``None`` is the model's (:func:`init_settings`),
+    else the config's default. ``drdm train`` and :func:`drdm.train` both build their run here."""
+    implied = init_settings(settings["init"]) if settings.get("init") else {}
+    for key in MODEL_SETTINGS:
+        if settings.get(key) is None:
+            settings.pop(key, None)
+            if key in implied:
+                settings[key] = implied[key]
+    return TrainingConfig(out=str(out), data=[str(path) for path in data], **settings)
 
 
 def check_fits(model: DRDMModel, config: TrainingConfig) -> None:
