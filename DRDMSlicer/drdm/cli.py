@@ -526,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16: CUDA only)")
     trn.add_argument("--workers", type=int, default=0,
                      help="DataLoader processes preparing samples (pinned memory on CUDA; same batches); default 0")
-    trn.add_argument("--channels-last", action="store_true", help="channels-last memory format (measure: see README)")
+    trn.add_argument("--channels-last", action="store_true", help="channels-last memory format (measure: see docs/training.md)")
     trn.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, faster steps on GPUs)")
     trn.add_argument("--cache", help="folder keeping preprocessed training images between runs (large data sets)")
     trn.add_argument("--val-fraction", type=float, default=0.1, help="fraction of image files held out for validation")

@@ -1,6 +1,6 @@
 """``--model auto``: the model that fits an input, decided from what the input says, with the reason.
 
-The rule (stated in the README and shown to the user with every automatic choice):
+The rule (stated in docs/cli.md and shown to the user with every automatic choice):
 
 * ``$DRDM_MODEL`` set → that model (the user's standing choice);
 * a 2D image (or a volume one slice thick) → ``cmr-2d``;
