@@ -9,6 +9,7 @@ package that Python initialises before a submodule is not an edge of its own: ``
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ def test_the_graph_sees_every_kind_of_import(tmp_path, monkeypatch):
     (package / "room" / "b.py").write_text("def f():\n    from ..a import x\n")
     (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .d import D\n")
     (package / "d.py").write_text("import pkg.c\n")
-    monkeypatch.setattr(__import__(__name__), "PACKAGES", {"pkg": package})
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGES", {"pkg": package})
     graph = import_graph()
     assert graph["pkg.a"] == {"pkg.room.b"} and graph["pkg.room.b"] == {"pkg.a"}
     assert graph["pkg.c"] == {"pkg.d"} and graph["pkg.d"] == {"pkg.c"}
