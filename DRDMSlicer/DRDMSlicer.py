@@ -37,7 +37,7 @@ if _TOO_OLD is not None:
 from typing import Annotated  # noqa: E402  (after the version check, on purpose)
 
 import vtk  # noqa: E402
-from drdm.model_choice import AUTO, slices_choice_applies  # noqa: E402  (torch-free: the auto rule, no voxels read)
+from drdm.model_store.choice import AUTO, slices_choice_applies  # noqa: E402  (torch-free: the auto rule, no voxels read)
 from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS  # noqa: E402  (torch-free: the one set of defaults)
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
 from slicer.i18n import tr as _  # noqa: E402
@@ -51,7 +51,7 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 from slicer.util import VTKObservationMixin  # noqa: E402
 
 DOWNLOAD_SUFFIX = " (download)"  # a registry model fetched (verified, with progress and cancel) on first use
-# auto: decided from the volume (drdm.model_choice); bundled cmr-2d; the authors' 3D model; random field only
+# auto: decided from the volume (drdm.model_store.choice); bundled cmr-2d; the authors' 3D model; random field only
 MODEL_CHOICES = [AUTO, "cmr-2d", "lct-3d" + DOWNLOAD_SUFFIX, "random-field-2d", "random-field-3d"]
 DEFAULT_MODEL = MODEL_CHOICES[0]  # preselected without asking the engine (opening the module stays cheap)
 IMPORT_MODEL_ITEM = "Import file…"
@@ -290,7 +290,7 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         try:
             ensure_requirements()
-            from drdm.registry import DownloadCancelled
+            from drdm.model_store.registry import DownloadCancelled
             from drdm.sampler import GenerationCancelled
 
             model = self.currentModel()
@@ -439,7 +439,7 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
     def loadModel(self, path: str):
         """A model from a file (on the CPU; generation moves it to the chosen device): an authors' ``.pth``
         checkpoint or a ``.safetensors``/``.json`` model."""
-        from drdm.registry import load_model_spec
+        from drdm.model_store.registry import load_model_spec
 
         return load_model_spec(path)
 
@@ -470,7 +470,7 @@ class DRDMSlicerTest(ScriptedLoadableModuleTest):
         import numpy as np
         import torch
         from drdm.models import untrained_model
-        from drdm.phantoms import cardiac_phantom
+        from drdm.training.phantoms import cardiac_phantom
 
         self.delayDisplay("Deforming a procedural phantom")
         image, _labels = cardiac_phantom(32, 2, seed=0)

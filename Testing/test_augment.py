@@ -1,4 +1,4 @@
-"""drdm.augment's manifest: linear bookkeeping during ``drdm augment`` and no partial file after Ctrl-C."""
+"""drdm.physical.augmentation's manifest: linear bookkeeping during ``drdm augment`` and no partial file after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 from conftest import interrupt_after
-from drdm import augment, cli
-from drdm.augment import plan_jobs, write_manifest
+from drdm import cli
+from drdm.physical import augment_data_set, augmentation
+from drdm.physical.augmentation import plan_jobs, write_manifest
 
 STATS = {"mean_mm": 1.5, "p95_mm": 3.25, "folding_fraction": 0.0, "det_min": 0.71, "det_max": 1.38}
 
 
-def finish(out: Path, job: augment.Job) -> None:
+def finish(out: Path, job: augmentation.Job) -> None:
     """What a finished job leaves behind, as far as the manifest is concerned."""
     (out / job.folder).mkdir(parents=True)
     (out / job.folder / "stats.json").write_text(json.dumps(STATS), encoding="utf-8")
@@ -28,16 +29,16 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture()
 def fake_run(tmp_path, monkeypatch):
-    """``drdm augment`` on 3 images × 2 levels with the deformation replaced by a stats.json writer; counts the
-    stats.json files read."""
+    """``drdm augment`` on 3 images × 2 levels with the deformation (in the data-set loop the CLI calls) replaced by a
+    stats.json writer; counts the stats.json files read."""
     data = tmp_path / "data"
     data.mkdir()
     for name in ("a", "b", "c"):
         (data / f"{name}.nii.gz").write_bytes(b"")
     monkeypatch.setattr(cli, "load_model", lambda spec, device: type("M", (), {"name": "fake"})())
-    monkeypatch.setattr(cli, "read_image", lambda path: None)
-    monkeypatch.setattr(cli, "deform_image", lambda *args, **kwargs: None)
-    monkeypatch.setattr(cli, "write_sample", lambda staging, *args, **kwargs:
+    monkeypatch.setattr(augment_data_set, "read_image", lambda path: None)
+    monkeypatch.setattr(augment_data_set, "deform_image", lambda *args, **kwargs: None)
+    monkeypatch.setattr(augment_data_set, "write_sample", lambda staging, *args, **kwargs:
                         (staging / "stats.json").write_text(json.dumps(STATS), encoding="utf-8"))
     reads = []
     real_read_text = Path.read_text
@@ -69,14 +70,14 @@ def test_resumed_run_lists_old_and_new_jobs_in_job_order(fake_run):
 
 def test_manifest_rebuild_repairs_a_torn_last_row(tmp_path):
     jobs = plan_jobs([(Path("/d/a.nii.gz"), None)], [30, 60], 1, 0)
-    manifest = augment.Manifest(tmp_path, (0, 1))
+    manifest = augmentation.Manifest(tmp_path, (0, 1))
     manifest.rebuild(jobs)
     finish(tmp_path, jobs[0])
     manifest.add(jobs[0])
     with open(manifest.path, "a", encoding="utf-8") as handle:
         handle.write("1,/d/a.nii.gz,,60")  # a run killed in the middle of an append
     finish(tmp_path, jobs[1])
-    augment.Manifest(tmp_path, (0, 1)).rebuild(jobs)
+    augmentation.Manifest(tmp_path, (0, 1)).rebuild(jobs)
     assert [row["job"] for row in rows(manifest.path)] == ["0", "1"]
 
 

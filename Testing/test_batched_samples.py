@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from drdm.deform import deform_image, deform_images, estimate_memory_bytes, samples_per_chunk
-from drdm.geometry import plan_working_grid
 from drdm.models import untrained_model
-from drdm.phantoms import cardiac_phantom
+from drdm.physical.deform import deform_image, deform_images, estimate_memory_bytes, samples_per_chunk
+from drdm.physical.geometry import plan_working_grid
 from drdm.sampler import generate
+from drdm.training.phantoms import cardiac_phantom
 
 TOLERANCE_VOX = 1e-3  # float32 rounding of batched convolutions, carried through the compositions (seen: 3e-4)
 

@@ -9,11 +9,11 @@ import sys
 
 import torch
 from conftest import REPO
-from drdm import registry
-from drdm.evaluation import evaluation_phantoms, recovery_error_row, summary
-from drdm.model_files import read_metadata
+from drdm.model_store import registry
+from drdm.model_store.files import read_metadata
+from drdm.model_store.registry import BUNDLED_FOLDER, bundled_model_path, find_default_checkpoint, load_model_spec
 from drdm.models import file_sha256
-from drdm.registry import BUNDLED_FOLDER, bundled_model_path, find_default_checkpoint, load_model_spec
+from drdm.training.recovery_error import evaluation_phantoms, recovery_error_row, summary
 
 
 def test_bundled_weights_equal_the_published_checkpoint_bit_for_bit(checkpoint_path, cmr_model):

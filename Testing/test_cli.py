@@ -15,8 +15,8 @@ import torch
 from conftest import DATA, field_only_model
 from drdm.cli import main
 from drdm.errors import MEMORY_ADVICE
-from drdm.io import displacement_image, displacement_transform
-from drdm.model_files import save_model
+from drdm.model_store.files import save_model
+from drdm.physical.io import displacement_image, displacement_transform
 
 
 def rotation(ndim: int) -> tuple[float, ...]:
@@ -369,7 +369,7 @@ def test_bad_input(case, tmp_path, model3d_path, capsys, monkeypatch):
 ])
 def test_out_of_memory_during_the_run_is_one_clear_line(tmp_path, model3d_path, capsys, monkeypatch, error, message):
     """An allocation that fails inside the sampler ends like the memory check before the run: one line, exit 2."""
-    from drdm import deform
+    from drdm.physical import deform
 
     def out_of_memory(*args, **kwargs):
         raise error
@@ -384,7 +384,7 @@ def test_out_of_memory_during_the_run_is_one_clear_line(tmp_path, model3d_path, 
 
 
 def test_other_runtime_errors_are_not_called_memory(tmp_path, model3d_path, monkeypatch):
-    from drdm import deform
+    from drdm.physical import deform
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from drdm.errors import DRDMError, OutOfMemory, is_out_of_memory, out_of_memory_as_error
-from drdm.io import InputError
+from drdm.model_store.registry import RegistryError
 from drdm.models import CheckpointError
-from drdm.registry import RegistryError
+from drdm.physical.io import InputError
 
 
 @pytest.mark.parametrize("kind", [InputError, CheckpointError, RegistryError, OutOfMemory])

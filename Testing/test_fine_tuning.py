@@ -8,10 +8,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 from drdm.cli import main
-from drdm.evaluation import recovery_error
-from drdm.model_files import load_model_file
-from drdm.phantoms import cardiac_short_axis_phantom
-from drdm.registry import bundled_model_path, load_model_spec, offered_models
+from drdm.model_store.files import load_model_file
+from drdm.model_store.registry import bundled_model_path, load_model_spec, offered_models
+from drdm.training.phantoms import cardiac_short_axis_phantom
+from drdm.training.recovery_error import recovery_error
 
 
 def write_slices(folder, size: int, seeds) -> None:

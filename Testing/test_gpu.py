@@ -10,8 +10,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 
 def test_generate_on_cuda_matches_cpu():
-    from drdm.phantoms import cardiac_phantom
     from drdm.sampler import generate
+    from drdm.training.phantoms import cardiac_phantom
 
     model = field_only_model(2, 64)
     image, labels = cardiac_phantom(64, 2)
@@ -24,7 +24,8 @@ def test_generate_on_cuda_matches_cpu():
 
 @pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
 def test_training_steps_on_cuda(tmp_path, amp):
-    from drdm.training import TrainingConfig, train
+    from drdm.training.config import TrainingConfig
+    from drdm.training.loop import train
 
     result = train(TrainingConfig(out=str(tmp_path), size=32, width=2, steps=2, device="cuda", amp=amp, val_samples=1))
     assert result.weights.is_file() and torch.isfinite(torch.tensor(result.last_loss))
@@ -33,9 +34,9 @@ def test_training_steps_on_cuda(tmp_path, amp):
 @pytest.mark.parametrize("mode, speed", [("reference", "faithful"), ("diffeomorphic", "fast")])
 def test_cuda_graph_recovery_step_gives_the_eager_sample(mode, speed):
     """The replayed CUDA graph runs the eager step's kernels on the same data: the same sample, bit for bit."""
-    from drdm.phantoms import cardiac_short_axis_phantom
-    from drdm.registry import load_model_spec
+    from drdm.model_store.registry import load_model_spec
     from drdm.sampler import generate
+    from drdm.training.phantoms import cardiac_short_axis_phantom
 
     model = load_model_spec("cmr-2d").to("cuda")
     image = cardiac_short_axis_phantom(256, seed=0)[0].expand(2, -1, -1, -1).contiguous().cuda()
@@ -47,7 +48,7 @@ def test_cuda_graph_recovery_step_gives_the_eager_sample(mode, speed):
 
 
 def test_capture_failure_falls_back_to_the_eager_step():
-    from drdm.graph_capture import captured_or_eager
+    from drdm.kernels.graph_capture import captured_or_eager
 
     def synchronising(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (x * float(x.sum()),)  # a host read: cannot be captured
@@ -61,10 +62,10 @@ def test_capture_failure_falls_back_to_the_eager_step():
 
 def test_the_default_follows_the_graph_rule_and_gives_the_eager_sample():
     """``cuda_graph=None``: the graph for a 2D batch of 1 (drdm.settings.cuda_graph_by_rule), none in 3D; same samples."""
+    from drdm.model_store.registry import load_model_spec
     from drdm.models import untrained_model
-    from drdm.phantoms import cardiac_phantom, cardiac_short_axis_phantom
-    from drdm.registry import load_model_spec
     from drdm.sampler import generate
+    from drdm.training.phantoms import cardiac_phantom, cardiac_short_axis_phantom
 
     model = load_model_spec("cmr-2d").to("cuda")
     image = cardiac_short_axis_phantom(256, seed=0)[0].cuda()
@@ -80,9 +81,9 @@ def test_the_default_follows_the_graph_rule_and_gives_the_eager_sample():
 
 def test_tf32_precision_stays_near_the_exact_network():
     """TF32 put the published network 1.1e-4 / 4.4e-4 (layouts) from the reference vectors on an H200; allow 10×."""
+    from drdm.model_store.registry import load_model_spec
     from drdm.network import convolution_precision
-    from drdm.phantoms import cardiac_short_axis_phantom
-    from drdm.registry import load_model_spec
+    from drdm.training.phantoms import cardiac_short_axis_phantom
 
     network = load_model_spec("cmr-2d").to("cuda").network
     x = cardiac_short_axis_phantom(256, seed=0)[0].cuda()

@@ -12,7 +12,6 @@ import SimpleITK as sitk
 import torch
 from conftest import REPO
 from drdm.models import untrained_model
-from drdm.phantoms import cardiac_phantom
 from drdm.sampler import generate
 from drdm.settings import (
     DEFAULTS,
@@ -23,6 +22,7 @@ from drdm.settings import (
     cuda_graph_by_rule,
     use_cuda_graph,
 )
+from drdm.training.phantoms import cardiac_phantom
 
 RESULTS = REPO / "benchmarks" / "results"
 TOLERANCE = 0.05  # graph and eager within 5 % of each other: either choice agrees with the measurement
@@ -135,8 +135,8 @@ def test_precision_sets_tf32_around_the_network_and_restores_it(small_model, sma
 
 
 def test_unknown_precision_is_refused_everywhere(small_model, small_image):
-    from drdm.deform import deform_image
-    from drdm.io import InputError
+    from drdm.physical.deform import deform_image
+    from drdm.physical.io import InputError
 
     with pytest.raises(ValueError, match="unknown precision"):
         generate(small_model, small_image, start_level=20, levels=[0], precision="fp16")
@@ -150,7 +150,7 @@ def test_every_front_end_defaults_to_exact_precision_and_the_graph_rule():
     import inspect
 
     from drdm.cli import build_parser
-    from drdm.deform import compute_fields, deform_image, deform_images
+    from drdm.physical.deform import compute_fields, deform_image, deform_images
 
     assert DEFAULTS.precision == "exact"
     for function in (deform_image, deform_images, compute_fields):
@@ -166,7 +166,7 @@ def test_every_front_end_defaults_to_exact_precision_and_the_graph_rule():
 
 
 def test_deform_image_records_precision_and_graph_in_its_statistics(small_model):
-    from drdm.deform import deform_image
+    from drdm.physical.deform import deform_image
 
     image = sitk.GetImageFromArray(cardiac_phantom(40, 2, seed=2)[0][0, 0].numpy())
     results = {precision: deform_image(small_model, image, level=20, seed=3, speed="faster", precision=precision)
@@ -178,7 +178,7 @@ def test_deform_image_records_precision_and_graph_in_its_statistics(small_model)
 
 def test_the_cli_writes_the_precision_into_stats_json(tmp_path, small_model):
     from drdm.cli import main
-    from drdm.model_files import save_model
+    from drdm.model_store.files import save_model
 
     weights, _ = save_model(small_model, tmp_path / "small.safetensors")
     image = tmp_path / "image.nii.gz"

@@ -1,4 +1,4 @@
-"""The inverse field (``drdm.inverse``; ``--inverse`` of ``generate`` and ``synthesize``)."""
+"""The inverse field (``drdm.registration.inverse``; ``--inverse`` of ``generate`` and ``synthesize``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from drdm.cli import main
-from drdm.inverse import inverse_consistency, invert_displacement, maps_inside
+from drdm.registration.inverse import inverse_consistency, invert_displacement, maps_inside
 
 
 def smooth_field(shape: tuple[int, ...], amplitude: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""drdm.io: transform files round-trip, voxel <-> physical fields, truncated files, DICOM folders, atomicity."""
+"""drdm.physical.io: transform files round-trip, voxel <-> physical fields, truncated files, DICOM folders, atomicity."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from conftest import interrupt_after
-from drdm import io
+from drdm.physical import io
 
 
 def oblique_image(size=(12, 10, 8), spacing=(0.7, 1.3, 2.1)) -> sitk.Image:
@@ -165,7 +165,7 @@ def test_write_permissions_follow_the_umask(tmp_path):
 def test_import_leaves_itk_warning_display_alone(initially):
     code = ("import SimpleITK as sitk; "
             f"sitk.ProcessObject.SetGlobalWarningDisplay({initially}); "
-            "import drdm.io; "
+            "import drdm.physical.io; "
             "print(sitk.ProcessObject.GetGlobalWarningDisplay())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))

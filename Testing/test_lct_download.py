@@ -12,7 +12,7 @@ import threading
 
 import pytest
 import torch
-from drdm import registry
+from drdm.model_store import registry
 from drdm.models import untrained_model
 
 
@@ -67,7 +67,7 @@ def test_git_blob_id_matches_git(tmp_path):
 
 
 def test_listed_and_offered_as_a_download():
-    from drdm.model_listing import list_models
+    from drdm.model_store.listing import list_models
 
     (row,) = [m for m in list_models() if m.name == "lct-3d"]
     assert row.state.startswith("download") and row.source == registry.PUBLISHED_LCT_URL and row.licence == "Apache-2.0"
@@ -79,8 +79,8 @@ def test_listed_and_offered_as_a_download():
 
 def test_fetch_verifies_converts_and_loads(stand_in, monkeypatch, capsys):
     from drdm.cli import main
-    from drdm.model_files import read_metadata
-    from drdm.model_listing import list_models
+    from drdm.model_store.files import read_metadata
+    from drdm.model_store.listing import list_models
 
     url, path = stand_in
     with_blob(monkeypatch, registry.git_blob_id(path))
@@ -109,7 +109,7 @@ def test_converted_model_deforms_a_volume(stand_in, monkeypatch):
     """The converted 3D checkpoint used on a volume (working grid reduced to 16³ to keep the test short)."""
     import numpy as np
     import SimpleITK as sitk
-    from drdm.deform import deform_image
+    from drdm.physical.deform import deform_image
 
     url, path = stand_in
     with_blob(monkeypatch, registry.git_blob_id(path))

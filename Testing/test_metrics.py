@@ -1,11 +1,11 @@
-"""drdm.metrics: displacement statistics in voxels, mm and % FOV; Jacobian statistics; Dice."""
+"""drdm.physical.metrics: displacement statistics in voxels, mm and % FOV; Jacobian statistics; Dice."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from drdm import metrics
+from drdm.physical import metrics
 
 
 def test_displacement_statistics_units():

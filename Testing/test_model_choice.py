@@ -1,11 +1,11 @@
-"""--model auto (drdm.model_choice): the model that fits the input, with its reason; explicit models obeyed."""
+"""--model auto (drdm.model_store.choice): the model that fits the input, with its reason; explicit models obeyed."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from drdm.model_choice import choose_model, is_auto, resolve_model
+from drdm.model_store.choice import choose_model, is_auto, resolve_model
 
 
 def image(shape: tuple[int, ...], spacing: tuple[float, ...], low: float = 0.0, high: float = 600.0) -> sitk.Image:
@@ -41,7 +41,7 @@ def test_ct_like_stack_is_treated_as_ct():
 
 
 def test_lct_in_the_cache_is_chosen(monkeypatch):
-    from drdm import model_choice
+    from drdm.model_store import choice as model_choice
 
     monkeypatch.setattr(model_choice, "_lct_available", lambda: True)
     assert choose_model(image((40, 64, 64), (1.2, 1.2, 1.2))).spec == "lct-3d"
@@ -73,6 +73,6 @@ def test_model_choice_imports_no_torch_numpy_or_simpleitk():
     import subprocess
     import sys
 
-    code = "import sys, drdm.model_choice; print(sorted(m for m in ('torch', 'numpy', 'SimpleITK') if m in sys.modules))"
+    code = "import sys, drdm.model_store.choice; print(sorted(m for m in ('torch', 'numpy', 'SimpleITK') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

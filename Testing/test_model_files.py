@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 from drdm.cli import main
-from drdm.model_files import load_model_file, model_paths, read_metadata, save_model
+from drdm.model_store.files import load_model_file, model_paths, read_metadata, save_model
+from drdm.model_store.registry import load_model_spec
 from drdm.models import CheckpointError, random_field_model, untrained_model
-from drdm.registry import load_model_spec
 
 METADATA_FIELDS = ("ndims", "size", "num_steps", "noise_preset", "intensity", "trained_on", "training_command",
                    "drdm_version", "sha256", "width", "noise_overrides")

@@ -244,7 +244,7 @@ def test_version_check_comes_before_newer_slicer_apis(tree):
 # -- the defects found by the read-through ------------------------------------------------------------------------------
 
 # importable before PyTorch is installed (test_settings.py and test_model_choice.py prove it)
-TORCH_FREE_ENGINE_MODULES = {"drdm.settings", "drdm.model_choice"}
+TORCH_FREE_ENGINE_MODULES = {"drdm.settings", "drdm.model_store.choice"}
 
 
 def test_engine_imported_lazily(tree):

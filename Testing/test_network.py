@@ -157,7 +157,7 @@ def test_reference_layout_keeps_contiguous_weights_and_rejects_unknown():
 def test_every_convolution_of_a_pass_runs_in_the_chosen_layout(ndims, monkeypatch):
     """A one-channel image is contiguous in both layouts; the channels-last layout must still feed every
     convolution channels-innermost (channel stride 1), including the first one and the second refinement pass."""
-    from drdm.direct_convolution import _DirectConvolution
+    from drdm.kernels.direct_convolution import _DirectConvolution
 
     net = RecResACNet(ndims=ndims, width=2, num_steps=10, embed_dim=8)
     names = {id(module): name for name, module in net.named_modules()}
@@ -189,7 +189,7 @@ def test_every_convolution_of_a_pass_runs_in_the_chosen_layout(ndims, monkeypatc
 
 @pytest.mark.parametrize("ndims", [2, 3])
 def test_fused_activation_and_sum_equal_the_separate_steps(ndims):
-    from drdm.direct_convolution import Conv2d, Conv3d
+    from drdm.kernels.direct_convolution import Conv2d, Conv3d
 
     conv = (Conv2d if ndims == 2 else Conv3d)(6, 6, 3, 1, 3, dilation=3)
     layout = torch.channels_last if ndims == 2 else torch.channels_last_3d
@@ -208,8 +208,8 @@ def test_fused_activation_and_sum_equal_the_separate_steps(ndims):
 
 def test_a_failing_fused_operator_falls_back_to_the_separate_steps(monkeypatch):
     """The fused oneDNN operator is PyTorch-internal: if a release changes it, the steps run separately, same values."""
-    from drdm import direct_convolution
-    from drdm.direct_convolution import Conv2d, _DirectConvolution
+    from drdm.kernels import direct_convolution
+    from drdm.kernels.direct_convolution import Conv2d, _DirectConvolution
 
     def changed(*args, **kwargs):
         raise TypeError("_convolution_pointwise() got an unexpected argument")

@@ -1,4 +1,4 @@
-"""What the front ends offer (drdm.registry.offered_models) and the random-field-only choice."""
+"""What the front ends offer (drdm.model_store.registry.offered_models) and the random-field-only choice."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import json
 import pytest
 import SimpleITK as sitk
 import torch
-from drdm import registry
 from drdm.cli import main
-from drdm.evaluation import evaluation_phantoms, recovery_error, recovery_error_table, summary
-from drdm.model_files import file_sha256, save_model
+from drdm.model_store import registry
+from drdm.model_store.files import file_sha256, save_model
+from drdm.model_store.registry import MAX_OFFERED_RECOVERY_ERROR, load_model_spec, offered_models
 from drdm.models import random_field_model, untrained_model
-from drdm.registry import MAX_OFFERED_RECOVERY_ERROR, load_model_spec, offered_models
 from drdm.sampler import generate
 from drdm.spatial import folds
+from drdm.training.recovery_error import evaluation_phantoms, recovery_error, recovery_error_table, summary
 
 
 @pytest.fixture()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import subprocess
@@ -72,52 +71,45 @@ def test_extensions_index_entry():
 
 
 def test_bundled_files_are_packaged():
-    """Every file in drdm/bundled/ is a Slicer module resource and pip package data."""
+    """Every file in drdm/model_store/bundled/ is a Slicer module resource and pip package data."""
     cmake = (REPO / "DRDMSlicer" / "CMakeLists.txt").read_text(encoding="utf-8")
-    resources = set(re.findall(r"^\s+(drdm/bundled/\S+)\s*$", cmake, re.MULTILINE))
-    bundled = {f"drdm/bundled/{p.name}" for p in (ENGINE / "bundled").iterdir() if p.is_file()}
+    resources = set(re.findall(r"^\s+(drdm/model_store/bundled/\S+)\s*$", cmake, re.MULTILINE))
+    folder = ENGINE / "model_store" / "bundled"
+    bundled = {f"drdm/model_store/bundled/{p.name}" for p in folder.iterdir() if p.is_file()}
     assert bundled and resources == bundled
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]
     from fnmatch import fnmatch
 
-    assert all(any(fnmatch(name[len("drdm/"):], pattern) for pattern in package_data["drdm"]) for name in bundled)
+    prefix = "drdm/model_store/"
+    assert all(any(fnmatch(name[len(prefix):], pattern) for pattern in package_data["drdm.model_store"]) for name in bundled)
 
 
-def engine_import_graph() -> dict[str, set[str]]:
-    """Engine module -> engine modules it imports at run time (top level or inside functions; imports under
-    ``if TYPE_CHECKING:`` are annotations only and left out)."""
-    folder = REPO / "DRDMSlicer" / "drdm"
-    names = {p.stem for p in folder.glob("*.py")}
-    graph = {}
-    for path in folder.glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                       and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING") for n in ast.walk(block)}
-        deps = set()
-        for node in ast.walk(tree):
-            if id(node) in typing_only or not isinstance(node, ast.ImportFrom):
-                continue
-            if node.level == 1:
-                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-            elif node.module and node.module.startswith("drdm."):
-                deps.add(node.module.split(".")[1])
-        graph[path.stem] = (deps & names) - {path.stem}
-    return graph
+def test_every_engine_package_is_packaged():
+    """setuptools installs exactly the packages listed: every folder of the engine with an ``__init__.py`` is one."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    folders = {".".join(("drdm", *p.parent.relative_to(ENGINE).parts)) for p in ENGINE.rglob("__init__.py")}
+    assert folders == {name for name in setuptools["packages"] if name.split(".")[0] == "drdm"}
 
 
-def test_engine_modules_form_no_import_cycle():
-    graph = engine_import_graph()
-    state: dict[str, int] = {}
+def test_the_engine_folder_is_a_map_not_a_list():
+    """At most 16 entries directly in drdm/ (modules, ``__init__.py`` and ``__main__.py`` included, and rooms)."""
+    entries = sorted(p.name for p in ENGINE.iterdir() if p.name != "__pycache__")
+    assert len(entries) <= 16, entries
+    rooms = {p.name for p in ENGINE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert all((ENGINE / room / "__init__.py").is_file() for room in rooms)
 
-    def visit(module: str, path: list[str]) -> None:
-        state[module] = 1
-        for dep in sorted(graph[module]):
-            assert state.get(dep) != 1, "import cycle: " + " -> ".join(path + [dep])
-            if dep not in state:
-                visit(dep, path + [dep])
-        state[module] = 2
 
-    for module in sorted(graph):
-        if module not in state:
-            visit(module, [module])
-    assert "registry" not in graph["models"] and "model_files" not in graph["models"]
+def test_the_building_blocks_keep_their_paths():
+    """The paper's building blocks, which the docs show and users script against, stay where they were."""
+    code = ("from drdm.spatial import warp, compose, integrate, jacobian_determinant; from drdm.noise import ForwardProcess; "
+            "from drdm.network import RecResACNet; from drdm.sampler import generate; "
+            "from drdm.models import load_checkpoint, untrained_model, DRDMModel")
+    subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(REPO / "DRDMSlicer"), "PATH": "/usr/bin:/bin"},
+                   check=True)
+
+
+def test_one_package_version():
+    import drdm
+    from drdm.settings import VERSION
+
+    assert drdm.__version__ == VERSION == tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]

@@ -162,7 +162,7 @@ def write_formats(folder: Path, vectors: np.ndarray) -> list[str]:
 
 
 def test_every_format_is_read(labelled_pair):
-    from drdm.registration_evaluation import score_pair
+    from drdm.registration.evaluation import score_pair
 
     predicted = truth_vectors() + np.array(SHIFT_MM)
     for name in write_formats(labelled_pair, predicted):

@@ -1,4 +1,4 @@
-"""drdm.registry: verified downloads from a local HTTP server (a good and a tampered file), cache reuse; the
+"""drdm.model_store.registry: verified downloads from a local HTTP server (a good and a tampered file), cache reuse; the
 choices offered to the front ends."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 import threading
 
 import pytest
-from drdm import registry
+from drdm.model_store import registry
 
 
 @pytest.fixture()
@@ -49,7 +49,7 @@ def test_fetch_verifies_and_caches(server, tmp_path, monkeypatch):
     stamp = path.stat().st_mtime_ns
     assert registry.fetch("cmr-download", url=f"{server}/tampered.pth") == path  # cached and valid: not downloaded again
     assert path.stat().st_mtime_ns == stamp
-    from drdm.registry import load_model_spec
+    from drdm.model_store.registry import load_model_spec
 
     assert load_model_spec("cmr-download").sha256 == registry.entry("cmr-download").sha256
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import tensor
 from drdm.models import untrained_model
-from drdm.phantoms import cardiac_phantom
 from drdm.sampler import LADDER, SPEEDS, GenerationCancelled, generate
+from drdm.training.phantoms import cardiac_phantom
 
 
 @pytest.fixture(scope="module")

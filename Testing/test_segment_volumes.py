@@ -1,4 +1,4 @@
-"""Per-segment volume change (``drdm.segment_volumes``) and its place in ``stats.json``."""
+"""Per-segment volume change (``drdm.physical.segment_volumes``) and its place in ``stats.json``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from drdm.cli import main
-from drdm.segment_volumes import segment_volume_changes, volume_change_rows
+from drdm.physical.segment_volumes import segment_volume_changes, volume_change_rows
 
 
 def labelled(array: np.ndarray, spacing: tuple[float, ...]) -> sitk.Image:

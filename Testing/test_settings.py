@@ -47,7 +47,7 @@ def test_every_front_end_takes_its_defaults_from_settings():
     import inspect
 
     from drdm.cli import build_parser
-    from drdm.deform import deform_image
+    from drdm.physical.deform import deform_image
     from drdm.settings import DEFAULTS
 
     args = build_parser().parse_args(["generate", "x.nii.gz", "--out", "o"])

@@ -1,4 +1,4 @@
-"""Coherent slices (drdm.slice_coherence): a 2D model on a volume gets one deformation smooth through the slices,
+"""Coherent slices (drdm.physical.slice_coherence): a 2D model on a volume gets one deformation smooth through the slices,
 each slice keeping the statistics of the 2D forward process; ``independent`` stays the authors' per-slice way."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 from conftest import field_only_model
-from drdm.deform import deform_image
 from drdm.models import random_field_model
 from drdm.noise import ForwardProcess
-from drdm.qa import central_views
-from drdm.slice_coherence import SliceStack, coherent_normals, coherent_scales, slice_stack, through_plane_roughness
+from drdm.physical.deform import deform_image
+from drdm.physical.qa import central_views
+from drdm.physical.slice_coherence import SliceStack, coherent_normals, coherent_scales, slice_stack, through_plane_roughness
 
 
 def near_isotropic_volume(slices: int = 16, size: int = 48, spacing: float = 1.2, oblique: bool = True) -> sitk.Image:
@@ -145,7 +145,7 @@ def test_2d_images_ignore_slices():
 
 
 def test_unknown_slices_is_a_clear_error():
-    from drdm.io import InputError
+    from drdm.physical.io import InputError
 
     with pytest.raises(InputError, match="unknown slices"):
         deform_image(random_field_model("random-field-2d"), near_isotropic_volume(slices=4, size=16), level=10, seed=0,

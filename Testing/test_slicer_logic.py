@@ -170,7 +170,7 @@ def test_oblique_volume_outputs_and_hardening(scene, scene_bundle, field_only_3d
     assert display.GetWindowLevelMin() < 0 < 1 < display.GetWindowLevelMax()
     assert volume_array(sample.jacobianNode).min() > 0  # diffeomorphic: nothing folded
     assert sample.tableNode.GetNumberOfRows() > 5
-    # per-segment volume change, named after the segments (drdm.segment_volumes)
+    # per-segment volume change, named after the segments (drdm.physical.segment_volumes)
     table = sample.tableNode
     rows = {table.GetCellText(r, 0): table.GetCellText(r, 1) for r in range(table.GetNumberOfRows())}
     changes = sample.statistics["segment_volumes"]
@@ -295,7 +295,7 @@ def test_out_of_memory_is_a_clear_error_and_leaves_the_scene(scene, field_only_3
 def test_engine_errors_reach_the_caller_unwrapped(scene, field_only_3d):
     """The engine's InputError comes through as itself (a DRDMError, a ValueError), not re-wrapped."""
     from drdm.errors import DRDMError
-    from drdm.io import InputError
+    from drdm.physical.io import InputError
 
     flat = add_volume(scene, np.random.default_rng(0).random((1, 32, 32)), (1, 1, 1), (0, 0, 0), np.eye(3), "slice")
     with pytest.raises(InputError, match="3D model cannot deform a 2D image") as raised:
@@ -321,7 +321,7 @@ def test_cmr_sample_with_published_model(scene, scene_bundle, cmr_model):
 
 
 def test_default_model_is_the_bundled_one_when_nothing_is_installed(tmp_path, monkeypatch):
-    from drdm import registry
+    from drdm.model_store import registry
     from DRDMSlicerLib.logic import DeformationLogic, default_model_choice
 
     monkeypatch.setenv("DRDM_HOME", str(tmp_path))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from drdm import cli
-from drdm.torchrun import torchrun_shard
+from drdm.training.torchrun import torchrun_shard
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
@@ -40,7 +40,10 @@ def run(arguments: list[str], processes: int, cwd: Path) -> subprocess.Completed
         command = [sys.executable, "-m", "drdm", *arguments]
     else:
         command = [str(TORCHRUN), "--standalone", "--nproc-per-node", str(processes), "-m", "drdm", *arguments]
-    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    # the children write UTF-8 (tqdm bars); the parent's locale may have been set to "C" by a library earlier in the
+    # pytest process, so decode explicitly rather than with locale.getpreferredencoding()
+    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, encoding="utf-8", errors="replace",
+                               timeout=600)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
     return completed
 

@@ -15,10 +15,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 from drdm.cli import main
-from drdm.losses import folding_penalty, recovery_losses, reference_negative_jacobian, relative_recovery_error
-from drdm.model_files import load_model_file
-from drdm.training import TrainingConfig, train
-from drdm.training_data import TrainingImages, geometric_augmentation, intensity_augmentation, sample_generator
+from drdm.model_store.files import load_model_file
+from drdm.training.config import TrainingConfig
+from drdm.training.data import TrainingImages, geometric_augmentation, intensity_augmentation, sample_generator
+from drdm.training.loop import train
+from drdm.training.losses import folding_penalty, recovery_losses, reference_negative_jacobian, relative_recovery_error
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--size", "32", "--width", "2", "--levels", "80", "--val-samples", "2", "--quiet", "--device", "cpu"]
@@ -187,8 +188,8 @@ def test_torchrun_two_processes_equal_one(tmp_path):
 
 
 def _initial_weights() -> dict[str, torch.Tensor]:
-    from drdm.initialisation import zero_output_layer
     from drdm.models import untrained_model
+    from drdm.training.initialisation import zero_output_layer
 
     network = untrained_model(2, 32, seed=0, width=2).network
     zero_output_layer(network)  # new networks start with a zero output layer (TrainingConfig.zero_init)
@@ -198,8 +199,8 @@ def _initial_weights() -> dict[str, torch.Tensor]:
 def test_zero_init_starts_new_networks_at_the_zero_solution(tmp_path):
     """Default for new networks: recovery error within 5 % of 1 before training (random output layer: far above
     1), the output weights 1000× smaller and the rest identical; everything trains; --no-zero-init opts out."""
-    from drdm.evaluation import evaluation_phantoms, recovery_error
-    from drdm.initialisation import initial_model
+    from drdm.training.initialisation import initial_model
+    from drdm.training.recovery_error import evaluation_phantoms, recovery_error
 
     images = evaluation_phantoms(2, 32, count=2)[1]
     zero = initial_model(TrainingConfig(out=str(tmp_path), size=32, width=4), torch.device("cpu"))

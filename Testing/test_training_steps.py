@@ -1,4 +1,4 @@
-"""The named steps of :func:`drdm.training.train`: set-up, data, one step, checkpoint, metrics, the saved model."""
+"""The named steps of :func:`drdm.training.loop.train`: set-up, data, one step, checkpoint, metrics, the saved model."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from dataclasses import asdict
 
 import pytest
 import torch
-from drdm.initialisation import initial_model
-from drdm.model_files import load_model_file
-from drdm.training import (
+from drdm.model_store.files import load_model_file
+from drdm.training.initialisation import initial_model
+from drdm.training.loader import step_batches
+from drdm.training.log import METRICS_FILE, MetricsLog
+from drdm.training.loop import (
     TrainingConfig,
     resume_point,
     save_trained_model,
@@ -17,9 +19,7 @@ from drdm.training import (
     training_images,
     training_step,
 )
-from drdm.training_loader import step_batches
-from drdm.training_log import METRICS_FILE, MetricsLog
-from drdm.training_state import STATE_FILE, make_optimisation
+from drdm.training.state import STATE_FILE, make_optimisation
 
 
 def _config(tmp_path, **changes) -> TrainingConfig:

@@ -8,10 +8,11 @@ import os
 import pytest
 import SimpleITK as sitk
 import torch
-from drdm import training_data
-from drdm.training import TrainingConfig, train
-from drdm.training_data import TrainingImages
-from drdm.training_loader import step_batches
+from drdm.training import data as training_data
+from drdm.training.config import TrainingConfig
+from drdm.training.data import TrainingImages
+from drdm.training.loader import step_batches
+from drdm.training.loop import train
 
 
 def config(tmp_path, **changes) -> TrainingConfig:

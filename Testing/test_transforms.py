@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import field_only_model
-from drdm.phantoms import cardiac_phantom
+from drdm.training.phantoms import cardiac_phantom
 from drdm.transforms import deform_channels_first
 
 

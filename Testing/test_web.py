@@ -49,7 +49,7 @@ SHOTS = os.environ.get("DRDM_SCREENSHOTS")
 def oblique_inputs(folder: Path) -> tuple[Path, Path]:
     """A small oblique, anisotropic stack (4 cardiac short-axis-like slices of 96², int16, 1.4 × 1.4 × 8 mm,
     rotated 20° about z) and its label map (3 labels)."""
-    from drdm.phantoms import cardiac_short_axis_phantom
+    from drdm.training.phantoms import cardiac_short_axis_phantom
 
     slices = [cardiac_short_axis_phantom(96, seed=seed) for seed in range(4)]
     array = (1000 * np.concatenate([image[0, 0].numpy()[None] for image, _ in slices])).astype(np.int16)
@@ -69,7 +69,7 @@ def oblique_inputs(folder: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``drdm web`` on a free loopback port with the inputs and a small model (2D, 32², field only)."""
-    from drdm.model_files import save_model
+    from drdm.model_store.files import save_model
 
     folder = tmp_path_factory.mktemp("web")
     volume, labels = oblique_inputs(folder)
@@ -168,7 +168,7 @@ def test_generate_adds_a_result_and_changes_the_view(page, server):
     stats = page.find_element(By.ID, "drdm-stats").text
     assert "slices coherent" in stats and "through-plane / in-plane roughness" in stats  # a 2D model on the stack
     for row in ("mean |u|", "p95 |u|", "% FOV", "folded voxels", "det J min", "det J max", "seed", "level", "model sha256",
-                "time", " volume", " mL ("):  # the last two: per-segment volume change (drdm.segment_volumes)
+                "time", " volume", " mL ("):  # the last two: per-segment volume change (drdm.physical.segment_volumes)
         assert row in stats, row
     shot(page, "test-web-result.png")
 

@@ -55,7 +55,7 @@ def write_stack(path: Path, value: float, slices: int = 4) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from drdm.model_files import save_model
+    from drdm.model_store.files import save_model
 
     root = tmp_path_factory.mktemp("hospital")
     data, outside = root / "data", root / "outside"

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "DRDMSlicer"))
-from drdm.io import InputError  # noqa: E402
+from drdm.physical.io import InputError  # noqa: E402
 
 from drdm_web.access import check_bind, is_loopback, page_url, random_secret, read_secret_file  # noqa: E402
 from drdm_web.files import DataFolder, UploadFolder, safe_name  # noqa: E402

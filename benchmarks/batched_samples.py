@@ -26,9 +26,9 @@ WAYS = ("one-by-one", "batched")
 
 def measure(way: str, count: int, speed: str, level: int) -> dict:
     """In this process: ``count`` samples (seeds 0 … count-1); seconds, samples/s and where the fields went."""
-    from drdm.deform import deform_image, deform_images
-    from drdm.io import read_image
-    from drdm.registry import load_model_spec
+    from drdm.model_store.registry import load_model_spec
+    from drdm.physical.deform import deform_image, deform_images
+    from drdm.physical.io import read_image
 
     model = load_model_spec("cmr-2d")
     volume = read_image(SHARED / "data" / "cmr" / "patient001_frame01.nii.gz")

@@ -42,9 +42,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from drdm.deform import check_memory, deform_image, estimate_memory_bytes
-    from drdm.geometry import plan_working_grid
-    from drdm.registry import load_model_spec
+    from drdm.model_store.registry import load_model_spec
+    from drdm.physical.deform import check_memory, deform_image, estimate_memory_bytes
+    from drdm.physical.geometry import plan_working_grid
 
     model = load_model_spec(args.model)
     image = ct_like_volume(tuple(args.shape))

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from drdm.model_store.registry import load_model_spec
 from drdm.models import DRDMModel, untrained_model
 from drdm.network import convolution_precision
-from drdm.phantoms import cardiac_phantom, cardiac_short_axis_phantom
-from drdm.registry import load_model_spec
 from drdm.sampler import _recovery_step, generate
+from drdm.training.phantoms import cardiac_phantom, cardiac_short_axis_phantom
 
 TOP_KERNELS = 15  # kernels listed by the profile of one recovery step
 
@@ -126,7 +126,7 @@ def fidelity_rows(device: torch.device, vectors: Path) -> list[dict]:
 
 def call_rows(device: torch.device) -> list[dict]:
     """One 2D 256² cmr-2d call per layout and batch (1, 8), eager and replayed as a CUDA graph (CUDA only)."""
-    from drdm.graph_capture import CapturedFunction
+    from drdm.kernels.graph_capture import CapturedFunction
 
     network = load_model_spec("cmr-2d").to(device).network
     image = cardiac_short_axis_phantom(256, seed=0)[0].to(device)
@@ -180,7 +180,8 @@ def profile_recovery_step(ndims: int, size: int, device: torch.device, mode: str
 
 def training_case(case: dict, device: torch.device, scratch: Path) -> dict:
     """Training samples/s over ``steps`` steps after two warm-up steps (forward process, loss and Adam step)."""
-    from drdm.training import TrainingConfig, train
+    from drdm.training.config import TrainingConfig
+    from drdm.training.loop import train
 
     common = dict(ndims=case["dims"], size=case["size"], batch=case["batch"], width=10, device=device.type,
                   amp="bf16" if case["precision"] == "bf16" else "none", val_every=10**9, val_samples=1,
@@ -203,7 +204,8 @@ def training_chunk(out: Path, size: int, batch: int, steps: int, resume: bool, d
     """Train (or resume) a 3D zero-start run up to ``steps`` steps; the recovery-error table at that point."""
     import json
 
-    from drdm.training import TrainingConfig, train
+    from drdm.training.config import TrainingConfig
+    from drdm.training.loop import train
 
     config = TrainingConfig(out=str(out), ndims=3, size=size, batch=batch, width=10, steps=steps, lr=3e-4,
                             device=device.type, amp="bf16" if device.type == "cuda" else "none", val_every=10**9,

@@ -5,7 +5,7 @@ work is timed, with two strategies:
 
 * ``rewrite``: rebuild the whole manifest after every job (``write_manifest``, what ``drdm augment`` did until
   issue 13): every ``stats.json`` is read again after each job, quadratic in N;
-* ``append``: :class:`drdm.augment.Manifest` (what ``drdm augment`` does now): one rebuild at the start, one
+* ``append``: :class:`drdm.physical.augmentation.Manifest` (what ``drdm augment`` does now): one rebuild at the start, one
   appended row per job, one rewrite from memory at the end, linear in N.
 
 Usage: ``python benchmarks/manifest_scaling.py --jobs 500 2000`` (prints a Markdown table; ``--out FILE.md``
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DRDMSlicer"))
-from drdm.augment import Manifest, plan_jobs, write_manifest  # noqa: E402
+from drdm.physical.augmentation import Manifest, plan_jobs, write_manifest  # noqa: E402
 
 STATS = {"mean_mm": 1.5, "p95_mm": 3.25, "folding_fraction": 0.0, "det_min": 0.71, "det_max": 1.38, "seed": 0}
 

@@ -34,7 +34,7 @@ def model_and_image(dims: int, size: int):
     if dims == 2:
         return published_model_and_sample()
     from drdm.models import untrained_model
-    from drdm.phantoms import cardiac_phantom
+    from drdm.training.phantoms import cardiac_phantom
 
     model = untrained_model(3, size=size, seed=0)
     torch.nn.init.zeros_(model.network.conv_out.weight)

@@ -1,6 +1,6 @@
 """The recovery-error table of every model offered (plus any model named with --model, e.g. a fine-tuned one).
 
-Error = ‖W(P; D_target) + D_target‖ / ‖D_target‖ (:mod:`drdm.evaluation`): 0 is a perfect recovery of the
+Error = ‖W(P; D_target) + D_target‖ / ‖D_target‖ (:mod:`drdm.training.recovery_error`): 0 is a perfect recovery of the
 forward-process target, 1 is what a model that recovers nothing scores (the random-field-only choices, by
 construction). Data: the public CMR samples in ../shared when present (2D models), and held-out phantoms. For
 scale, an untrained network of the reference architecture is measured on the same draws.
@@ -16,9 +16,9 @@ import time
 
 import torch
 from common import REPO, SHARED, machine_description
-from drdm.evaluation import LEVELS, cmr_sample_datasets, evaluation_phantoms, recovery_error_table
+from drdm.model_store.registry import load_model_spec, offered_models
 from drdm.models import untrained_model
-from drdm.registry import load_model_spec, offered_models
+from drdm.training.recovery_error import LEVELS, cmr_sample_datasets, evaluation_phantoms, recovery_error_table
 
 
 def datasets_for(model, phantoms: int) -> list:

@@ -29,7 +29,7 @@ import SimpleITK as sitk
 import torch
 from common import REPO, SHARED, machine_description
 from drdm.cli import main as drdm_main
-from drdm.phantoms import cardiac_phantom
+from drdm.training.phantoms import cardiac_phantom
 
 RESULTS = REPO / "benchmarks" / "results"
 METHODS = ("identity", "demons", "bspline_mi")

@@ -96,7 +96,7 @@ def _in_default_set(dims: int, size: int, batch: int, mode: str, speed: str) -> 
 
 def _model_and_image(dims: int, size: int, batch: int, device: torch.device):
     from drdm.models import load_checkpoint, untrained_model
-    from drdm.phantoms import cardiac_phantom
+    from drdm.training.phantoms import cardiac_phantom
 
     checkpoint = SHARED / "reference" / "cmr_recresacnet_2d.pth"
     if dims == 2 and size == 256 and checkpoint.is_file():
@@ -185,7 +185,7 @@ def run_sample(case: dict, device: torch.device) -> dict:
 def _peer_field(library: str, dims: int, size: int, magnitude: float, seed: int):
     """Apply the peer transform to an image and to coordinate channels (same random draw): returns the image
     transform as a callable for timing and the pull field in voxels recovered from the warped coordinates."""
-    from drdm.phantoms import cardiac_phantom
+    from drdm.training.phantoms import cardiac_phantom
 
     image = cardiac_phantom(size, dims, seed=0)[0][0]  # (1, *spatial)
     axes = torch.meshgrid(*[torch.arange(size, dtype=torch.float32)] * dims, indexing="ij")
@@ -229,7 +229,7 @@ def _peer_field(library: str, dims: int, size: int, magnitude: float, seed: int)
 
 
 def run_peer(case: dict, device: torch.device) -> dict:
-    from drdm.metrics import displacement_statistics
+    from drdm.physical.metrics import displacement_statistics
     from drdm.spatial import folding_fraction
 
     dims, size, library = case["dims"], case["size"], case["library"]

@@ -5,7 +5,7 @@ Figures per case (median and range over seeds): through-plane / in-plane roughne
 spacing along the slices over the in-plane mean; 1 for an isotropic 3D field), mean |u| in mm (and its ratio to
 ``independent`` at the same seed), folding by SimpleITK's 3D det J, seconds (ratio to ``independent``, runs
 alternating). Then the recovery error of cmr-2d on the ACDC slices with coherent vs independent forward draws
-(levels 10/30/50/70, the definition of drdm.evaluation).
+(levels 10/30/50/70, the definition of drdm.training.recovery_error).
 Usage: python benchmarks/slice_coherence.py [--seeds 3] [--threads 2]
 Writes benchmarks/results/slice_coherence.{json,md}.
 """
@@ -20,15 +20,15 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from common import SHARED, write_results
-from drdm.deform import deform_image
-from drdm.evaluation import LEVELS
-from drdm.geometry import plan_working_grid
-from drdm.io import image_array, read_image, spacing_array_order
-from drdm.losses import relative_recovery_error
-from drdm.phantoms import cardiac_phantom
-from drdm.registry import load_model
-from drdm.slice_coherence import SliceStack
+from drdm.model_store.registry import load_model
+from drdm.physical.deform import deform_image
+from drdm.physical.geometry import plan_working_grid
+from drdm.physical.io import image_array, read_image, spacing_array_order
+from drdm.physical.slice_coherence import SliceStack
 from drdm.spatial import warp
+from drdm.training.losses import relative_recovery_error
+from drdm.training.phantoms import cardiac_phantom
+from drdm.training.recovery_error import LEVELS
 
 ACDC = SHARED / "data" / "cmr" / "patient001_frame01.nii.gz"
 

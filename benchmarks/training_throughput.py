@@ -2,7 +2,7 @@
 the throughput options: none, channels-last, DataLoader workers, torch.compile (and bf16 autocast on CUDA);
 the baseline runs first and last, which shows how much a shared machine moves the numbers.
 
-Each case is one `drdm.training.train` run on procedural phantoms; the rate is taken between the step
+Each case is one `drdm.training.loop.train` run on procedural phantoms; the rate is taken between the step
 callbacks after the warm-up steps (start-up, compilation and saving excluded). Usage:
     OMP_WAIT_POLICY=PASSIVE python benchmarks/training_throughput.py [--device cpu] [--steps 4] [--only 2D]
 Writes benchmarks/results/training_throughput[-cuda].{json,md}.
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 from common import REPO, machine_description
-from drdm.training import TrainingConfig, train
+from drdm.training.config import TrainingConfig
+from drdm.training.loop import train
 
 SHAPES = [(2, 256, 2), (3, 64, 1), (3, 128, 1)]  # (dims, size, batch)
 VARIANTS = {"baseline": {}, "channels-last": {"channels_last": True}, "workers 2": {"workers": 2},

@@ -41,7 +41,7 @@ def make_volume(folder: Path, size: int, slices: int) -> Path:
 def direct_seconds(volume: Path, model: str, level: int, seed: int, speed: str) -> float:
     """``DeformationLogic.generate`` on a fresh slicer-core scene, timed like the page's status line."""
     import slicer
-    from drdm.io import read_image
+    from drdm.physical.io import read_image
     from DRDMSlicerLib.logic import DeformationLogic
     from DRDMSlicerLib.mrml import volume_from_sitk
 

@@ -4,7 +4,7 @@ Runs of `drdm train` on procedural phantoms, identical except the output layer t
 data, draws, augmentation): "zero start" (the default: PyTorch's random output weights × 1e-3, bias 0),
 "exact zero" (weights and bias 0) and "random" (`--no-zero-init`, PyTorch's default). After each checkpoint
 step the run is resumed (bit-identical to one run), and the trained model's recovery-error table on held-out
-phantoms (:mod:`drdm.evaluation`, 2 draws per level) is read from its JSON; step 0 is the initial network.
+phantoms (:mod:`drdm.training.recovery_error`, 2 draws per level) is read from its JSON; step 0 is the initial network.
 CPU runs are short: they show the start of the curve, not a trained model (that needs GPU hours). Each start
 can run on its own (``--starts``); results are merged into the results file. Usage:
     OMP_WAIT_POLICY=PASSIVE python benchmarks/zero_init.py [--starts zero exact-zero random] [--steps 10 25 50 100 200]
@@ -20,13 +20,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import drdm.training
+import drdm.training.loop
 import torch
 from common import REPO, machine_description
-from drdm.evaluation import recovery_error_table
-from drdm.initialisation import initial_model, zero_output_layer
-from drdm.training import TrainingConfig, train
-from drdm.training_data import TrainingImages
+from drdm.training.config import TrainingConfig
+from drdm.training.data import TrainingImages
+from drdm.training.initialisation import initial_model, zero_output_layer
+from drdm.training.loop import train
+from drdm.training.recovery_error import recovery_error_table
 
 STARTS = {"zero": "zero start (default: output weights ×1e-3)", "exact-zero": "exact zero output layer",
           "random": "random output layer (--no-zero-init)"}
@@ -44,7 +45,7 @@ def curve(config: TrainingConfig, checkpoints: list[int]) -> list[dict]:
     images = TrainingImages.phantoms(config.ndims, config.size, config.phantoms, config.phantom_texture)
     held_out = [images.validation_image(i) for i in range(config.val_samples)]
     data = f"{config.val_samples} held-out validation images of the training data"
-    table = recovery_error_table(drdm.training.initial_model(config, torch.device("cpu")), [(data, held_out)])
+    table = recovery_error_table(drdm.training.loop.initial_model(config, torch.device("cpu")), [(data, held_out)])
     points = [{"step": 0, "summary": table["summary"], "errors": table["rows"][0]["errors"], "seconds": 0.0,
                "loss": None}]
     seconds = 0.0
@@ -85,9 +86,9 @@ def main() -> None:
                                     batch=args.batch, lr=args.lr, seed=0, device="cpu", val_every=10**9,
                                     val_samples=args.val_samples, checkpoint_every=10**9, log_every=10**9,
                                     zero_init=start != "random", name="curve")
-            drdm.training.initial_model = exact_zero_model if start == "exact-zero" else initial_model
+            drdm.training.loop.initial_model = exact_zero_model if start == "exact-zero" else initial_model
             curves[STARTS[start]] = curve(config, args.steps)
-    drdm.training.initial_model = initial_model
+    drdm.training.loop.initial_model = initial_model
     settings["training"] = {k: v for k, v in asdict(config).items() if k not in ("out", "steps", "zero_init", "command")}
     report = {"curves": {STARTS[k]: curves[STARTS[k]] for k in STARTS if STARTS[k] in curves},
               "settings": {k: settings[k] for k in ("size", "width", "batch", "lr", "val_samples", "steps")},

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-from drdm.io import InputError
+from drdm.physical.io import InputError
 
 SECRET_BYTES = 24  # 192 random bits, URL-safe base64 (32 characters)
 LOOPBACK_NAMES = ("localhost",)

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drdm.errors import is_out_of_memory, out_of_memory_message
-from drdm.io import read_image, read_labels
-from drdm.model_choice import ModelChoice, is_auto
+from drdm.model_store.choice import ModelChoice, is_auto
+from drdm.model_store.registry import DownloadCancelled, fetch, load_model
+from drdm.model_store.registry import entry as registry_entry
 from drdm.models import REFERENCE_METADATA, DRDMModel
 from drdm.noise import PRESETS
-from drdm.registry import DownloadCancelled, fetch, load_model
-from drdm.registry import entry as registry_entry
+from drdm.physical.io import read_image, read_labels
+from drdm.physical.segment_volumes import volume_change_rows
 from drdm.sampler import GenerationCancelled
-from drdm.segment_volumes import volume_change_rows
 from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS
 from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
@@ -35,7 +35,7 @@ from trame_slicer.rca_view import register_rca_factories
 from .files import DEFAULT_MAX_UPLOAD_MB, DataFolder, UploadFolder, safe_name, upload_label, upload_name
 from .job import GenerationJob
 from .models import model_choices, needs_download
-from .panel import build_page
+from .panel import PageHandlers, build_page
 from .session import OneBrowserProtocol, SessionGate, page_routes
 from .view_layouts import QUAD_VIEW, register_view_layouts, view_layout_for
 
@@ -105,7 +105,9 @@ class DRDMWebApp(TrameApp):
         self.gate = SessionGate(self.settings.idle_minutes)
         self._ws_handler = None
         self._init_state()
-        self.ui = build_page(self)
+        self.ui = build_page(PageHandlers(
+            server=self.server, layout_manager=self.layout_manager, load_inputs=self.load_inputs, generate=self.generate,
+            cancel=self.cancel, download_transform=self.download_transform, download_all=self.download_all))
         self._bind()
         self.snapshot = SceneSnapshot(self.slicer_app.scene)  # the empty scene a new person starts from
 

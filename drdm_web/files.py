@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from drdm.io import InputError
+from drdm.physical.io import InputError
 
 DEFAULT_MAX_UPLOAD_MB = 2048
 WSLINK_MAX_MB = 4096  # wslink accepts messages of at most 4 GiB from an authenticated client

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from drdm.io import InputError
+from drdm.physical.io import InputError
 
 from .access import check_bind, page_url, random_secret, read_secret_file
 from .files import DEFAULT_MAX_UPLOAD_MB, DataFolder, check_max_upload

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drdm.model_choice import AUTO, is_auto
-from drdm.registry import offered_models
+from drdm.model_store.choice import AUTO, is_auto
+from drdm.model_store.registry import offered_models
 
 AUTO_TITLE = "auto: the model that fits the volume"
 
 
 def model_choices(extra: str | None = None) -> list[dict]:
     """``[{"value": name-or-path, "title": label}]`` for the model select: ``extra`` (``--model``) first when it
-    names a model, then ``auto`` (:func:`drdm.model_choice.choose_model`, decided from the loaded volume), then
-    :func:`drdm.registry.offered_models` (bundled, the user's cached models, ``lct-3d (download)``, random field
+    names a model, then ``auto`` (:func:`drdm.model_store.choice.choose_model`, decided from the loaded volume), then
+    :func:`drdm.model_store.registry.offered_models` (bundled, the user's cached models, ``lct-3d (download)``, random field
     only), default first."""
     choices = []
     if extra and not is_auto(extra):
@@ -26,7 +26,7 @@ def model_choices(extra: str | None = None) -> list[dict]:
 
 def needs_download(name: str) -> bool:
     """True for a registry download (``lct-3d``) that is not in the cache yet (fetched before generating)."""
-    from drdm import registry
+    from drdm.model_store import registry
 
     item = registry.REGISTRY.get(str(name))
     return item is not None and item.converted and not registry.verify(item.name)

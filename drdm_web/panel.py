@@ -11,14 +11,14 @@ drdm-no-access (no access secret in the URL), see ``session``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import html
 from trame.widgets import vuetify3 as v
-
-if TYPE_CHECKING:
-    from .app import DRDMWebApp
+from trame_slicer.core import LayoutManager
 
 LEGEND_CSS = ("background: linear-gradient(to right, rgb(26,77,255), rgb(255,255,255) 50%, rgb(255,51,26));"
               "height: 12px; border-radius: 2px;")
@@ -27,9 +27,23 @@ SELECT_CSS = ("width: 100%; padding: 6px 8px; color: inherit; background: transp
               "border: 1px solid rgba(255,255,255,0.38);")
 
 
-def _download(app: DRDMWebApp, handler, suffix: str) -> str:
+@dataclass(frozen=True)
+class PageHandlers:
+    """What the page needs from the app (handed in, so that the page never imports the app): the trame server
+    whose state the widgets bind to, the manager of Slicer's views and the server-side handlers of the buttons."""
+
+    server: Any  # trame_server.Server
+    layout_manager: LayoutManager
+    load_inputs: Callable[[], None]
+    generate: Callable[[], None]
+    cancel: Callable[[], None]
+    download_transform: Callable[[], Any]  # the attachment the browser downloads
+    download_all: Callable[[], Any]  # the attachment the browser downloads
+
+
+def _download(handlers: PageHandlers, handler, suffix: str) -> str:
     """Client-side click code: run ``handler`` on the server, then save what it returns as a browser download."""
-    trigger = app.server.controller.trigger_name(handler)
+    trigger = handlers.server.controller.trigger_name(handler)
     return (f"trigger('{trigger}').then((content) => content && utils.download("
             f"drdm_selected_stem + '{suffix}', content, 'application/octet-stream'))")
 
@@ -44,14 +58,14 @@ def _checked_upload(variable: str) -> str:
             f" else {{ {variable} = f; }} }}")
 
 
-def _inputs(app: DRDMWebApp) -> None:
+def _inputs(handlers: PageHandlers) -> None:
     html.Div("Input", classes="text-subtitle-2 mb-1")
     v.VTextField(id="drdm-volume-path", label="Volume (path in the data folder)", v_model=("drdm_volume_path",),
                  hint=("`in the data folder ${drdm_data_dir}`",), persistent_hint=True, **FIELD)
     v.VTextField(id="drdm-segmentation-path", label="Segmentation / label map (optional)",
                  v_model=("drdm_segmentation_path",), **FIELD)
     with html.Div(classes="d-flex align-center mb-2"):
-        v.VBtn("Load", id="drdm-load", click=app.load_inputs, color="primary", variant="tonal", size="small",
+        v.VBtn("Load", id="drdm-load", click=handlers.load_inputs, color="primary", variant="tonal", size="small",
                disabled=("drdm_running",))
         html.Div("{{ drdm_loaded }}", classes="text-caption ml-2")
     v.VFileInput(id="drdm-volume-upload", label=("`…or upload a volume (at most ${drdm_max_upload_mb} MB)`",),
@@ -74,7 +88,7 @@ def _slices() -> None:
             html.Option("independent: each slice its own (the authors' way)", value="independent")
 
 
-def _settings(app: DRDMWebApp) -> None:
+def _settings(handlers: PageHandlers) -> None:
     html.Div("Deformation", classes="text-subtitle-2 mb-1")
     v.VSelect(id="drdm-model", label="Model", v_model=("drdm_model",), items=("drdm_model_items",),
               item_title="title", item_value="value", **FIELD)
@@ -98,16 +112,16 @@ def _settings(app: DRDMWebApp) -> None:
         v.VSelect(id="drdm-device", label="Device", v_model=("drdm_device",), items=("drdm_device_items",), **FIELD,
                   style="flex: 1 1 0; min-width: 0;")
     with html.Div(classes="d-flex mb-2"):
-        v.VBtn("Generate", id="drdm-generate", click=app.generate, color="primary", disabled=("drdm_running",),
+        v.VBtn("Generate", id="drdm-generate", click=handlers.generate, color="primary", disabled=("drdm_running",),
                prepend_icon="mdi-creation", classes="mr-2")
-        v.VBtn("Cancel", id="drdm-cancel", click=app.cancel, disabled=("!drdm_running",), variant="outlined")
+        v.VBtn("Cancel", id="drdm-cancel", click=handlers.cancel, disabled=("!drdm_running",), variant="outlined")
     v.VProgressLinear(id="drdm-progress", model_value=("drdm_progress",), height=8, color="primary", classes="mb-1")
     html.Div("{{ drdm_status }}", id="drdm-status", classes="text-caption mb-2", style="word-break: break-word;")
     v.VAlert(id="drdm-alert", v_if=("drdm_error",), text=("drdm_error",), type="error", density="compact",
              closable=True, click_close="drdm_error = ''", classes="mb-2")
 
 
-def _results(app: DRDMWebApp) -> None:
+def _results(handlers: PageHandlers) -> None:
     html.Div("Results", classes="text-subtitle-2 mb-1")
     with v.VList(id="drdm-results", density="compact", classes="mb-2", border=True, max_height=180,
                  style="overflow-y: auto;"):
@@ -143,25 +157,26 @@ def _results(app: DRDMWebApp) -> None:
                 html.Td("{{ row.name }}", classes="text-caption")
                 html.Td("{{ row.value }}", classes="text-caption")
         with html.Div(classes="d-flex"):
-            v.VBtn("Export transform", id="drdm-export-transform", click=_download(app, app.download_transform,
+            v.VBtn("Export transform", id="drdm-export-transform", click=_download(handlers, handlers.download_transform,
                                                                                    "_transform.h5"),
                    size="small", variant="tonal", classes="mr-2", disabled=("drdm_running",))
-            v.VBtn("Export all", id="drdm-export-all", click=_download(app, app.download_all, ".zip"), size="small",
+            v.VBtn("Export all", id="drdm-export-all", click=_download(handlers, handlers.download_all, ".zip"), size="small",
                    variant="tonal", disabled=("drdm_running",))
         html.Div("{{ drdm_exported }}", classes="text-caption mt-1", style="word-break: break-all;")
 
 
-def build_page(app: DRDMWebApp) -> SinglePageWithDrawerLayout:
-    """The whole page; returns the layout (its ``server`` serves it)."""
-    with SinglePageWithDrawerLayout(app.server, theme="dark") as layout:
+def build_page(handlers: PageHandlers) -> SinglePageWithDrawerLayout:
+    """The whole page, bound to the app's state through ``handlers.server`` and to its button handlers; returns the layout
+    (its ``server`` serves it)."""
+    with SinglePageWithDrawerLayout(handlers.server, theme="dark") as layout:
         layout.title.set_text("DRDM: generate deformations")
         layout.drawer.width = 380
         with layout.drawer, html.Div(classes="pa-3"):
-            _inputs(app)
+            _inputs(handlers)
             v.VDivider(classes="my-2")
-            _settings(app)
+            _settings(handlers)
             v.VDivider(classes="my-2")
-            _results(app)
+            _results(handlers)
         with layout.content, v.VContainer(fluid=True, classes="fill-height pa-0"):
-            app.layout_manager.initialize_layout_grid(layout)
+            handlers.layout_manager.initialize_layout_grid(layout)
     return layout

@@ -4,11 +4,11 @@ its measured recovery-error table.
 The weights are copied tensor for tensor (float32, so the outputs are bit-identical:
 ``Testing/test_bundled_model.py``); the JSON beside them records the upstream file, its sha256, licence,
 citation and the recovery error on the ACDC sample slices, the authors' preprocessed CMR sample and held-out
-short-axis phantoms (:mod:`drdm.evaluation`). Needs the checkpoint and the sample images (``../shared``)::
+short-axis phantoms (:mod:`drdm.training.recovery_error`). Needs the checkpoint and the sample images (``../shared``)::
 
     PYTHONPATH=DRDMSlicer python scripts/bundle_published_model.py [--shared ../shared]
 
-Writes ``DRDMSlicer/drdm/bundled/cmr-2d.{safetensors,json}`` (about 2 minutes on 2 CPU threads).
+Writes ``DRDMSlicer/drdm/model_store/bundled/cmr-2d.{safetensors,json}`` (about 2 minutes on 2 CPU threads).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import torch
-from drdm.evaluation import cmr_sample_datasets, evaluation_phantoms, recovery_error_table
-from drdm.model_files import save_model
+from drdm.model_store.files import save_model
+from drdm.model_store.registry import BUNDLED_FOLDER, PUBLISHED_CMR_SHA256, PUBLISHED_CMR_URL
 from drdm.models import file_sha256, load_checkpoint
-from drdm.registry import BUNDLED_FOLDER, PUBLISHED_CMR_SHA256, PUBLISHED_CMR_URL
+from drdm.training.recovery_error import cmr_sample_datasets, evaluation_phantoms, recovery_error_table
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_REPOSITORY = "https://github.com/jianqingzheng/def_diff_rec"

@@ -15,14 +15,14 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
-from drdm.deform import DeformationResult, deform_images
 from drdm.errors import out_of_memory_as_error
-from drdm.io import staged_directory
-from drdm.model_choice import ModelChoice, resolve_model, slices_choice_applies
+from drdm.model_store.choice import ModelChoice, resolve_model, slices_choice_applies
+from drdm.model_store.registry import DEFAULT_BUNDLED_MODEL, load_model
 from drdm.models import DRDMModel
-from drdm.registry import DEFAULT_BUNDLED_MODEL, load_model
-from drdm.sample_folder import write_sample
-from drdm.segment_volumes import volume_change_rows
+from drdm.physical.deform import DeformationResult, deform_images
+from drdm.physical.io import staged_directory
+from drdm.physical.sample_folder import write_sample
+from drdm.physical.segment_volumes import volume_change_rows
 from drdm.settings import DEFAULTS, DeformationSettings
 
 from .jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD, JACOBIAN_COLOURS, JACOBIAN_RANGE, jacobian_table
@@ -83,9 +83,9 @@ class DeformationRequest:
 
 
 def default_model_choice() -> str:
-    """The model offered first: the bundled ``cmr-2d`` when :func:`drdm.registry.offered_models` offers it, else
+    """The model offered first: the bundled ``cmr-2d`` when :func:`drdm.model_store.registry.offered_models` offers it, else
     the first choice offered."""
-    from drdm import registry
+    from drdm.model_store import registry
 
     choices = registry.offered_models(include_cache=False)
     return next((choice.name for choice in choices if choice.name == DEFAULT_BUNDLED_MODEL), choices[0].name)
@@ -109,8 +109,8 @@ class DeformationLogic:
                      cancel: Callable[[], bool] | None = None) -> Path | None:
         """Download (verified) a registry model that is not available locally (``lct-3d``); returns its path, or
         ``None`` for names that need nothing (bundled or built-in models, files, cached models, ``auto``).
-        ``cancel()`` returning True stops the download (:class:`drdm.registry.DownloadCancelled`), keeping nothing."""
-        from drdm import registry
+        ``cancel()`` returning True stops the download (:class:`drdm.model_store.registry.DownloadCancelled`), keeping nothing."""
+        from drdm.model_store import registry
 
         if name not in registry.REGISTRY or registry.verify(name):
             return None
@@ -119,7 +119,7 @@ class DeformationLogic:
     @staticmethod
     def model_for(volumeNode, model) -> ModelChoice:
         """The model that ``model`` (a name, a file, a loaded model, or ``auto``) means for ``volumeNode``, with the
-        reason of an automatic choice (:func:`drdm.model_choice.choose_model`)."""
+        reason of an automatic choice (:func:`drdm.model_store.choice.choose_model`)."""
         if isinstance(model, DRDMModel):
             return ModelChoice(model.name)
         return resolve_model(model, volume_to_sitk(volumeNode))
@@ -127,7 +127,7 @@ class DeformationLogic:
     @staticmethod
     def slices_apply(volumeNode, model) -> bool:
         """Whether the coherent/independent slices choice matters: a 2D model on a 3D volume. ``model``: a loaded
-        model, a name (``auto`` decided by the volume's geometry: :func:`drdm.model_choice.model_dims_hint`) or the
+        model, a name (``auto`` decided by the volume's geometry: :func:`drdm.model_store.choice.model_dims_hint`) or the
         model's dimensionality."""
         if volumeNode is None or volumeNode.GetImageData() is None:
             return False
@@ -168,7 +168,7 @@ class DeformationLogic:
         ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
         run with :class:`drdm.sampler.GenerationCancelled` and no node is added. Bad input and running out of
         memory raise ``ValueError`` (the engine's :class:`drdm.errors.DRDMError`) with a message for the user; the
-        scene is then unchanged too. ``model`` may be ``"auto"`` (:func:`drdm.model_choice.choose_model`);
+        scene is then unchanged too. ``model`` may be ``"auto"`` (:func:`drdm.model_store.choice.choose_model`);
         ``slices``: a 2D model on a 3D volume, ``"coherent"`` (one deformation smooth through the slices) or
         ``"independent"`` (each slice its own, the authors' way); ``precision``: ``"exact"`` (TF32 off) or ``"tf32"``
         on a GPU (:class:`drdm.settings.DeformationSettings`). The CUDA-graph recovery step follows the engine's rule
@@ -209,7 +209,7 @@ class DeformationLogic:
                 cancel: Callable[[], bool] | None = None) -> list[DeformationResult]:
         """Run the request's deformations (touches no MRML node: safe on a worker thread).
 
-        On CUDA the samples run as sampler batches where memory allows (:func:`drdm.deform.deform_images`); on the
+        On CUDA the samples run as sampler batches where memory allows (:func:`drdm.physical.deform.deform_images`); on the
         CPU one by one, so sample ``k`` is a lone run with seed ``seed + k`` (batching there measured 1.39× samples/s
         at count 8 but moves a sample by up to 0.83 voxels against its lone run).
         """

@@ -1,18 +1,227 @@
 """drdm: the Deformation-Recovery Diffusion Model engine (PyTorch; no Slicer, no Qt).
 
-Modules: :mod:`drdm.spatial` (warping, composition, integration, Jacobians), :mod:`drdm.network`
-(RecResACNet), :mod:`drdm.noise` (forward deformation process), :mod:`drdm.sampler` (Algorithm 2),
-:mod:`drdm.models` (checkpoints), :mod:`drdm.metrics` (statistics), :mod:`drdm.phantoms` (test images).
+The Python API, physical-space SimpleITK images in, SimpleITK images, transforms and fields out:
+:func:`load_model`, :func:`deform_image`, :func:`synthesize`, :func:`augment`, :func:`evaluate`, :func:`train`.
+Each imports what it needs on first call, so ``import drdm`` loads neither PyTorch nor SimpleITK.
+
+The paper's building blocks, one step further down (tensors on the model's grid): :mod:`drdm.spatial` (warping,
+composition, integration, Jacobians), :mod:`drdm.noise` (forward deformation process), :mod:`drdm.network`
+(RecResACNet), :mod:`drdm.sampler` (Algorithm 2), :mod:`drdm.models` (checkpoints). The rooms: :mod:`drdm.physical`,
+:mod:`drdm.registration`, :mod:`drdm.training`, :mod:`drdm.model_store`, :mod:`drdm.kernels`, :mod:`drdm.transforms`
+(see ``docs/architecture.md``).
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .settings import DEFAULTS
+from .settings import VERSION as __version__
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+    from .models import DRDMModel
+    from .physical.deform import DeformationResult
+    from .registration.evaluation import EvaluationReport
+    from .registration.synthesis import SynthesisResult
+    from .training.loop import TrainingResult
+
+__all__ = ["__version__", "load_model", "deform_image", "synthesize", "augment", "evaluate", "train"]
+
+def load_model(spec: str | os.PathLike | None = None, device: str = "auto") -> DRDMModel:
+    """A DRDM model, ready to deform images.
+
+    Args:
+        spec: a name (``"cmr-2d"``, the bundled published 2D cardiac model; ``"random-field-2d"``/``"random-field-3d"``,
+            the random field without learned recovery; ``"lct-3d"`` once fetched; a model made by ``drdm train`` or
+            ``drdm models import``) or a file (``.pth``, ``.safetensors``, ``.json``); ``None``: ``$DRDM_MODEL``, else
+            ``cmr-2d``.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        a :class:`drdm.models.DRDMModel` (``ndims``, ``size``: its working grid in voxels, ``num_steps``: levels T).
+        A name or file that is not a usable model raises :class:`drdm.errors.DRDMError` (a ``ValueError``).
+
+    Example::
+
+        model = drdm.load_model("cmr-2d", device="cpu")   # model.ndims == 2, model.size == 256
+    """
+    from .model_store.registry import load_model as load
+
+    return load(spec, device)
 
 
-def __getattr__(name: str):
-    """``drdm.evaluate`` (:func:`drdm.registration_evaluation.evaluate`), imported on first use: ``import drdm``
-    stays light."""
-    if name == "evaluate":
-        from .registration_evaluation import evaluate
+def _model_for(model: str | os.PathLike | DRDMModel | None, image: Callable[[], sitk.Image], device: str) -> DRDMModel:
+    """``model`` loaded on ``device``; ``"auto"``/``None``: the model that fits ``image()`` (as the CLI chooses it)."""
+    from .model_store.choice import is_auto, resolve_model
+    from .model_store.registry import load_model as load
 
-        return evaluate
-    raise AttributeError(f"module 'drdm' has no attribute {name!r}")
+    if model is None or (isinstance(model, str) and is_auto(model)):
+        return load(resolve_model(model, image()).spec, device)
+    return load(model, device)
+
+
+def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
+                 model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = None, seed: int = 0,
+                 device: str = "auto", **options: Any) -> DeformationResult:
+    """One new, topology-preserving deformation of ``image`` (and its ``labels``), in physical space.
+
+    Args:
+        image: a 2D or 3D scalar SimpleITK image, any size, spacing (mm), origin and direction.
+        labels: an optional integer label map on the same grid; its label values are kept.
+        model: a loaded model, a name or a file (see :func:`load_model`); ``"auto"`` (default): the model that fits
+            the image (a 2D image or thick-slice stack: ``cmr-2d``; a near-isotropic or CT-like volume: ``lct-3d``
+            when fetched, else ``random-field-3d``).
+        level: the start level T′ (larger: a larger deformation); default: the model's first level (56 for cmr-2d).
+        seed: random seed: the same seed gives the same deformation (on the CPU bit for bit).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (a loaded ``model`` is moved there).
+        options: ``mode`` (``"diffeomorphic"``, the default, or ``"reference"``), ``speed`` (``"fast"``, default,
+            ``"faster"`` or ``"faithful"``), ``interpolation`` (``"linear"``, ``"bspline"``, ``"nearest"``),
+            ``label_method`` (``"nearest"`` or ``"onehot"``), ``slices`` (``"coherent"`` or ``"independent"``: a 2D
+            model on a volume), ``slice_axis``, ``precision`` (``"exact"`` or ``"tf32"``), ``progress(step, total)``,
+            ``cancel()``: as :func:`drdm.physical.deform.deform_image`.
+
+    Returns:
+        a :class:`drdm.physical.deform.DeformationResult`, everything on the input's grid: ``image`` (deformed, the
+        input's pixel type), ``labels``, ``transform`` (ITK displacement-field transform, LPS mm, a pull map:
+        ``SimpleITK.Resample(image, image, transform)`` reproduces the deformed image), ``field`` (the same
+        displacement as a vector image, mm), ``jacobian`` (det J image), ``statistics`` (mean/p95 |u| in mm and %
+        of the field of view, folding fraction, det J range, seed, level, model).
+
+    Example::
+
+        result = drdm.deform_image(image, labels, model="cmr-2d", level=56, seed=0)
+        sitk.WriteImage(result.image, "deformed.nii.gz")
+        sitk.WriteTransform(result.transform, "transform.h5")
+    """
+    from .physical.deform import deform_image as deform
+
+    loaded = _model_for(model, lambda: image, device)
+    start = level if level is not None else loaded.forward_process().first_level
+    return deform(loaded, image, labels, level=start, seed=seed, **options)
+
+
+def synthesize(image: sitk.Image, labels: sitk.Image | None = None, *,
+               model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = None,
+               level_syn: int | None = None, seed: int = 0, device: str = "auto", mode: str = DEFAULTS.mode,
+               speed: str = DEFAULTS.speed, **options: Any) -> SynthesisResult:
+    """A registration pair with its ground-truth transform (Algorithm 4), as ``drdm synthesize`` makes each pair.
+
+    moving = φ_aug(image), fixed = φ_syn∘φ_aug(image); φ_syn is the ground truth.
+
+    Args:
+        image, labels, model, device: as in :func:`deform_image`.
+        level: T′ of φ_aug (default: the model's first level); ``level_syn``: T′ of φ_syn (default: ``level``).
+        seed: φ_aug uses ``seed``, φ_syn ``seed + 1``.
+        mode, speed: as in :func:`deform_image` (defaults: diffeomorphic, fast); options: ``interpolation``,
+            ``label_method``, ``slices``, ``precision``, ``progress``.
+
+    Returns:
+        a :class:`drdm.registration.synthesis.SynthesisResult` on the input's grid: ``moving``, ``fixed``,
+        ``moving_labels``, ``fixed_labels`` (SimpleITK images) and ``ground_truth`` (ITK transform, LPS mm, mapping
+        fixed-grid points to moving points: ``SimpleITK.Resample(moving, fixed, ground_truth)`` reproduces ``fixed``
+        up to interpolation); ``synthesis`` and ``augmentation`` hold each field's images and statistics.
+
+    Example::
+
+        pair = drdm.synthesize(image, labels, model="cmr-2d", seed=0)
+        sitk.WriteTransform(pair.ground_truth, "ground_truth.h5")
+    """
+    from .registration.synthesis import synthesize_pair
+
+    loaded = _model_for(model, lambda: image, device)
+    level_aug = level if level is not None else loaded.forward_process().first_level
+    return synthesize_pair(loaded, image, labels, level_aug=level_aug,
+                           level_syn=level_syn if level_syn is not None else level_aug, seed=seed, mode=mode,
+                           speed=speed, **options)
+
+
+def augment(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
+            model: str | os.PathLike | DRDMModel | None = "auto", label_suffix: str | None = None,
+            levels: Sequence[int] | None = None, per_level: int = 1, seed: int = 0, device: str = "auto",
+            shard: tuple[int, int] = (0, 1), qa: bool = True, **options: Any) -> Path:
+    """Augment a data set into a folder (Algorithm 3), as ``drdm augment`` does: the same loop and the same files.
+
+    Args:
+        inputs: image files and/or folders of images (NIfTI, NRRD, MHA, ...).
+        out: the output folder (created): one sample folder per job, named after the image, level and seed, holding
+            ``image.nii.gz``, ``labels.nii.gz``, ``transform.h5``, ``ddf.nii.gz``, ``jacobian.nii.gz``, ``stats.json``
+            and ``qa.png`` (unless ``qa=False``); plus ``manifest.csv``. Finished folders are skipped: a run resumes.
+        model, device: as in :func:`deform_image` (``"auto"`` decides from the first image).
+        label_suffix: labels are ``<image stem><label_suffix>.<ext>`` beside each image (e.g. ``"_gt"``); None: no labels.
+        levels: start levels T′ (default: the model's first level); ``per_level``: samples per image and level;
+            ``seed``: job ``j`` uses ``seed + j``; ``shard``: ``(i, n)`` runs only jobs ``j`` with ``j mod n == i``.
+        options: ``mode``, ``speed``, ``interpolation``, ``label_method``, ``slices``, ``precision``,
+            ``progress(done, total)``, ``report(line)`` (default ``print``).
+
+    Returns:
+        the manifest written (``out/manifest.csv``; with shards, this shard's until all are done).
+
+    Example::
+
+        drdm.augment(["data/"], "augmented/", label_suffix="_gt", levels=[48, 56], per_level=2)
+    """
+    from .physical.augment_data_set import augment_data_set
+    from .physical.augmentation import find_inputs
+    from .physical.io import check_writable, read_image
+
+    pairs = find_inputs(inputs, label_suffix)
+    folder = check_writable(out)
+    loaded = _model_for(model, lambda: read_image(pairs[0][0]), device)
+    return augment_data_set(loaded, pairs, folder, levels=levels, per_level=per_level, seed=seed, shard=shard, qa=qa,
+                            **options)
+
+
+def evaluate(pairs_dir: str | os.PathLike, predicted: str, out: str | os.PathLike) -> EvaluationReport:
+    """Score a registration tool against the ground truth of pairs made by ``drdm synthesize`` (``drdm evaluate``).
+
+    Args:
+        pairs_dir: the folder of pair folders (each with ``moving``/``fixed`` images, labels and ``transform.h5``).
+        predicted: each pair's predicted transform, ``{pair}`` standing for the pair folder's name
+            (``"{pair}/predicted.h5"``, relative to ``pairs_dir``, or absolute); ITK transform files or
+            displacement-field images (LPS mm), mapping fixed-grid points to moving points.
+        out: the report folder, written complete: ``results.csv``, ``summary.md``, box plots, one picture per pair.
+
+    Returns:
+        a :class:`drdm.registration.evaluation.EvaluationReport`: ``rows`` (per pair and label: end-point error in
+        mm, Dice, 95 % Hausdorff in mm, det J of the prediction, the tool's time) and ``warnings`` (a prediction
+        that looks inverted).
+
+    Example::
+
+        report = drdm.evaluate("pairs/", "{pair}/predicted.h5", "report/")
+    """
+    from .registration.evaluation import evaluate as score
+
+    return score(pairs_dir, predicted, out)
+
+
+def train(out: str | os.PathLike, data: Iterable[str | os.PathLike] = (), *, resume: bool = False,
+          progress: Callable[[int, int, dict], None] | None = None, **settings: Any) -> TrainingResult:
+    """Train a DRDM model on unlabelled images (Algorithm 1), as ``drdm train`` does.
+
+    Args:
+        out: the run folder: ``last.pt`` (resume state), ``metrics.csv`` and the model ``NAME.safetensors`` + ``.json``.
+        data: image files or folders (2D or 3D, any SimpleITK format); empty: procedural cardiac phantoms.
+        resume: continue from ``out/last.pt``.
+        progress: ``progress(step, total, values)`` after every step (values: the loss terms).
+        settings: the fields of :class:`drdm.training.config.TrainingConfig`, e.g. ``ndims`` (2 or 3), ``size``
+            (voxels per side of the working grid), ``steps``, ``batch``, ``lr``, ``width``, ``device``, ``name``,
+            ``init`` (a model to fine-tune, whose dims, levels, width, size and noise preset are then the defaults).
+
+    Returns:
+        a :class:`drdm.training.loop.TrainingResult`: ``model``, ``weights`` and ``metadata`` (the files written),
+        ``steps``, ``seconds``, ``last_loss``, ``validation_error``.
+
+    Example::
+
+        result = drdm.train("runs/smoke", ndims=2, size=32, width=4, steps=2, phantoms=4, val_samples=0)
+    """
+    from .training.initialisation import training_config
+    from .training.loop import train as run
+
+    return run(training_config(out, data, **settings), resume=resume, progress=progress)

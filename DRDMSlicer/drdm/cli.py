@@ -17,11 +17,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import __version__
-from .augment import Manifest, find_inputs, merge_when_complete, parse_shard, plan_jobs, shard_jobs
-from .deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_image, deform_images
 from .errors import out_of_memory_as_error
-from .io import (
+from .model_store.choice import AUTO, ModelChoice, is_auto, resolve_model
+from .model_store.registry import load_model
+from .models import DRDMModel
+from .physical.augment_data_set import augment_data_set
+from .physical.augmentation import find_inputs, parse_shard
+from .physical.deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_images
+from .physical.io import (
     InputError,
     check_writable,
     displacement_transform,
@@ -34,21 +37,18 @@ from .io import (
     write_image,
     write_transform,
 )
-from .metrics import determinant_statistics, displacement_statistics
-from .model_choice import AUTO, ModelChoice, is_auto, resolve_model
-from .models import DRDMModel
-from .phantoms import cardiac_phantom, cardiac_short_axis_phantom
-from .qa import save_qa_figure
-from .registry import load_model
-from .sample_folder import write_sample
+from .physical.metrics import determinant_statistics, displacement_statistics
+from .physical.qa import save_qa_figure
+from .physical.sample_folder import write_sample
+from .registration.synthesis import synthesize_pair
 from .sampler import GenerationCancelled
-from .settings import DEFAULTS, DEVICES, MODES, PRECISIONS, SLICE_MODES, SPEEDS
+from .settings import DEFAULTS, DEVICES, MODES, PRECISIONS, SLICE_MODES, SPEEDS, VERSION
 from .spatial import jacobian_determinant
-from .synthesize import synthesize_pair
-from .torchrun import process_device, torchrun_shard
+from .training.phantoms import cardiac_phantom, cardiac_short_axis_phantom
+from .training.torchrun import process_device, torchrun_shard
 
 
-def progress_bar(description: str):
+def progress_bar(description: str, unit: str = "step"):
     """A ``progress(step, total)`` callback drawing a tqdm bar with ETA."""
     from tqdm import tqdm
 
@@ -57,7 +57,7 @@ def progress_bar(description: str):
     def update(step: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=description, unit="step", leave=False, file=sys.stderr)
+            bar = tqdm(total=total, desc=description, unit=unit, leave=False, file=sys.stderr)
         bar.update(step - bar.n)
         if step == total:
             bar.close()
@@ -119,7 +119,7 @@ def _check_inverse(args: argparse.Namespace) -> None:
 
 
 def load_model_for(image: sitk.Image, args: argparse.Namespace) -> DRDMModel:
-    """The model of ``--model`` (``auto``: :func:`drdm.model_choice.choose_model` for ``image``), announced in one line."""
+    """The model of ``--model`` (``auto``: :func:`drdm.model_store.choice.choose_model` for ``image``), announced in one line."""
     choice: ModelChoice = resolve_model(args.model, image)
     model = load_model(choice.spec, process_device(args.device))
     print(choice.line(model.name))
@@ -150,7 +150,7 @@ def work_shard(text: str) -> tuple[int, int]:
 
 def run_augment(args: argparse.Namespace) -> int:
     """``drdm augment``: Algorithm 3 over a data set and a set of levels, resumable and shardable (``--shard`` or
-    torchrun: :mod:`drdm.torchrun`)."""
+    torchrun: :mod:`drdm.training.torchrun`); the loop is :func:`drdm.physical.augment_data_set.augment_data_set`."""
     shard = work_shard(args.shard)
     pairs = find_inputs(args.inputs, args.label_suffix)
     out = check_writable(args.out)
@@ -158,27 +158,11 @@ def run_augment(args: argparse.Namespace) -> int:
         model = load_model_for(read_image(pairs[0][0]), args)
     else:
         model = load_model(args.model, process_device(args.device))
-    levels = args.levels or [model.forward_process().first_level]
-    jobs = plan_jobs(pairs, levels, args.per_level, args.seed if args.seed is not None else 0)
-    mine = shard_jobs(jobs, shard)
-    todo = [job for job in mine if not (out / job.folder).exists()]
-    print(f"{len(jobs)} jobs in all, {len(mine)} in shard {shard[0]}/{shard[1]}, {len(mine) - len(todo)} already done")
-    from tqdm import tqdm
-
-    manifest = Manifest(out, shard)
-    manifest.rebuild(mine)
-    for job in tqdm(todo, desc="augment", unit="sample", file=sys.stderr):
-        image = read_image(job.image)
-        labels = read_labels(job.labels, image) if job.labels else None
-        with staged_directory(out / job.folder) as staging:
-            result = deform_image(model, image, labels, level=job.level, seed=job.seed, mode=args.mode,
-                                  speed=args.speed, interpolation=args.interpolation, label_method=args.label_method,
-                                  slices=args.slices, precision=args.precision)
-            write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=not args.no_qa)
-        manifest.add(job)
-    written = manifest.rewrite()
-    if shard[1] > 1:
-        written = merge_when_complete(out, jobs) or written
+    written = augment_data_set(model, pairs, out, levels=args.levels, per_level=args.per_level,
+                               seed=args.seed if args.seed is not None else 0, shard=shard, mode=args.mode,
+                               speed=args.speed, interpolation=args.interpolation, label_method=args.label_method,
+                               slices=args.slices, precision=args.precision, qa=not args.no_qa,
+                               progress=progress_bar("augment", unit="sample"))
     print(f"manifest: {written}")
     return 0
 
@@ -253,7 +237,7 @@ def run_jacobian(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``drdm evaluate``: score each pair's predicted transform against its ground truth; write the report."""
-    from .registration_evaluation import evaluate
+    from .registration.evaluation import evaluate
 
     report = evaluate(args.pairs, args.predicted, args.out)
     pairs = len({row["pair"] for row in report.rows})
@@ -265,8 +249,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def print_model_list() -> None:
     """``drdm models list``: every known model, what it is, whether it is offered, where it comes from, its sha256
     prefix, licence and recovery-error table."""
-    from . import registry
-    from .model_listing import list_models
+    from .model_store import registry
+    from .model_store.listing import list_models
 
     models = list_models()
     header = ("name", "state", "dims", "T", "rec. error", "offered", "sha256", "licence", "source")
@@ -289,7 +273,7 @@ def print_model_list() -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     """``drdm models list | fetch NAME | verify NAME``: the model registry and cache."""
-    from . import registry
+    from .model_store import registry
 
     if args.action == "list":
         print_model_list()
@@ -329,22 +313,15 @@ def run_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .initialisation import init_settings
-    from .training import TrainingConfig, train
+    from .training.initialisation import training_config
+    from .training.loop import train
 
-    defaults = {"ndims": 2, "levels": 80, "width": 10, "size": 128, "noise_preset": ""}
-    if args.init:
-        defaults = init_settings(args.init)
-    given = {"ndims": args.dims, "levels": args.levels, "width": args.width, "size": args.size,
-             "noise_preset": args.noise_preset}
-    settings = {key: defaults[key] if value is None else value for key, value in given.items()}
-    config = TrainingConfig(
-        out=args.out, data=list(args.data), ndims=settings["ndims"], size=settings["size"], levels=settings["levels"],
-        batch=args.batch,
+    config = training_config(
+        args.out, args.data, ndims=args.dims, size=args.size, levels=args.levels, batch=args.batch,
         lr=args.lr, steps=args.steps, seed=args.seed, device=args.device, amp=args.amp, val_fraction=args.val_fraction,
         val_every=args.val_every, val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every, regulariser=args.regulariser, width=settings["width"], rec_num=args.rec_num,
-        noise_preset=settings["noise_preset"] or "", control_size=args.control_size or 0, phantoms=args.phantoms,
+        log_every=args.log_every, regulariser=args.regulariser, width=args.width, rec_num=args.rec_num,
+        noise_preset=args.noise_preset, control_size=args.control_size or 0, phantoms=args.phantoms,
         phantom_texture=args.phantom_texture, init=args.init or "", zero_init=not args.no_zero_init,
         workers=args.workers, channels_last=args.channels_last, compile=args.compile, cache=args.cache or "",
         augment=not args.no_augment, name=args.name,
@@ -454,7 +431,7 @@ INVERSE_HELP = ("also write transform_inverse.h5, the inverse field (diffeomorph
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drdm", description="Deformation-Recovery Diffusion Model (DRDM)")
-    parser.add_argument("--version", action="version", version=f"drdm {__version__}")
+    parser.add_argument("--version", action="version", version=f"drdm {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="deform an image (and labels) with new DRDM deformations")
@@ -549,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16: CUDA only)")
     trn.add_argument("--workers", type=int, default=0,
                      help="DataLoader processes preparing samples (pinned memory on CUDA; same batches); default 0")
-    trn.add_argument("--channels-last", action="store_true", help="channels-last memory format (measure: see README)")
+    trn.add_argument("--channels-last", action="store_true", help="channels-last memory format (measure: see docs/training.md)")
     trn.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, faster steps on GPUs)")
     trn.add_argument("--cache", help="folder keeping preprocessed training images between runs (large data sets)")
     trn.add_argument("--val-fraction", type=float, default=0.1, help="fraction of image files held out for validation")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .direct_convolution import Conv2d, Conv3d
+from .kernels.direct_convolution import Conv2d, Conv3d
 from .settings import PRECISIONS
 from .spatial import warp
 
@@ -154,7 +154,7 @@ class RecResACNet(nn.Module):
 
         ``"channels-last"`` stores the convolution weights and runs the activations as (N, *spatial, C) in memory:
         oneDNN then skips a layout reorder around every convolution; on a CPU at inference the convolutions call
-        oneDNN directly (:mod:`drdm.direct_convolution`: PyTorch's own size rule sends most 3D levels to a slow
+        oneDNN directly (:mod:`drdm.kernels.direct_convolution`: PyTorch's own size rule sends most 3D levels to a slow
         fallback) with the leaky ReLU and the residual sum fused in. Measured on a 2-core CPU, same run, fresh
         processes (``benchmarks/network_call.py``): 1.49× per 2D 256² call, 1.43× per faithful 2D sample, 2.7× per
         3D 64³ call. The sums are ordered differently, so outputs differ from the reference by a few 1e-6 (within

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .graph_capture import captured_or_eager
-from .metrics import field_statistics
+from .kernels.graph_capture import captured_or_eager
 from .models import DRDMModel
 from .network import convolution_precision
+from .physical.metrics import field_statistics
+from .physical.slice_coherence import SliceStack, coherent_scales, scale_slope
 from .settings import MODES, PRECISIONS, SPEEDS, use_cuda_graph
-from .slice_coherence import SliceStack, coherent_scales, scale_slope
 from .spatial import compose, folds, grid_constants, integrate, warp, warp_labels
 
 LADDER = {"faithful": 1, "fast": 4, "faster": 8}  # every rung and its stride through the reference schedule
@@ -49,7 +49,7 @@ class GenerationResult:
         image: ``(N, 1, *spatial)`` input deformed by ``ddf``.
         image_random: input deformed by ``ddf_random``.
         labels, labels_random: deformed integer labels (``None`` without labels).
-        statistics: :func:`drdm.metrics.field_statistics` of ``ddf`` (one value per batch element).
+        statistics: :func:`drdm.physical.metrics.field_statistics` of ``ddf`` (one value per batch element).
         statistics_random: the same for ``ddf_random``.
         cuda_graph: whether the recovery step was recorded as a CUDA graph (a failed capture warns and runs eagerly).
         precision: the network's float32 arithmetic, ``"exact"`` or ``"tf32"`` (see :func:`generate`).
@@ -122,7 +122,7 @@ def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: t
     ``candidate`` is the full step's composition and ``folded`` its :func:`~drdm.spatial.folds`. A batch element
     whose composition folds has its step halved and retried; after :data:`STEP_HALVINGS` tries in all that
     element keeps its previous field. With ``slices`` (stacks of neighbouring slices), the neighbours' step
-    scales follow within ``slope`` per working voxel (:func:`~drdm.slice_coherence.coherent_scales`), so no slice
+    scales follow within ``slope`` per working voxel (:func:`~drdm.physical.slice_coherence.coherent_scales`), so no slice
     is torn from the next.
     """
     shape = (-1,) + (1,) * (ddf.dim() - 1)
@@ -229,7 +229,7 @@ def generate(
             8.0× faster, mean |u| +3.0 %, p95 +2.6 %, no folding over 16 seeds
             (``benchmarks/results/fast_modes_ladder.md``).
         cuda_graph: on a CUDA device, record the recovery step once as a CUDA graph and replay it: the same
-            kernels on the same data, so the eager step's outputs with fewer launches (:mod:`drdm.graph_capture`;
+            kernels on the same data, so the eager step's outputs with fewer launches (:mod:`drdm.kernels.graph_capture`;
             a capture that fails warns and runs eagerly). ``None`` (default): decided by
             :func:`drdm.settings.cuda_graph_by_rule` — on for a 2D model at batches up to 4, off in 3D and for larger
             batches (H200: 2D 256² batch 1 1.6–3.5× faster with equal samples; batch 8+ and 3D 3–13 % slower).
@@ -240,7 +240,7 @@ def generate(
         slices: the images are neighbouring slices of one volume (2D model; every generator group one stack of
             ``len(slices)`` slices at ``slices.positions``, working voxels): the random field is smooth through the
             slices with each slice's 2D statistics kept, and fold back-offs are shared smoothly between
-            neighbours (:mod:`drdm.slice_coherence`). ``None``: independent images (the authors' way).
+            neighbours (:mod:`drdm.physical.slice_coherence`). ``None``: independent images (the authors' way).
 
     Returns:
         :class:`GenerationResult` (fields in voxels).

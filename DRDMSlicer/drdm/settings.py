@@ -1,4 +1,5 @@
-"""The user-facing deformation settings and their defaults, in one place (no torch: Slicer reads it at load).
+"""The user-facing deformation settings and their defaults, in one place (no torch: Slicer reads it at load), and the
+package version.
 
 Every front end takes its defaults from :data:`DEFAULTS`: the CLI's argparse defaults, ``deform_image``,
 ``DeformationLogic.generate``, the Slicer module's parameter node and the web page. The low-level
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from .errors import DRDMError
 
+VERSION = "0.1.0"  # the drdm package version (pyproject.toml's): ``drdm --version``, recorded in every model file
 MODES = ("reference", "diffeomorphic")
 SPEEDS = ("faithful", "fast", "faster")
 DEVICES = ("auto", "cpu", "cuda")
@@ -36,7 +38,7 @@ class DeformationSettings:
         speed: ``"fast"`` (20 network calls, the default) or ``"faithful"`` (the reference's 80).
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         slices: a 2D model on a 3D volume: ``"coherent"`` (the default: one deformation smooth through the
-            slices, :mod:`drdm.slice_coherence`) or ``"independent"`` (each slice its own deformation, the
+            slices, :mod:`drdm.physical.slice_coherence`) or ``"independent"`` (each slice its own deformation, the
             authors' way, for slice-wise training data). 2D images and 3D models ignore it.
         precision: the network's float32 arithmetic on an NVIDIA GPU: ``"exact"`` (the default: cuDNN's and
             cuBLAS's TF32 off; the published model within 1.4e-6 of the reference vectors on an H200, the tolerance is

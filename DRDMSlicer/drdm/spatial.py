@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .tensor_cache import byte_bounded_cache
+from .kernels.tensor_cache import byte_bounded_cache
 
 INTERPOLATION_MODES = ("linear", "cubic", "nearest")
 PADDING_MODES = ("zeros", "border")

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..deform import compute_field
 from ..errors import DRDMError
 from ..models import DRDMModel
+from ..physical.deform import compute_field
 from ..settings import DEFAULTS
 from ..spatial import warp, warp_labels
 

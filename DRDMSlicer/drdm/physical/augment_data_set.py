@@ -1,0 +1,52 @@
+"""Algorithm 3 over a data set: every job of the plan (:mod:`drdm.physical.augmentation`) deformed and written as a
+sample folder, resumable and shardable, with the manifest. The one loop of ``drdm augment`` and :func:`drdm.augment`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..models import DRDMModel
+from ..settings import DEFAULTS
+from .augmentation import Manifest, merge_when_complete, plan_jobs, shard_jobs
+from .deform import deform_image
+from .io import read_image, read_labels, staged_directory
+from .sample_folder import write_sample
+
+
+def augment_data_set(model: DRDMModel, pairs: list[tuple[Path, Path | None]], out: Path, *,
+                     levels: Sequence[int] | None = None, per_level: int = 1, seed: int = 0,
+                     shard: tuple[int, int] = (0, 1), mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
+                     interpolation: str = "linear", label_method: str = "nearest", slices: str = DEFAULTS.slices,
+                     precision: str = DEFAULTS.precision, qa: bool = True,
+                     progress: Callable[[int, int], None] | None = None,
+                     report: Callable[[str], None] = print) -> Path:
+    """Deform every (image, labels) of ``pairs`` at each of ``levels`` (default: the model's first level),
+    ``per_level`` times, into one sample folder per job under ``out`` (an existing, writable folder); jobs already
+    done are skipped, and only shard ``shard = (i, n)`` of the plan is run. ``progress(done, total)`` counts this
+    run's samples; ``report`` gets one line about the plan. Returns the manifest written (``manifest.csv`` once
+    every shard is done, else this shard's)."""
+    levels = list(levels) if levels else [model.forward_process().first_level]
+    jobs = plan_jobs(pairs, levels, per_level, seed)
+    mine = shard_jobs(jobs, shard)
+    todo = [job for job in mine if not (out / job.folder).exists()]
+    report(f"{len(jobs)} jobs in all, {len(mine)} in shard {shard[0]}/{shard[1]}, {len(mine) - len(todo)} already done")
+    manifest = Manifest(out, shard)
+    manifest.rebuild(mine)
+    if progress is not None:
+        progress(0, len(todo))
+    for done, job in enumerate(todo, start=1):
+        image = read_image(job.image)
+        labels = read_labels(job.labels, image) if job.labels else None
+        with staged_directory(out / job.folder) as staging:
+            result = deform_image(model, image, labels, level=job.level, seed=job.seed, mode=mode, speed=speed,
+                                  interpolation=interpolation, label_method=label_method, slices=slices,
+                                  precision=precision)
+            write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=qa)
+        manifest.add(job)
+        if progress is not None:
+            progress(done, len(todo))
+    written = manifest.rewrite()
+    if shard[1] > 1:
+        written = merge_when_complete(out, jobs) or written
+    return written

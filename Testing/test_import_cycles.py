@@ -1,0 +1,132 @@
+"""No import cycle in ``drdm``, ``drdm_web`` or ``DRDMSlicerLib``, at any depth.
+
+Every import counts: module level, inside functions and under ``if TYPE_CHECKING:`` alike. ``from pkg import name``
+is an edge to the submodule ``pkg.name`` when there is one, else to ``pkg`` itself (its ``__init__``). A parent
+package that Python initialises before a submodule is not an edge of its own: ``import drdm.physical.io`` runs
+``drdm/__init__.py`` first, which is why that file may import its rooms (lazily) without closing a circle.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+PACKAGES = {"drdm": REPO / "DRDMSlicer" / "drdm", "drdm_web": REPO / "drdm_web",
+            "DRDMSlicerLib": REPO / "DRDMSlicer" / "DRDMSlicerLib"}
+
+
+def module_files() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the three packages (a package is its ``__init__.py``)."""
+    modules = {}
+    for package, folder in PACKAGES.items():
+        for path in folder.rglob("*.py"):
+            parts = path.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join((package, *parts))] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The modules of ``modules`` that ``name`` (at ``path``) imports anywhere in its file."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return {module for module in found if module in modules} - {name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = module_files()
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a path ``[a, b, ..., a]``, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        stack.append(module)
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_the_graph_sees_every_kind_of_import(tmp_path, monkeypatch):
+    """The checker finds a circle closed by a function-level import and one closed under TYPE_CHECKING."""
+    package = tmp_path / "pkg"
+    (package / "room").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "room" / "__init__.py").write_text("")
+    (package / "a.py").write_text("from .room import b\n")
+    (package / "room" / "b.py").write_text("def f():\n    from ..a import x\n")
+    (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .d import D\n")
+    (package / "d.py").write_text("import pkg.c\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGES", {"pkg": package})
+    graph = import_graph()
+    assert graph["pkg.a"] == {"pkg.room.b"} and graph["pkg.room.b"] == {"pkg.a"}
+    assert graph["pkg.c"] == {"pkg.d"} and graph["pkg.d"] == {"pkg.c"}
+    assert find_cycle(graph) in (["pkg.a", "pkg.room.b", "pkg.a"], ["pkg.c", "pkg.d", "pkg.c"])
+    (package / "room" / "b.py").write_text("")
+    (package / "d.py").write_text("")
+    assert find_cycle(import_graph()) is None
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_no_import_cycle(package):
+    graph = import_graph()
+    assert any(name.startswith(package) for name in graph)
+    part = {name: deps for name, deps in graph.items() if name.split(".")[0] == package}
+    assert find_cycle({name: {d for d in deps if d in part} for name, deps in part.items()}) is None
+
+
+def test_no_import_cycle_across_packages():
+    """``drdm.cli`` starts the web app (``drdm_web``), which uses the engine: still no circle through the three."""
+    assert find_cycle(import_graph()) is None
+
+
+def test_the_web_page_does_not_import_the_app():
+    """The page is built from the app's state and handlers handed to it, not by importing the app back."""
+    assert "drdm_web.app" not in import_graph()["drdm_web.panel"]
+
+
+def test_training_steps_take_their_settings_from_a_module_of_their_own():
+    graph = import_graph()
+    for step in ("drdm.training.initialisation", "drdm.training.loader"):
+        assert "drdm.training.config" in graph[step] and "drdm.training.loop" not in graph[step]
+
+
+def test_no_module_imports_the_package_root():
+    """``drdm/__init__.py`` is the public API, importing the rooms on first use; nothing inside imports it back."""
+    graph = import_graph()
+    assert sorted(name for name, deps in graph.items() if "drdm" in deps) == []
+
+
+def test_the_building_blocks_stay_below_the_model_store():
+    graph = import_graph()
+    assert not {"drdm.model_store.registry", "drdm.model_store.files"} & graph["drdm.models"]
