@@ -62,9 +62,8 @@ def main() -> int:
     parser.add_argument("--level", type=int, default=48)
     parser.add_argument("--speed", default="fast")
     args = parser.parse_args()
-    from selenium.webdriver.common.by import By
 
-    from drdm_web.browser import chromium, generate, served, status, type_into, view_images, wait_for
+    from drdm_web.browser import chromium, fix_seed, generate, open_loaded, served
 
     folder = Path(tempfile.mkdtemp(prefix="drdm-web-bench-"))
     volume = make_volume(folder, args.size, args.slices)
@@ -76,12 +75,9 @@ def main() -> int:
         listening = time.monotonic() - started
         driver = chromium()
         try:
-            driver.get(url)
-            wait_for(lambda: len(view_images(driver)) >= 3 and status(driver).startswith("loaded"), 180, "first paint")
+            open_loaded(driver, url)
             first_paint = time.monotonic() - started
-            driver.find_element(By.ID, "drdm-random-seed").click()  # fixed seed: the same work every run
-            type_into(driver.find_element(By.ID, "drdm-seed"), str(seed))
-            type_into(driver.find_element(By.ID, "drdm-level"), str(args.level))
+            fix_seed(driver, seed, args.level)
             for run in range(args.runs):
                 t0 = time.perf_counter()
                 text = generate(driver)

@@ -36,7 +36,7 @@ def main() -> int:
         return 2
     from selenium.webdriver.common.by import By
 
-    from drdm_web.browser import chromium, generate, served, status, type_into, view_images, wait_for
+    from drdm_web.browser import chromium, fix_seed, generate, open_loaded, served, wait_for
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,12 +48,9 @@ def main() -> int:
         listening = time.monotonic() - started
         driver = chromium()
         try:
-            driver.get(url)
-            wait_for(lambda: len(view_images(driver)) >= 3 and status(driver).startswith("loaded"), 180, "first paint")
+            open_loaded(driver, url)
             first_paint = time.monotonic() - started
-            driver.find_element(By.ID, "drdm-random-seed").click()
-            type_into(driver.find_element(By.ID, "drdm-seed"), str(args.seed))
-            type_into(driver.find_element(By.ID, "drdm-level"), str(args.level))
+            fix_seed(driver, args.seed, args.level)
             time.sleep(0.5)  # the fields reach the server before the click
             t0 = time.perf_counter()
             text = generate(driver, 900)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from drdm.errors import is_out_of_memory, out_of_memory_message
 from drdm.model_store.choice import ModelChoice, is_auto
-from drdm.model_store.registry import DownloadCancelled, fetch, load_model
+from drdm.model_store.registry import DownloadCancelled, download_needed, fetch, load_model
 from drdm.model_store.registry import entry as registry_entry
 from drdm.models import REFERENCE_METADATA, DRDMModel
 from drdm.noise import PRESETS
@@ -34,7 +34,7 @@ from trame_slicer.rca_view import register_rca_factories
 
 from .files import DEFAULT_MAX_UPLOAD_MB, DataFolder, UploadFolder, safe_name, upload_label, upload_name
 from .job import GenerationJob
-from .models import model_choices, needs_download
+from .models import model_choices
 from .panel import PageHandlers, build_page
 from .session import OneBrowserProtocol, SessionGate, page_routes
 from .view_layouts import QUAD_VIEW, register_view_layouts, view_layout_for
@@ -368,7 +368,7 @@ class DRDMWebApp(TrameApp):
                 s.drdm_slices_visible = False
                 self.push_state("drdm_model_note", "drdm_slices_visible")
                 return
-            if needs_download(choice.spec):
+            if download_needed(choice.spec):
                 item = registry_entry(choice.spec)
                 steps, first = 80, PRESETS[REFERENCE_METADATA[item.ndims]["noise_preset"]]["first_level"]
                 model = choice.spec
@@ -406,7 +406,7 @@ class DRDMWebApp(TrameApp):
                 s.drdm_seed = random.randrange(2**31 - 1)
             seed = int(s.drdm_seed)
             choice = self.resolve_model(s.drdm_model)
-            if needs_download(choice.spec):
+            if download_needed(choice.spec):
                 self._start_download(choice.spec)
                 return
             model = self.model(choice.spec, s.drdm_device)

@@ -139,3 +139,18 @@ def wait_for_raising(condition: Callable[[], T], seconds: float, what: str) -> T
             return value
         time.sleep(0.1)
     raise TimeoutError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+def open_loaded(driver, url: str, seconds: float = 180) -> None:
+    """Open ``url`` and wait for the first paint: three or more views drawn and the volume loaded."""
+    driver.get(url)
+    wait_for(lambda: len(view_images(driver)) >= 3 and status(driver).startswith("loaded"), seconds, "first paint")
+
+
+def fix_seed(driver, seed: int, level: int) -> None:
+    """Untick "random" and type ``seed`` and the start ``level`` (the same work on every run)."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "drdm-random-seed").click()
+    type_into(driver.find_element(By.ID, "drdm-seed"), str(seed))
+    type_into(driver.find_element(By.ID, "drdm-level"), str(level))

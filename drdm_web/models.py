@@ -23,10 +23,3 @@ def model_choices(extra: str | None = None) -> list[dict]:
     choices += [{"value": choice.name, "title": choice.label} for choice in offered if choice.name != extra]
     return choices
 
-
-def needs_download(name: str) -> bool:
-    """True for a registry download (``lct-3d``) that is not in the cache yet (fetched before generating)."""
-    from drdm.model_store import registry
-
-    item = registry.REGISTRY.get(str(name))
-    return item is not None and item.converted and not registry.verify(item.name)

@@ -112,7 +112,7 @@ class DeformationLogic:
         ``cancel()`` returning True stops the download (:class:`drdm.model_store.registry.DownloadCancelled`), keeping nothing."""
         from drdm.model_store import registry
 
-        if name not in registry.REGISTRY or registry.verify(name):
+        if not registry.download_needed(name):
             return None
         return registry.fetch(name, progress=progress, cancel=cancel)
 

@@ -201,6 +201,14 @@ def git_blob_id(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def download_needed(name: str) -> bool:
+    """True for a registry download (``lct-3d``) that is not in the cache, verified, yet; False for everything else
+    (bundled and built-in models, files, cached names, unknown or unavailable names)."""
+    item = REGISTRY.get(str(name))
+    return (item is not None and not item.bundled and item.learned and item.available
+            and not verify(item.name))
+
+
 class DownloadCancelled(RegistryError):
     """A download stopped by its ``cancel`` callback; nothing was kept."""
 
@@ -231,13 +239,14 @@ def _check_download(item: RegistryEntry, path: Path) -> None:
         if found != item.git_blob:
             raise RegistryError(f"download of {item.name!r} is wrong, truncated or tampered with: git blob {found} "
                                 f"instead of {item.git_blob}; nothing was kept")
-    elif file_sha256(path) != item.sha256:
-        raise RegistryError(f"download of {item.name!r} is corrupt or tampered with: sha256 {file_sha256(path)} "
+    elif (found := file_sha256(path)) != item.sha256:
+        raise RegistryError(f"download of {item.name!r} is corrupt or tampered with: sha256 {found} "
                             f"instead of {item.sha256}; the file was deleted")
 
 
 def _convert(item: RegistryEntry, checkpoint: Path, url: str, target: Path) -> None:
-    """Load a verified authors' checkpoint weights-only and save it as ``target`` (``.safetensors`` + JSON)."""
+    """Load a checkpoint that :func:`_check_download` verified (so its blob id is the entry's) weights-only and save
+    it as ``target`` (``.safetensors`` + JSON; the loader's SHA-256 of the file is recorded, nothing is read again)."""
     try:
         model = load_checkpoint(checkpoint)
     except CheckpointError as error:
@@ -247,8 +256,8 @@ def _convert(item: RegistryEntry, checkpoint: Path, url: str, target: Path) -> N
                             "nothing was kept")
     model.name = item.name
     model.trained_on = item.trained_on or model.trained_on
-    save_model(model, target, licence=item.licence, source_url=url, source_git_blob=git_blob_id(checkpoint),
-               source_sha256=file_sha256(checkpoint), source_bytes=checkpoint.stat().st_size,
+    save_model(model, target, licence=item.licence, source_url=url, source_git_blob=item.git_blob,
+               source_sha256=model.sha256, source_bytes=checkpoint.stat().st_size,
                description=item.description)
 
 

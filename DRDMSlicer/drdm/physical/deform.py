@@ -20,7 +20,7 @@ from ..errors import MEMORY_ADVICE, OutOfMemory
 from ..models import DRDMModel
 from ..registration.inverse import inverse_consistency, invert_displacement
 from ..sampler import GenerationResult, generate
-from ..settings import DEFAULTS, PRECISIONS, SLICE_MODES
+from ..settings import DEFAULTS, PRECISIONS
 from ..spatial import jacobian_determinant_slabs
 from .geometry import WorkingGrid, plan_working_grid
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
@@ -173,11 +173,12 @@ def _plan(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], lev
 
 def _stack(grid: WorkingGrid, slices: str):
     """The sampler's slice stack for ``grid`` (2D model on a 3D volume, ``slices="coherent"``), else ``None``."""
-    if slices not in SLICE_MODES:
-        raise InputError(f"unknown slices {slices!r}; choose one of {', '.join(SLICE_MODES)}")
-    if grid.slice_axis is None:
-        return None
-    return slice_stack(slices, grid.batch, grid.spacing[grid.slice_axis] / grid.working_spacing)
+    sliced = grid.slice_axis is not None
+    try:
+        return slice_stack(slices, grid.batch if sliced else None,
+                           grid.spacing[grid.slice_axis] / grid.working_spacing if sliced else 1.0)
+    except ValueError as error:
+        raise InputError(str(error)) from None
 
 
 def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,

@@ -86,18 +86,16 @@ def coherent_normals(stack: SliceStack, cell: float, shape: Sequence[int], gener
     """
     if not cell > 0:
         raise ValueError(f"cell must be positive, got {cell}")
+    source = device if generator is None else generator.device  # where the random numbers are drawn
     positions = stack.tensor()
-    phase = float(torch.rand((), generator=generator, device=device if generator is None else generator.device))
-    relative = (positions - positions.min()) / cell + phase
+    relative = (positions - positions.min()) / cell + float(torch.rand((), generator=generator, device=source))
     first = torch.floor(relative).long()
-    nodes = int(first.max()) + 2
-    draws = torch.randn((nodes,) + tuple(shape), generator=generator, device=device if generator is None else generator.device)
-    draws = draws.to(device)
+    draws = torch.randn((int(first.max()) + 2,) + tuple(shape), generator=generator, device=source).to(device)
     fraction = (relative - first).to(draws.dtype).to(device)
     norm = torch.sqrt((1 - fraction) ** 2 + fraction ** 2)
     view = (-1,) + (1,) * len(shape)
-    low, high = draws[first.to(device)], draws[(first + 1).to(device)]
-    return (low * ((1 - fraction) / norm).reshape(view) + high * (fraction / norm).reshape(view))
+    first = first.to(device)
+    return draws[first] * ((1 - fraction) / norm).reshape(view) + draws[first + 1] * (fraction / norm).reshape(view)
 
 
 def coherent_scales(scale: torch.Tensor, stack: SliceStack, slope: float) -> torch.Tensor:
@@ -135,21 +133,17 @@ def through_plane_roughness(ddf: torch.Tensor, spacing: Sequence[float], slice_a
     if ddf.dim() != 5 or ddf.shape[1] != 3:
         raise ValueError(f"expected a (1, 3, D, H, W) field, got {tuple(ddf.shape)}")
     scale = torch.tensor(list(spacing), dtype=torch.float64).reshape(1, 3, 1, 1, 1)
-    per_axis = []
-    for axis in range(3):
-        if ddf.shape[2 + axis] < 2:
-            per_axis.append(float("nan"))
-            continue
-        total, count = 0.0, 0
-        for start in range(0, ddf.shape[2], 16):  # slabs along the first axis: bounded memory
-            stop = min(start + 16 + (1 if axis == 0 else 0), ddf.shape[2])
-            part = ddf[:, :, start:stop].to(torch.float64) * scale
-            difference = part.diff(dim=2 + axis).pow(2).sum(1).sqrt()
-            total += float(difference.sum())
-            count += difference.numel()
-            if axis == 0 and stop == ddf.shape[2]:
-                break
-        per_axis.append(total / count / float(spacing[axis]))
+    totals, counts = [0.0] * 3, [0] * 3
+    depth = ddf.shape[2]
+    for start in range(0, depth, 16):  # slabs along the first axis (one plane of overlap): bounded memory
+        stop = min(start + 16, depth)
+        part = ddf[:, :, start:min(stop + 1, depth)].to(torch.float64) * scale
+        for axis in range(3):
+            core = part if axis == 0 else part[:, :, :stop - start]  # the overlap plane counts in its own slab
+            difference = core.diff(dim=2 + axis).pow(2).sum(1).sqrt()
+            totals[axis] += float(difference.sum())
+            counts[axis] += difference.numel()
+    per_axis = [totals[a] / counts[a] / float(spacing[a]) if counts[a] else float("nan") for a in range(3)]
     through = per_axis[slice_axis]
     within = [value for axis, value in enumerate(per_axis) if axis != slice_axis]
     in_plane = sum(within) / len(within)
