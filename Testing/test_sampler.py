@@ -197,7 +197,8 @@ def test_folding_steps_are_halved_or_skipped_per_element():
     candidate = exp_composed(ddf, step)
     assert folds(candidate).tolist() == [True, True, False]
     assert not folds(exp_composed(ddf[:1], step[:1] * 0.5)).any()
-    result = _compose_without_folding(ddf, step, candidate, folds(candidate))
+    result, applied = _compose_without_folding(ddf, step, candidate, folds(candidate))
+    assert torch.equal(applied[0], step[0] * 0.5) and not applied[1].any() and torch.equal(applied[2], step[2])
     assert not folds(result).any()
     assert torch.equal(result[0], exp_composed(ddf[:1], step[:1] * 0.5)[0])
     assert torch.equal(result[1], ddf[1])

@@ -83,21 +83,41 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
                             interpolation=args.interpolation, label_method=args.label_method,
                             slice_axis=args.slice_axis, batch=True if getattr(args, "batched", False) else None,
                             slices=getattr(args, "slices", DEFAULTS.slices), precision=args.precision,
-                            progress=progress_bar("sample 1" if args.count == 1 else f"samples 1-{args.count}"))
+                            progress=progress_bar("sample 1" if args.count == 1 else f"samples 1-{args.count}"),
+                            **steering_options(args))
     folders = []
     for seed, result in zip(seeds, results):
         if getattr(args, "inverse", False):
             add_inverse(result, image)
-        final = out / f"{stem}_T{level}_seed{seed}"
+        size = getattr(args, "magnitude", None)
+        final = out / (f"{stem}_T{level}_seed{seed}" if size is None else f"{stem}_{size:g}mm_seed{seed}")
         with staged_directory(final) as staging:
             title = f"{stem}: T'={level}, seed {seed}, {args.mode}/{args.speed}, model {model.name}"
+            title += "" if size is None else f", size {size:g} mm"
             write_sample(staging, image, labels, result, title)
         s = result.statistics
         print(f"{final}: mean |u| {s['mean_mm']:.2f} mm ({s['mean_percent_fov']:.1f} % FOV), p95 {s['p95_mm']:.2f} mm, "
               f"folding {100 * s['folding_fraction']:.3f} %, det J [{s['det_min']:.3f}, {s['det_max']:.3f}], "
-              f"{s['seconds']:.1f} s{_inverse_text(s)}{_slices_text(s)}")
+              f"{s['seconds']:.1f} s{_inverse_text(s)}{_slices_text(s)}{_steering_text(s)}")
         folders.append(final)
     return folders
+
+
+def steering_options(args: argparse.Namespace) -> dict:
+    """``magnitude``, ``keep``, ``only``, ``margin`` from the command line, for :func:`deform_images`."""
+    return {"magnitude": getattr(args, "magnitude", None), "keep": tuple(args.keep or ()),
+            "only": tuple(args.only or ()), "margin": args.margin}
+
+
+def _steering_text(stats: dict) -> str:
+    text = ""
+    if "size_reached_mm" in stats and stats.get("magnitude_mm") is not None:
+        text += f", size {stats['size_reached_mm']:.2f} mm asked {stats['magnitude_mm']:g} (own {stats['natural_mm']:.2f})"
+    if "max_mm_in_kept" in stats:
+        text += f", kept structures move at most {stats['max_mm_in_kept']:.3f} mm"
+    if "max_mm_outside_region" in stats:
+        text += f", outside the region at most {stats['max_mm_outside_region']:.3f} mm"
+    return text
 
 
 def _slices_text(stats: dict) -> str:
@@ -162,7 +182,8 @@ def run_augment(args: argparse.Namespace) -> int:
                                seed=args.seed if args.seed is not None else 0, shard=shard, mode=args.mode,
                                speed=args.speed, interpolation=args.interpolation, label_method=args.label_method,
                                slices=args.slices, precision=args.precision, qa=not args.no_qa,
-                               progress=progress_bar("augment", unit="sample"))
+                               progress=progress_bar("augment", unit="sample"), magnitudes=args.magnitudes,
+                               keep=tuple(args.keep or ()), only=tuple(args.only or ()), margin=args.margin)
     print(f"manifest: {written}")
     return 0
 
@@ -189,7 +210,7 @@ def run_synthesize(args: argparse.Namespace) -> int:
             pair = synthesize_pair(model, image, labels, level_aug=level_aug, level_syn=level_syn, seed=seed,
                                    mode=args.mode, speed=args.speed, interpolation=args.interpolation,
                                    label_method=args.label_method, slices=args.slices, precision=args.precision,
-                                   progress=progress_bar(f"pair {k + 1}/{args.count}"))
+                                   progress=progress_bar(f"pair {k + 1}/{args.count}"), **steering_options(args))
             write_image(pair.moving, staging / "moving.nii.gz")
             write_image(pair.fixed, staging / "fixed.nii.gz")
             if labels is not None:
@@ -410,7 +431,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=AUTO,
                         help="model name (cmr-2d, lct-3d, random-field-2d, random-field-3d, a cached name), file "
                              f"(.safetensors, .json, .pth) or {AUTO_HELP}")
-    parser.add_argument("--level", type=int, help="start noise level T' (default: the model's first level, 48 for cmr-2d)")
+    parser.add_argument("--level", type=int, help=LEVEL_HELP)
     parser.add_argument("--seed", type=int, help="random seed of the first sample (default: random, recorded in stats.json)")
     parser.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
                         help=f"diffeomorphic (topology preserving) or reference (the authors' sampler); default {DEFAULTS.mode}")
@@ -423,6 +444,29 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="the network's float32 arithmetic on an NVIDIA GPU: exact (default: TF32 off, the reference "
                              "within 1e-5) or tf32 (TF32 allowed: 1e-4 from the reference vectors; speed-up not yet "
                              "measured); identical on the CPU")
+
+
+LEVEL_HELP = ("start level T' of the recovery (default: the model's first level, 48 for cmr-2d): the starting noise, "
+              "which changes the draw more than its size; --magnitude sets the size")
+
+
+def _add_steering_options(parser: argparse.ArgumentParser, sizes: bool = False) -> None:
+    if sizes:
+        parser.add_argument("--magnitudes", type=float, nargs="+", metavar="MM",
+                            help="sizes in mm (mean |u|) instead of --levels: one job set per size, at the model's "
+                                 "first level; the same seed keeps its shape at every size (diffeomorphic mode)")
+    else:
+        parser.add_argument("--magnitude", type=float, metavar="MM",
+                            help="size in mm: the mean |u| over the image (over where --keep/--only allow motion), "
+                                 "reached within 1 %% by scaling the sample's velocities: the same seed keeps its "
+                                 "shape at every size; up to 1.5x the model's own size (diffeomorphic mode)")
+    parser.add_argument("--keep", type=int, nargs="+", metavar="LABEL",
+                        help="label values of structures that are not deformed (needs labels)")
+    parser.add_argument("--only", type=int, nargs="+", metavar="LABEL",
+                        help="label values of the structures that alone, with --margin around them, are deformed")
+    parser.add_argument("--margin", type=float, default=DEFAULTS.margin, metavar="MM",
+                        help=f"width in mm of the smooth transition around --keep/--only structures, measured in 3D on "
+                             f"the input's grid (default {DEFAULTS.margin:g})")
 
 
 INVERSE_HELP = ("also write transform_inverse.h5, the inverse field (diffeomorphic mode), with its inverse consistency "
@@ -439,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--labels", help="integer label map on the image's grid")
     _add_model_options(gen)
     _add_slices_option(gen)
+    _add_steering_options(gen)
     gen.add_argument("--count", type=int, default=1, help="number of samples (seeds seed, seed+1, ...)")
     gen.add_argument("--batched", action="store_true",
                      help="on the CPU too, run the samples as sampler batches (measured 1.4x samples/s at count 8, "
@@ -458,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     aug.add_argument("--label-suffix", help="labels are <image stem><suffix>.<ext> beside each image (e.g. _gt)")
     _add_model_options(aug)
     _add_slices_option(aug)
-    aug.add_argument("--levels", type=int, nargs="+", help="start levels T' (default: the model's first level)")
+    _add_steering_options(aug, sizes=True)
+    aug.add_argument("--levels", type=int, nargs="+",
+                     help="start levels T' (default: the model's first level); the starting noise, not the size")
     aug.add_argument("--per-level", type=int, default=1, help="samples per image and level")
     aug.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")
     aug.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
@@ -472,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--labels")
     _add_model_options(syn)
     _add_slices_option(syn)
+    _add_steering_options(syn)
     syn.add_argument("--level-syn", type=int, help="level of the ground-truth deformation (default: --level)")
     syn.add_argument("--count", type=int, default=1)
     syn.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")
@@ -583,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     if getattr(args, "count", 1) < 1 or getattr(args, "per_level", 1) < 1:
         parser.error("--count and --per-level must be at least 1")
+    if getattr(args, "magnitudes", None) and getattr(args, "levels", None):
+        parser.error("--magnitudes and --levels are alternatives: give one of them")
     if args.command == "demo" and args.seed is None:
         args.seed = 0
     try:

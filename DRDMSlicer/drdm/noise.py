@@ -165,18 +165,27 @@ class ForwardProcess:
         (:func:`~drdm.spatial.folds`), that element's velocity is scaled by 0.8 and integrated again; with
         ``slices``, the neighbouring slices' scales follow smoothly (:func:`~drdm.physical.slice_coherence.coherent_scales`).
         """
+        return self.diffeomorphic_field_and_velocity(velocity, factor, size, slices)[0]
+
+    def diffeomorphic_field_and_velocity(self, velocity: torch.Tensor, factor: torch.Tensor, size: int,
+                                         slices: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`diffeomorphic_field` and the stationary velocity it integrates (voxels, the same shape):
+        ``field == integrate(velocity, DIFFEOMORPHIC_SQUARINGS, "border")`` bit for bit (a zero velocity where an
+        element still folded after :data:`MAX_BACKOFF` reductions and its field is the identity)."""
         shape = (-1,) + (1,) * (velocity.dim() - 1)
         lifted = self.lift(velocity, size, geometric=True) * factor.to(velocity).reshape(shape)
         scale = torch.ones(velocity.shape[0], dtype=velocity.dtype, device=velocity.device)
         for _ in range(MAX_BACKOFF):
-            field = integrate(lifted * scale.reshape(shape), DIFFEOMORPHIC_SQUARINGS, padding="border")
+            used = lifted * scale.reshape(shape)
+            field = integrate(used, DIFFEOMORPHIC_SQUARINGS, padding="border")
             folded = folds(field)
             if not bool(folded.any()):
-                return field
+                return field, used
             scale = torch.where(folded, scale * 0.8, scale)
             if slices is not None:
                 scale = coherent_scales(scale, slices, scale_slope(size, min(self.scales)))
-        return torch.where(folded.reshape(shape), torch.zeros_like(field), field)  # 0.8**30: identity
+        identity = folded.reshape(shape)  # 0.8**30: identity
+        return torch.where(identity, torch.zeros_like(field), field), torch.where(identity, torch.zeros_like(used), used)
 
     # -- lifting ----------------------------------------------------------------------------------
 
@@ -217,11 +226,7 @@ class ForwardProcess:
             the image, and the (clean, fewer-composition) field the network learns to undo.
         """
         size = int(size or self.image_size)
-        if size < 2:
-            raise ValueError(f"image size must be at least 2, got {size}")
-        normals = self.draw_normals(batch, generator, slices, size)
-        if device is not None:
-            normals = [z.to(device) for z in normals]
+        normals = self._normals(size, batch, generator, device, slices)
         if not diffeomorphic:
             fields = self.control_fields(t, normals)
             return self.lift(fields.warp, size), self.lift(fields.target, size) if target else None
@@ -230,6 +235,24 @@ class ForwardProcess:
         stretch = size / (2 * self.control_size)
         return (self.diffeomorphic_field(noisy, k_warp * stretch, size, slices),
                 self.diffeomorphic_field(velocity, k_target * stretch, size, slices) if target else None)
+
+    def sample_velocity(self, t: torch.Tensor | int, size: int | None = None, batch: int = 1,
+                        generator: torch.Generator | None = None, *, device: torch.device | str | None = None,
+                        slices: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ddf_warp, velocity)``: the diffeomorphic ``ddf_warp`` of :meth:`sample` (same draws, same bytes) and the
+        stationary velocity it is the exponential of (voxels; ``integrate(velocity, DIFFEOMORPHIC_SQUARINGS)``)."""
+        size = int(size or self.image_size)
+        normals = self._normals(size, batch, generator, device, slices)
+        _, _, noisy = self.velocities(normals)
+        k_warp, _ = self._levels(t, batch)
+        return self.diffeomorphic_field_and_velocity(noisy, k_warp * (size / (2 * self.control_size)), size, slices)
+
+    def _normals(self, size: int, batch: int, generator: torch.Generator | None, device: torch.device | str | None,
+                 slices: SliceStack | None) -> list[torch.Tensor]:
+        if size < 2:
+            raise ValueError(f"image size must be at least 2, got {size}")
+        normals = self.draw_normals(batch, generator, slices, size)
+        return normals if device is None else [z.to(device) for z in normals]
 
 
 def _mask(flags: list[bool], like: torch.Tensor) -> torch.Tensor:

@@ -17,18 +17,30 @@ Modes:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from .kernels.graph_capture import captured_or_eager
 from .models import DRDMModel
 from .network import convolution_precision
+from .noise import DIFFEOMORPHIC_SQUARINGS
 from .physical.metrics import field_statistics
 from .physical.slice_coherence import SliceStack, coherent_scales, scale_slope
 from .settings import MODES, PRECISIONS, SPEEDS, use_cuda_graph
-from .spatial import compose, folds, grid_constants, integrate, warp, warp_labels
+from .spatial import (
+    DIFFERENCE_SCHEMES,
+    compose,
+    folds,
+    grid_constants,
+    integrate,
+    jacobian_determinant,
+    warp,
+    warp_labels,
+)
 
 LADDER = {"faithful": 1, "fast": 4, "faster": 8}  # every rung and its stride through the reference schedule
 STEP_SQUARINGS = 4  # scaling-and-squaring steps for each network step in diffeomorphic mode
@@ -37,6 +49,48 @@ STEP_HALVINGS = 6  # times a folding step is halved before it is skipped
 
 class GenerationCancelled(RuntimeError):
     """Raised by :func:`generate` when its ``cancel`` callback returns True; nothing is returned."""
+
+
+@dataclass
+class DeformationPath:
+    """How a diffeomorphic sample was built: stationary velocities whose exponentials, composed in order, give its
+    field (working voxels, network orientation; each ``(N, ndim, *spatial)``).
+
+    ``velocities[0]`` is the random field's (integrated with ``squarings[0]`` squarings); each further one is a
+    recovery step as it was applied (after any halving; zero where a step was skipped). :meth:`field` replays them:
+    with ``scale=1`` and no ``weight`` it gives the sample's field bit for bit; a ``scale`` multiplies every velocity
+    (same ingredients, another amount); a ``weight`` ``(N, 1, *spatial)`` in [0, 1] multiplies every velocity
+    voxel-wise, so where it is 0 nothing moves. Every exponential and composition of a smooth velocity is a
+    diffeomorphism, so the replayed field is one too (up to interpolation error).
+    """
+
+    velocities: list[torch.Tensor]
+    squarings: list[int]
+
+    def field(self, scale: float = 1.0, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The composed displacement ``(N, ndim, *spatial)`` (voxels) for ``scale`` and ``weight``.
+
+        Every composition is kept fold-free locally: where a scaled or weighted velocity's composition would fold,
+        that velocity is attenuated in a smooth neighbourhood of the folding voxels only (:func:`_soften_locally`),
+        so a larger ``scale`` or a steep ``weight`` never folds and the rest of the field keeps its size. At
+        ``scale=1`` without ``weight`` nothing folds and the sample's field comes back (up to float rounding, below
+        1e-4 voxels).
+        """
+        ddf = torch.zeros_like(self.velocities[0])
+        for velocity, squarings in zip(self.velocities, self.squarings):
+            if scale != 1.0:
+                velocity = velocity * scale
+            if weight is not None:
+                velocity = velocity * weight
+            candidate = compose(ddf, integrate(velocity, squarings, "border"), "border")
+            if bool(folds(candidate).any()):
+                candidate = _soften_locally(ddf, velocity, squarings)
+            ddf = candidate
+        return ddf
+
+    def select(self, start: int, stop: int) -> DeformationPath:
+        """Batch elements ``start:stop`` (views)."""
+        return DeformationPath([v[start:stop] for v in self.velocities], list(self.squarings))
 
 
 @dataclass
@@ -53,6 +107,7 @@ class GenerationResult:
         statistics_random: the same for ``ddf_random``.
         cuda_graph: whether the recovery step was recorded as a CUDA graph (a failed capture warns and runs eagerly).
         precision: the network's float32 arithmetic, ``"exact"`` or ``"tf32"`` (see :func:`generate`).
+        path: the :class:`DeformationPath` of the samples (``generate(record_path=True)``, diffeomorphic), else None.
     """
 
     ddf: torch.Tensor
@@ -68,6 +123,7 @@ class GenerationResult:
     statistics_random: dict[str, list[float]] = field(default_factory=dict)
     cuda_graph: bool = False
     precision: str = "exact"
+    path: DeformationPath | None = None
 
     def select(self, start: int, stop: int) -> GenerationResult:
         """Batch elements ``start:stop`` of every tensor and statistic (views, no copy)."""
@@ -80,7 +136,8 @@ class GenerationResult:
             start_level=self.start_level, mode=self.mode, levels=list(self.levels),
             statistics={k: v[start:stop] for k, v in self.statistics.items()},
             statistics_random={k: v[start:stop] for k, v in self.statistics_random.items()},
-            cuda_graph=self.cuda_graph, precision=self.precision)
+            cuda_graph=self.cuda_graph, precision=self.precision,
+            path=None if self.path is None else self.path.select(start, stop))
 
 
 def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None, start_level: int, mode: str) -> None:
@@ -116,8 +173,10 @@ def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None
 
 
 def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: torch.Tensor,
-                             folded: torch.Tensor, slices: SliceStack | None = None, slope: float = 0.0) -> torch.Tensor:
-    """Compose ``exp(step)`` onto a fold-free ``ddf`` (border padding) so that the result stays fold-free.
+                             folded: torch.Tensor, slices: SliceStack | None = None, slope: float = 0.0,
+                             squarings: int = STEP_SQUARINGS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compose ``exp(step)`` onto a fold-free ``ddf`` (border padding) so that the result stays fold-free; returns
+    the composed field and the velocity that was applied (``step`` times each element's final scale).
 
     ``candidate`` is the full step's composition and ``folded`` its :func:`~drdm.spatial.folds`. A batch element
     whose composition folds has its step halved and retried; after :data:`STEP_HALVINGS` tries in all that
@@ -131,18 +190,63 @@ def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: t
     def retry(new_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if slices is not None:
             new_scale = coherent_scales(new_scale, slices, slope)
-        moved = compose(ddf, integrate(step * new_scale.reshape(shape), STEP_SQUARINGS, "border"), "border")
+        moved = compose(ddf, integrate(step * new_scale.reshape(shape), squarings, "border"), "border")
         return new_scale, moved, folds(moved)
 
     for _ in range(STEP_HALVINGS - 1):
         if not bool(folded.any()):
-            return candidate
+            return candidate, step * scale.reshape(shape)
         scale, candidate, folded = retry(torch.where(folded, scale * 0.5, scale))
     if not bool(folded.any()):
-        return candidate
+        return candidate, step * scale.reshape(shape)
     if slices is not None:
         scale, candidate, folded = retry(torch.where(folded, torch.zeros_like(scale), scale))
-    return torch.where(folded.reshape(shape), ddf, candidate)
+    scale = torch.where(folded, torch.zeros_like(scale), scale)
+    return torch.where(folded.reshape(shape), ddf, candidate), step * scale.reshape(shape)
+
+
+SOFTEN_TRIES = 24  # local attenuations tried before a folding velocity is left out
+SOFTEN_MIN_RADIUS = 4  # voxels: the smallest neighbourhood of folding voxels that an attenuation covers
+SOFTEN_FACTOR = 0.3  # the attenuation at the folding voxels drops by this fraction per try
+
+
+def _box(x: torch.Tensor, radius: int, reduce: str) -> torch.Tensor:
+    """Separable box filter of half-width ``radius`` over the spatial axes of ``(N, 1, *spatial)``: ``"max"`` or
+    ``"mean"`` (the mean over the voxels inside the array)."""
+    ndim = x.dim() - 2
+    width = 2 * radius + 1
+    for axis in range(ndim):
+        kernel = tuple(width if a == axis else 1 for a in range(ndim))
+        padding = tuple(radius if a == axis else 0 for a in range(ndim))
+        if reduce == "max":
+            x = (F.max_pool2d if ndim == 2 else F.max_pool3d)(x, kernel, stride=1, padding=padding)
+        else:
+            x = (F.avg_pool2d if ndim == 2 else F.avg_pool3d)(x, kernel, stride=1, padding=padding,
+                                                             count_include_pad=False)
+    return x
+
+
+def _soften_locally(ddf: torch.Tensor, velocity: torch.Tensor, squarings: int) -> torch.Tensor:
+    """Compose ``exp(a * velocity)`` onto a fold-free ``ddf`` with an attenuation ``a(x)`` in (0, 1] that is below 1
+    only around voxels where the composition folds.
+
+    Each try halves ``a`` in a smooth bump over the folding voxels whose half-width is the largest attenuated speed
+    there (at least :data:`SOFTEN_MIN_RADIUS` voxels): a fast velocity needs a wide, gentle slow-down, or the
+    slow-down itself compresses the tissue at its edge. After :data:`SOFTEN_TRIES` tries an element that still folds
+    keeps ``ddf``."""
+    attenuation = torch.ones_like(velocity[:, :1])
+    limit = max(SOFTEN_MIN_RADIUS, min(velocity.shape[2:]) // 4)
+    for _ in range(SOFTEN_TRIES):
+        candidate = compose(ddf, integrate(velocity * attenuation, squarings, "border"), "border")
+        bad = torch.stack([jacobian_determinant(candidate, scheme) <= 0 for scheme in DIFFERENCE_SCHEMES]).any(0)
+        if not bool(bad.any()):
+            return candidate
+        speed = float((velocity * attenuation).norm(dim=1)[bad].max())
+        radius = int(min(max(SOFTEN_MIN_RADIUS, math.ceil(speed)), limit))
+        bump = _box(_box(bad[:, None].to(velocity.dtype), radius, "max"), radius, "mean")
+        attenuation = attenuation * (1.0 - SOFTEN_FACTOR * bump.clamp(0.0, 1.0))
+    folded = folds(candidate).reshape((-1,) + (1,) * (ddf.dim() - 1))
+    return torch.where(folded, ddf, candidate)
 
 
 def _recovery_step(network: torch.nn.Module, image: torch.Tensor, rec_num: int, interpolation: str, padding: str,
@@ -168,17 +272,40 @@ def _recovery_step(network: torch.nn.Module, image: torch.Tensor, rec_num: int, 
 
 def _random_field(process, start_level: int, size: int, batch: int,
                   generator: torch.Generator | Sequence[torch.Generator] | None, device: torch.device,
-                  diffeomorphic: bool, slices: SliceStack | None = None) -> torch.Tensor:
-    """The forward field ``(batch, ndim, *spatial)`` in voxels; one draw per generator group (see ``generate``)."""
+                  diffeomorphic: bool, slices: SliceStack | None = None,
+                  velocity: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The forward field ``(batch, ndim, *spatial)`` in voxels, and with ``velocity`` (diffeomorphic only) the
+    stationary velocity it integrates (else None); one draw per generator group (see ``generate``)."""
+    def draw(count: int, source: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if velocity:
+            return process.sample_velocity(start_level, size, batch=count, generator=source, device=device,
+                                           slices=slices)
+        return process.sample(start_level, size, batch=count, generator=source, device=device,
+                              diffeomorphic=diffeomorphic, target=False, slices=slices)[0], None
+
     if generator is None or isinstance(generator, torch.Generator):
-        return process.sample(start_level, size, batch=batch, generator=generator, device=device,
-                              diffeomorphic=diffeomorphic, target=False, slices=slices)[0]
+        return draw(batch, generator)
     generators = list(generator)
     if not generators or batch % len(generators):
         raise ValueError(f"{len(generators)} generators cannot split a batch of {batch} into equal groups")
-    group = batch // len(generators)
-    return torch.cat([process.sample(start_level, size, batch=group, generator=g, device=device,
-                                     diffeomorphic=diffeomorphic, target=False, slices=slices)[0] for g in generators])
+    parts = [draw(batch // len(generators), g) for g in generators]
+    fields = torch.cat([field for field, _ in parts])
+    return fields, torch.cat([v for _, v in parts]) if velocity else None
+
+
+def _recovery_levels(model: DRDMModel, speed: str, levels: list[int] | None) -> list[int]:
+    """The recovery time steps in order for ``speed`` (``levels`` only with ``"faithful"``); none for a random-field
+    model."""
+    if speed not in LADDER:
+        raise ValueError(f"unknown speed {speed!r}; choose one of {SPEEDS}")
+    if speed != "faithful":
+        if levels is not None:
+            raise ValueError(f"speed {speed!r} chooses its own recovery levels: pass levels only with speed 'faithful'")
+        levels = list(range(model.num_steps - 1, -1, -LADDER[speed]))
+    levels = list(range(model.num_steps - 1, -1, -1)) if levels is None else [int(t) for t in levels]
+    if any(not 0 <= t < model.num_steps for t in levels):
+        raise ValueError(f"recovery levels must lie in [0, {model.num_steps - 1}]")
+    return levels if model.learned else []  # random field only: no recovery steps
 
 
 def generate(
@@ -199,6 +326,7 @@ def generate(
     cuda_graph: bool | None = None,
     slices: SliceStack | None = None,
     precision: str = "exact",
+    record_path: bool = False,
 ) -> GenerationResult:
     """Deform ``image`` (and ``labels``) with a new DRDM deformation.
 
@@ -241,6 +369,9 @@ def generate(
             ``len(slices)`` slices at ``slices.positions``, working voxels): the random field is smooth through the
             slices with each slice's 2D statistics kept, and fold back-offs are shared smoothly between
             neighbours (:mod:`drdm.physical.slice_coherence`). ``None``: independent images (the authors' way).
+        record_path: keep the :class:`DeformationPath` (the velocities composed, diffeomorphic mode only) in
+            ``result.path``, so the sample can be replayed at another size or with a spatial weight
+            (:mod:`drdm.physical.steering`); the fields themselves are unchanged.
 
     Returns:
         :class:`GenerationResult` (fields in voxels).
@@ -252,17 +383,9 @@ def generate(
     diffeomorphic = mode == "diffeomorphic"
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
-    if speed not in LADDER:
-        raise ValueError(f"unknown speed {speed!r}; choose one of {SPEEDS}")
-    if speed != "faithful":
-        if levels is not None:
-            raise ValueError(f"speed {speed!r} chooses its own recovery levels: pass levels only with speed 'faithful'")
-        levels = list(range(model.num_steps - 1, -1, -LADDER[speed]))
-    levels = list(range(model.num_steps - 1, -1, -1)) if levels is None else [int(t) for t in levels]
-    if any(not 0 <= t < model.num_steps for t in levels):
-        raise ValueError(f"recovery levels must lie in [0, {model.num_steps - 1}]")
-    if not model.learned:
-        levels = []  # random field only: no recovery steps
+    levels = _recovery_levels(model, speed, levels)
+    if record_path and not diffeomorphic:
+        raise ValueError("record_path needs mode 'diffeomorphic' (the reference sampler composes raw displacements)")
     network = model.network
     size = image.shape[2]
     batch = image.shape[0]
@@ -271,7 +394,9 @@ def generate(
 
     graph = use_cuda_graph(cuda_graph, device.type, model.ndims, batch) and bool(levels) and device.type == "cuda"
     with torch.no_grad(), convolution_precision(precision):
-        ddf_random = _random_field(process, start_level, size, batch, generator, device, diffeomorphic, slices)
+        ddf_random, velocity_random = _random_field(process, start_level, size, batch, generator, device, diffeomorphic,
+                                                    slices, velocity=record_path)
+        path = DeformationPath([velocity_random], [DIFFEOMORPHIC_SQUARINGS]) if record_path else None
         image_random = warp(image, ddf_random, interpolation, "zeros")
         ddf, current = ddf_random, image_random
         step_once = _recovery_step(network, image, rec_num, interpolation, padding, diffeomorphic)
@@ -288,9 +413,12 @@ def generate(
             if diffeomorphic:
                 step, candidate, folded, moved = step_once(ddf, current, t_batch)
                 if bool(folded.any()):  # rare: halve the folding elements' steps, eagerly
-                    candidate = _compose_without_folding(ddf, step, candidate, folded, slices,
-                                                         scale_slope(size, min(process.scales)))
+                    candidate, step = _compose_without_folding(ddf, step, candidate, folded, slices,
+                                                               scale_slope(size, min(process.scales)))
                     moved = warp(image, candidate, interpolation, "zeros")
+                if path is not None:
+                    path.velocities.append(step.clone())  # a replayed graph overwrites its outputs
+                    path.squarings.append(STEP_SQUARINGS)
                 ddf, current = candidate, moved
             else:
                 ddf, current = step_once(ddf, current, t_batch)
@@ -305,5 +433,5 @@ def generate(
         ddf=ddf, ddf_random=ddf_random, image=current, image_random=image_random,
         labels=moved_labels, labels_random=moved_labels_random, start_level=int(start_level), mode=mode,
         levels=levels, statistics=field_statistics(ddf), statistics_random=field_statistics(ddf_random),
-        cuda_graph=graph, precision=precision,
+        cuda_graph=graph, precision=precision, path=path,
     )

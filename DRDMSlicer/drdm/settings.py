@@ -30,7 +30,8 @@ class DeformationSettings:
     """How a deformation is generated.
 
     Attributes:
-        level: start level T' (magnitude), 0 … T of the model; ``None``: the model's first level.
+        level: start level T′ of the recovery, 0 … T of the model; ``None``: the model's first level. It sets the
+            starting noise of the recovery, which changes the draw more than its size (``magnitude`` sets the size).
         seed: seed of the first sample (``seed + k`` for sample k); ``None``: drawn at random and recorded.
         count: number of samples (≥ 1).
         mode: ``"diffeomorphic"`` (topology preserving, the default) or ``"reference"`` (the authors' sampler,
@@ -45,6 +46,10 @@ class DeformationSettings:
             1e-5) or ``"tf32"`` (TF32 allowed: 1.1e-4 / 4.4e-4 from the vectors on the H200, reference / channels-last
             layout). Its speed-up and the change of the samples' statistics are waiting for a GPU measurement
             (``bash scripts/gpu_check.sh``). Identical on the CPU.
+        magnitude: the size in mm (mean |u| over the image, or over where ``keep``/``only`` allow motion), reached
+            by scaling the sample's velocities (:mod:`drdm.physical.steering`); ``None``: the model's own size.
+        keep: label values of structures that are not deformed. only: label values of the structures that alone
+            (with ``margin``) are deformed. margin: the smooth transition around them, mm.
     """
 
     level: int | None = None
@@ -55,6 +60,10 @@ class DeformationSettings:
     device: str = "auto"
     slices: str = "coherent"
     precision: str = "exact"
+    magnitude: float | None = None
+    keep: tuple[int, ...] = ()
+    only: tuple[int, ...] = ()
+    margin: float = 10.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -71,6 +80,12 @@ class DeformationSettings:
             raise SettingsError("the number of samples must be at least 1")
         if self.level is not None and int(self.level) < 0:
             raise SettingsError(f"level {self.level} is negative")
+        if self.magnitude is not None and not float(self.magnitude) > 0:
+            raise SettingsError(f"the size must be a positive number of mm, got {self.magnitude}")
+        if not float(self.margin) > 0:
+            raise SettingsError(f"the margin must be a positive number of mm, got {self.margin}")
+        if (self.magnitude is not None or self.keep or self.only) and self.mode != "diffeomorphic":
+            raise SettingsError("a size (magnitude) or regions (keep, only) need mode 'diffeomorphic'")
 
     def start_level(self, num_steps: int, first_level: int) -> int:
         """The start level for a model with ``num_steps`` levels (``first_level`` when none was chosen);

@@ -10,7 +10,7 @@ from ..models import DRDMModel
 from ..settings import DEFAULTS
 from .augmentation import Manifest, merge_when_complete, plan_jobs, shard_jobs
 from .deform import deform_image
-from .io import read_image, read_labels, staged_directory
+from .io import InputError, read_image, read_labels, staged_directory
 from .sample_folder import write_sample
 
 
@@ -20,14 +20,20 @@ def augment_data_set(model: DRDMModel, pairs: list[tuple[Path, Path | None]], ou
                      interpolation: str = "linear", label_method: str = "nearest", slices: str = DEFAULTS.slices,
                      precision: str = DEFAULTS.precision, qa: bool = True,
                      progress: Callable[[int, int], None] | None = None,
-                     report: Callable[[str], None] = print) -> Path:
+                     report: Callable[[str], None] = print, magnitudes: Sequence[float] | None = None,
+                     keep: Sequence[int] = DEFAULTS.keep, only: Sequence[int] = DEFAULTS.only,
+                     margin: float = DEFAULTS.margin) -> Path:
     """Deform every (image, labels) of ``pairs`` at each of ``levels`` (default: the model's first level),
     ``per_level`` times, into one sample folder per job under ``out`` (an existing, writable folder); jobs already
     done are skipped, and only shard ``shard = (i, n)`` of the plan is run. ``progress(done, total)`` counts this
     run's samples; ``report`` gets one line about the plan. Returns the manifest written (``manifest.csv`` once
-    every shard is done, else this shard's)."""
+    every shard is done, else this shard's). ``magnitudes``: sizes in mm instead of ``levels`` (at the model's first
+    level; folders ``<stem>_<size>mm_seed<seed>``); ``keep``, ``only``, ``margin``: as in
+    :func:`drdm.physical.deform.deform_image`."""
+    if magnitudes and levels:
+        raise InputError("sizes (magnitudes) and levels are alternatives: give one of them")
     levels = list(levels) if levels else [model.forward_process().first_level]
-    jobs = plan_jobs(pairs, levels, per_level, seed)
+    jobs = plan_jobs(pairs, levels, per_level, seed, magnitudes=list(magnitudes or ()))
     mine = shard_jobs(jobs, shard)
     todo = [job for job in mine if not (out / job.folder).exists()]
     report(f"{len(jobs)} jobs in all, {len(mine)} in shard {shard[0]}/{shard[1]}, {len(mine) - len(todo)} already done")
@@ -41,7 +47,7 @@ def augment_data_set(model: DRDMModel, pairs: list[tuple[Path, Path | None]], ou
         with staged_directory(out / job.folder) as staging:
             result = deform_image(model, image, labels, level=job.level, seed=job.seed, mode=mode, speed=speed,
                                   interpolation=interpolation, label_method=label_method, slices=slices,
-                                  precision=precision)
+                                  precision=precision, magnitude=job.magnitude, keep=keep, only=only, margin=margin)
             write_sample(staging, image, labels, result, f"{job.folder} ({model.name})", qa=qa)
         manifest.add(job)
         if progress is not None:

@@ -20,12 +20,13 @@ from pathlib import Path
 from .io import IMAGE_SUFFIXES, InputError, write_text
 
 MANIFEST_COLUMNS = ("job", "image", "labels", "level", "seed", "folder", "out_image", "out_labels", "transform",
-                    "mean_mm", "p95_mm", "folding_fraction", "det_min", "det_max")
+                    "mean_mm", "p95_mm", "folding_fraction", "det_min", "det_max", "magnitude_mm")
 
 
 @dataclass(frozen=True)
 class Job:
-    """One augmentation: deform ``image`` (and ``labels``) at ``level`` with ``seed`` into ``folder``."""
+    """One augmentation: deform ``image`` (and ``labels``) at ``level`` with ``seed`` into ``folder``; ``magnitude``:
+    the size in mm asked for (None: the model's own)."""
 
     index: int
     image: Path
@@ -33,6 +34,7 @@ class Job:
     level: int
     seed: int
     folder: str
+    magnitude: float | None = None
 
 
 def image_stem(path: Path) -> str:
@@ -76,15 +78,20 @@ def find_inputs(inputs: Iterable[str | Path], label_suffix: str | None) -> list[
     return pairs
 
 
-def plan_jobs(pairs: list[tuple[Path, Path | None]], levels: list[int], per_level: int, base_seed: int) -> list[Job]:
-    """The full, ordered job list (independent of sharding and of what is already done)."""
+def plan_jobs(pairs: list[tuple[Path, Path | None]], levels: list[int], per_level: int, base_seed: int,
+              magnitudes: list[float] | None = None) -> list[Job]:
+    """The full, ordered job list (independent of sharding and of what is already done). With ``magnitudes`` (sizes
+    in mm) the jobs run over the sizes, at ``levels[0]``, instead of over the levels."""
     jobs = []
+    steps = [(levels[0], float(size)) for size in magnitudes] if magnitudes else [(level, None) for level in levels]
     for image, labels in pairs:
-        for level in levels:
+        for level, size in steps:
             for _ in range(per_level):
                 index = len(jobs)
                 seed = base_seed + index
-                jobs.append(Job(index, image, labels, level, seed, f"{image_stem(image)}_T{level}_seed{seed}"))
+                name = f"{image_stem(image)}_T{level}_seed{seed}" if size is None else \
+                    f"{image_stem(image)}_{size:g}mm_seed{seed}"
+                jobs.append(Job(index, image, labels, level, seed, name, size))
     return jobs
 
 
@@ -123,6 +130,7 @@ def manifest_row(out: Path, job: Job) -> dict[str, object] | None:
         "out_labels": str(folder / "labels.nii.gz") if job.labels else "", "transform": str(folder / "transform.h5"),
         "mean_mm": stats["mean_mm"], "p95_mm": stats["p95_mm"], "folding_fraction": stats["folding_fraction"],
         "det_min": stats["det_min"], "det_max": stats["det_max"],
+        "magnitude_mm": "" if job.magnitude is None else job.magnitude,
     }
 
 

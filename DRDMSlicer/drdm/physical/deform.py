@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,12 +21,13 @@ from ..models import DRDMModel
 from ..registration.inverse import inverse_consistency, invert_displacement
 from ..sampler import GenerationResult, generate
 from ..settings import DEFAULTS, PRECISIONS
-from ..spatial import jacobian_determinant_slabs
+from ..spatial import jacobian_determinant_slabs, warp
 from .geometry import WorkingGrid, plan_working_grid
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
 from .metrics import determinant_statistics, displacement_statistics
 from .segment_volumes import segment_volume_changes
-from .slice_coherence import slice_stack, through_plane_roughness
+from .slice_coherence import scale_slope, slice_stack, through_plane_roughness
+from .steering import Regions, SteeringError, plan_regions, steer
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
 LABEL_METHODS = ("nearest", "onehot")
@@ -185,18 +186,26 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
                    generators: list[torch.Generator], mode: str = "diffeomorphic", speed: str = "faithful",
                    slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
                    cancel: Callable[[], bool] | None = None, batch: bool = True, slices: str = DEFAULTS.slices,
-                   precision: str = DEFAULTS.precision,
-                   cuda_graph: bool | None = None) -> list[tuple[torch.Tensor, WorkingGrid, GenerationResult]]:
+                   precision: str = DEFAULTS.precision, cuda_graph: bool | None = None,
+                   magnitude: float | None = None,
+                   regions: Regions | None = None) -> list[tuple[torch.Tensor, WorkingGrid, GenerationResult, dict | None]]:
     """One DRDM deformation field per generator, run as sampler batches of :func:`samples_per_chunk` samples
     (``batch`` False: one sample per sampler run, bit-identical to :func:`compute_field`).
 
     Each sample equals a run of :func:`compute_field` with its generator (up to the float32 rounding of
     batched convolutions: below 1e-3 voxels in the tests). ``progress(step, total)`` counts recovery steps
-    over all chunks. ``slices``, ``precision``, ``cuda_graph``: see :func:`compute_field`.
-    Returns a list of :func:`compute_field` results, in the generators' order.
+    over all chunks. ``slices``, ``precision``, ``cuda_graph``, ``magnitude``, ``regions``: see
+    :func:`compute_field`. Returns ``(ddf, grid, generation, steering)`` per generator, in their order: the first
+    three as :func:`compute_field` returns them, ``steering`` the statistics of :func:`drdm.physical.steering.steer`
+    (None without a size or regions).
     """
     grid = _plan(model, array, spacing, level, slice_axis)
     stack = _stack(grid, slices)
+    steered = magnitude is not None or regions is not None
+    if steered and mode != "diffeomorphic":
+        raise SteeringError("a size (magnitude) or regions (keep, only) need mode 'diffeomorphic': the reference "
+                            "sampler's fields fold, so they cannot be scaled or held still without folding")
+    process = model.forward_process()
     working = grid.to_working(array.to(model.device))
     chunk = samples_per_chunk(grid, len(generators)) if batch else 1
     out = []
@@ -209,11 +218,19 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
 
         batch = working.repeat((len(group),) + (1,) * (working.dim() - 1))
         result = generate(model, batch, start_level=level, generator=group, mode=mode, speed=speed,
-                          progress=step, cancel=cancel, slices=stack, precision=precision, cuda_graph=cuda_graph)
+                          progress=step, cancel=cancel, slices=stack, precision=precision, cuda_graph=cuda_graph,
+                          record_path=steered)
         per = working.shape[0]
         for k in range(len(group)):
             part = result.select(k * per, (k + 1) * per)
-            out.append((grid.field_to_original(part.ddf).cpu(), grid, part))
+            if not steered:
+                out.append((grid.field_to_original(part.ddf).cpu(), grid, part, None))
+                continue
+            field = steer(part, grid, magnitude=magnitude, regions=regions, slices=stack,
+                          slope=scale_slope(working.shape[2], min(process.scales)))
+            part = replace(part, ddf=field.working, path=None,
+                           image=warp(working, field.working, process.image_interpolation, "zeros"))
+            out.append((field.ddf.cpu(), grid, part, field.statistics))
     return out
 
 
@@ -221,8 +238,9 @@ def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, .
                   generator: torch.Generator | None, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
                   slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
                   cancel: Callable[[], bool] | None = None, slices: str = DEFAULTS.slices,
-                  precision: str = DEFAULTS.precision,
-                  cuda_graph: bool | None = None) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
+                  precision: str = DEFAULTS.precision, cuda_graph: bool | None = None,
+                  magnitude: float | None = None,
+                  regions: Regions | None = None) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
     """A DRDM deformation field for an image array, on the array's own grid.
 
     Args:
@@ -233,11 +251,20 @@ def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, .
         precision: ``"exact"`` (TF32 off, the default) or ``"tf32"`` on a GPU (:func:`drdm.sampler.generate`).
         cuda_graph: ``None`` (default): the rule of :func:`drdm.settings.cuda_graph_by_rule` for the sampler batch;
             True/False: obeyed.
+        magnitude: the mean |u| in mm to reach (over the voxels ``regions`` allow); None: the model's own size.
+        regions: structures kept still or alone deformed (:func:`drdm.physical.steering.plan_regions`), or None.
+            Both need mode ``"diffeomorphic"`` (:mod:`drdm.physical.steering`).
 
     Returns:
         ``(ddf, grid, generation)``: ``ddf`` ``(1, ndim, *array.shape)`` float32 on the CPU, in voxels of the
         array, channel i along array axis i (pull field); the working grid used; the working-grid result.
     """
+    if magnitude is not None or regions is not None:
+        ddf, grid, result, _ = compute_fields(model, array, spacing, level=level, generators=[generator], mode=mode,
+                                              speed=speed, slice_axis=slice_axis, progress=progress, cancel=cancel,
+                                              batch=False, slices=slices, precision=precision, cuda_graph=cuda_graph,
+                                              magnitude=magnitude, regions=regions)[0]
+        return ddf, grid, result
     grid = _plan(model, array, spacing, level, slice_axis)
     stack = _stack(grid, slices)
     working = grid.to_working(array.to(model.device))
@@ -263,6 +290,10 @@ def deform_image(
     slices: str = DEFAULTS.slices,
     precision: str = DEFAULTS.precision,
     cuda_graph: bool | None = None,
+    magnitude: float | None = DEFAULTS.magnitude,
+    keep: Sequence[int] = DEFAULTS.keep,
+    only: Sequence[int] = DEFAULTS.only,
+    margin: float = DEFAULTS.margin,
 ) -> DeformationResult:
     """Generate one DRDM deformation of ``image`` (and ``labels``) in physical space.
 
@@ -282,11 +313,19 @@ def deform_image(
             (:func:`drdm.network.convolution_precision`); identical on the CPU.
         cuda_graph: the CUDA-graph recovery step; ``None`` (default) decides by
             :func:`drdm.settings.cuda_graph_by_rule`, True/False are obeyed.
+        magnitude: the size in mm: the mean |u| over the image (over where the deformation is allowed, with ``keep`` /
+            ``only``), reached within 1 %; the same seed keeps its shape at every size. From near 0 up to 1.5× the
+            size the model gives on its own (a larger one raises a one-line error naming the reachable size).
+            None (default): the model's own size, the sample unchanged. Diffeomorphic mode only.
+        keep: label values whose structures are not deformed (|u| = 0 inside them); needs ``labels``.
+        only: label values whose structures, and ``margin`` mm around them, alone are deformed; needs ``labels``.
+        margin: width in mm of the smooth transition around ``keep`` / ``only`` structures (3D distance on the
+            input's grid). See :mod:`drdm.physical.steering` for the method.
     """
     return deform_images(model, image, labels, level=level, seeds=[seed], mode=mode, speed=speed,
                          interpolation=interpolation, label_method=label_method, slice_axis=slice_axis,
                          progress=progress, cancel=cancel, slices=slices, precision=precision,
-                         cuda_graph=cuda_graph)[0]
+                         cuda_graph=cuda_graph, magnitude=magnitude, keep=keep, only=only, margin=margin)[0]
 
 
 def deform_images(
@@ -307,6 +346,10 @@ def deform_images(
     slices: str = DEFAULTS.slices,
     precision: str = DEFAULTS.precision,
     cuda_graph: bool | None = None,
+    magnitude: float | None = DEFAULTS.magnitude,
+    keep: Sequence[int] = DEFAULTS.keep,
+    only: Sequence[int] = DEFAULTS.only,
+    margin: float = DEFAULTS.margin,
 ) -> list[DeformationResult]:
     """:func:`deform_image` for each seed, the sampler running the samples as batches (:func:`compute_fields`).
 
@@ -318,6 +361,7 @@ def deform_images(
     ``progress(step, total)`` counts recovery steps over all samples. Each sample's ``statistics["seconds"]`` is
     its share of the batched field computation plus its own warps. ``precision`` and ``cuda_graph``: see
     :func:`deform_image` (the rule sees each sampler batch: on CUDA, a 2D count of 8 runs without the graph).
+    ``magnitude``, ``keep``, ``only``, ``margin``: see :func:`deform_image`.
     """
     if interpolation not in INTERPOLATORS:
         raise InputError(f"unknown interpolation {interpolation!r}; choose one of {sorted(INTERPOLATORS)}")
@@ -325,22 +369,31 @@ def deform_images(
         raise InputError(f"unknown label method {label_method!r}; choose one of {LABEL_METHODS}")
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if magnitude is not None and not (float(magnitude) > 0 and np.isfinite(float(magnitude))):
+        raise SteeringError(f"the size must be a positive number of mm, got {magnitude}")
+    if (magnitude is not None or keep or only) and mode != "diffeomorphic":
+        raise SteeringError("a size (magnitude) or regions (keep, only) need mode 'diffeomorphic': the reference "
+                            "sampler's fields fold, so they cannot be scaled or held still without folding")
     started = time.perf_counter()
+    regions = plan_regions(None if labels is None else sitk.GetArrayViewFromImage(labels),
+                           spacing_array_order(image), keep=tuple(keep), only=tuple(only), margin=float(margin))
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     fields = compute_fields(model, image_array(image), spacing_array_order(image), level=level, generators=generators,
                             mode=mode, speed=speed, slice_axis=slice_axis, progress=progress, cancel=cancel,
                             batch=model.device.type == "cuda" if batch is None else batch, slices=slices,
-                            precision=precision, cuda_graph=cuda_graph)
+                            precision=precision, cuda_graph=cuda_graph,
+                            magnitude=None if magnitude is None else float(magnitude), regions=regions)
     field_seconds = (time.perf_counter() - started) / len(seeds)
     return [_physical_result(model, image, labels, ddf, grid, result, seed=int(seed), level=level, mode=mode,
                              speed=speed, interpolation=interpolation, label_method=label_method,
-                             field_seconds=field_seconds, slices=slices)
-            for seed, (ddf, grid, result) in zip(seeds, fields)]
+                             field_seconds=field_seconds, slices=slices, steering=steering)
+            for seed, (ddf, grid, result, steering) in zip(seeds, fields)]
 
 
 def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None, ddf: torch.Tensor,
                      grid: WorkingGrid, result: GenerationResult, *, seed: int, level: int, mode: str, speed: str,
-                     interpolation: str, label_method: str, field_seconds: float, slices: str) -> DeformationResult:
+                     interpolation: str, label_method: str, field_seconds: float, slices: str,
+                     steering: dict | None = None) -> DeformationResult:
     """Warp the original image and labels once with ``ddf`` ``(1, ndim, *shape)`` (voxels) and summarise."""
     started = time.perf_counter()
     device = model.device
@@ -356,6 +409,9 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
     stats.update({key: values[0] for key, values in determinant_statistics(det).items()})
     if labels is not None:
         stats["segment_volumes"] = segment_volume_changes(labels, moved_labels)
+    if steering is not None:  # a size and/or regions: what was asked and what was reached
+        stats["magnitude_mm"] = None
+        stats.update(steering)
     if grid.slice_axis is not None:  # 2D model on a 3D volume: how smooth the field is through the slices
         stats["slices"] = slices
         stats.update(through_plane_roughness(ddf, spacing, grid.slice_axis))

@@ -100,6 +100,13 @@ class WorkingGrid:
         working = sample_at(normalised, positions, "linear", "zeros")
         return self.to_network(working.float())
 
+    def resample_to_working(self, array: torch.Tensor) -> torch.Tensor:
+        """Resample an original-grid map (array order, e.g. a distance map in mm) to the working grid linearly, border
+        values repeating beyond the image, without normalising: float32 ``(batch, 1, S, ..., S)``, network orientation."""
+        values = self._as_batch(array.to(torch.float64))
+        positions = self.working_positions(array.device).expand((values.shape[0],) + (-1,) * (values.dim() - 1))
+        return self.to_network(sample_at(values, positions, "linear", "border").float())
+
     @staticmethod
     def to_network(tensor: torch.Tensor) -> torch.Tensor:
         """Array order -> the network's (nibabel) axis order: reverse the spatial axes."""

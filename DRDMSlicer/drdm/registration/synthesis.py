@@ -13,7 +13,7 @@ transform that an ITK/ANTs/elastix registration of *moving* onto *fixed* estimat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import SimpleITK as sitk
@@ -47,11 +47,15 @@ def synthesize_pair(model: DRDMModel, image: sitk.Image, labels: sitk.Image | No
                     level_syn: int, seed: int, mode: str = "diffeomorphic", speed: str = "faithful",
                     interpolation: str = "linear", label_method: str = "nearest", slices: str = DEFAULTS.slices,
                     progress: Callable[[int, int], None] | None = None,
-                    precision: str = DEFAULTS.precision) -> SynthesisResult:
-    """Build one moving/fixed pair (seeds ``seed`` for φ_aug and ``seed + 1`` for φ_syn); ``slices`` and ``precision``
-    as in :func:`drdm.physical.deform.deform_image` (a 2D model on a volume: coherent by default, so φ_syn is smooth in 3D)."""
+                    precision: str = DEFAULTS.precision, magnitude: float | None = DEFAULTS.magnitude,
+                    keep: Sequence[int] = DEFAULTS.keep, only: Sequence[int] = DEFAULTS.only,
+                    margin: float = DEFAULTS.margin) -> SynthesisResult:
+    """Build one moving/fixed pair (seeds ``seed`` for φ_aug and ``seed + 1`` for φ_syn); ``slices``, ``precision``,
+    ``magnitude``, ``keep``, ``only``, ``margin`` as in :func:`drdm.physical.deform.deform_image`, for each of the two
+    deformations (a 2D model on a volume: coherent by default, so φ_syn is smooth in 3D; φ_syn's regions are read
+    from the moving labels)."""
     options = dict(mode=mode, speed=speed, interpolation=interpolation, label_method=label_method, progress=progress,
-                   slices=slices, precision=precision)
+                   slices=slices, precision=precision, magnitude=magnitude, keep=keep, only=only, margin=margin)
     augmentation = deform_image(model, image, labels, level=level_aug, seed=seed, **options)
     synthesis = deform_image(model, augmentation.image, augmentation.labels, level=level_syn, seed=seed + 1, **options)
     total = compose(augmentation.ddf.double(), synthesis.ddf.double(), padding="border")
