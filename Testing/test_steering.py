@@ -72,7 +72,7 @@ def test_size_is_reached_keeps_the_shape_and_never_folds(cmr, seed):
         result = deform_image(cmr, image, labels, level=48, seed=seed, speed="faster", magnitude=size)
         stats = result.statistics
         assert abs(stats["mean_mm"] - size) <= 0.1 * size, (size, stats["mean_mm"])
-        assert abs(stats["mean_mm"] - size) <= 0.02 * size  # the search stops within 1 %; linear resampling adds little
+        assert abs(stats["mean_mm"] - size) <= 0.025 * size  # the search stops within 2 %
         assert stats["magnitude_mm"] == pytest.approx(size)
         assert stats["natural_mm"] == pytest.approx(natural, rel=1e-6)
         assert stats["folding_fraction"] == 0.0 and stats["det_min"] > 0
@@ -132,7 +132,7 @@ def test_only_region_deforms_and_the_size_refers_to_it(cmr):
     assert magnitude[distance >= 12.0].max() <= 0.1
     assert stats["max_mm_outside_region"] <= 0.1
     assert magnitude[distance < 12.0].mean() == pytest.approx(2.0, rel=0.1)
-    assert stats["size_reached_mm"] == pytest.approx(2.0, rel=0.02)
+    assert stats["size_reached_mm"] == pytest.approx(2.0, rel=0.025)
     assert stats["only"] == [2] and stats["margin_mm"] == 12.0 and stats["folding_fraction"] == 0.0
 
 
@@ -185,7 +185,7 @@ def test_cli_size_and_regions(tmp_path, capsys):
                  str(out)]) == 0
     stats = json.loads((out / "case_1.5mm_seed2" / "stats.json").read_text())
     assert stats["magnitude_mm"] == 1.5 and stats["keep"] == [1]
-    assert stats["size_reached_mm"] == pytest.approx(1.5, rel=0.02) and stats["max_mm_in_kept"] <= 0.1
+    assert stats["size_reached_mm"] == pytest.approx(1.5, rel=0.025) and stats["max_mm_in_kept"] <= 0.1
     assert "kept structures move at most" in capsys.readouterr().out
 
     bad = tmp_path / "bad"
@@ -201,7 +201,7 @@ def test_cli_size_and_regions(tmp_path, capsys):
     manifest = (augmented / "manifest.csv").read_text().splitlines()
     assert len(manifest) == 3 and manifest[0].endswith("magnitude_mm")
     sizes = sorted(json.loads(p.read_text())["mean_mm"] for p in augmented.glob("*/stats.json"))
-    assert sizes == pytest.approx([1.0, 2.0], rel=0.02)
+    assert sizes == pytest.approx([1.0, 2.0], rel=0.025)
     with pytest.raises(SystemExit):
         main(["augment", str(tmp_path), "--model", "random-field-2d", "--magnitudes", "1", "--levels", "40",
               "--out", str(tmp_path / "x")])

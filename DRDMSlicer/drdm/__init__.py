@@ -76,14 +76,17 @@ def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
         model: a loaded model, a name or a file (see :func:`load_model`); ``"auto"`` (default): the model that fits
             the image (a 2D image or thick-slice stack: ``cmr-2d``; a near-isotropic or CT-like volume: ``lct-3d``
             when fetched, else ``random-field-3d``).
-        level: the start level T′ (larger: a larger deformation); default: the model's first level (56 for cmr-2d).
+        level: the start level T′ of the recovery: the starting noise, which changes the draw more than its size
+            (``magnitude`` sets the size); default: the model's first level (48 for cmr-2d).
         seed: random seed: the same seed gives the same deformation (on the CPU bit for bit).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (a loaded ``model`` is moved there).
         options: ``mode`` (``"diffeomorphic"``, the default, or ``"reference"``), ``speed`` (``"fast"``, default,
             ``"faster"`` or ``"faithful"``), ``interpolation`` (``"linear"``, ``"bspline"``, ``"nearest"``),
             ``label_method`` (``"nearest"`` or ``"onehot"``), ``slices`` (``"coherent"`` or ``"independent"``: a 2D
             model on a volume), ``slice_axis``, ``precision`` (``"exact"`` or ``"tf32"``), ``progress(step, total)``,
-            ``cancel()``: as :func:`drdm.physical.deform.deform_image`.
+            ``cancel()``: as :func:`drdm.physical.deform.deform_image`; and the steering options ``magnitude`` (the
+            size in mm: mean |u| over the image, same shape at every size), ``keep`` / ``only`` (label values held
+            still / alone deformed) and ``margin`` (mm), :mod:`drdm.physical.steering`.
 
     Returns:
         a :class:`drdm.physical.deform.DeformationResult`, everything on the input's grid: ``image`` (deformed, the
@@ -94,7 +97,7 @@ def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
 
     Example::
 
-        result = drdm.deform_image(image, labels, model="cmr-2d", level=56, seed=0)
+        result = drdm.deform_image(image, labels, model="cmr-2d", seed=0, magnitude=3.0, keep=[1])
         sitk.WriteImage(result.image, "deformed.nii.gz")
         sitk.WriteTransform(result.transform, "transform.h5")
     """
@@ -118,7 +121,8 @@ def synthesize(image: sitk.Image, labels: sitk.Image | None = None, *,
         level: T′ of φ_aug (default: the model's first level); ``level_syn``: T′ of φ_syn (default: ``level``).
         seed: φ_aug uses ``seed``, φ_syn ``seed + 1``.
         mode, speed: as in :func:`deform_image` (defaults: diffeomorphic, fast); options: ``interpolation``,
-            ``label_method``, ``slices``, ``precision``, ``progress``.
+            ``label_method``, ``slices``, ``precision``, ``progress``, ``magnitude``, ``keep``, ``only``, ``margin``
+            (each applied to both deformations).
 
     Returns:
         a :class:`drdm.registration.synthesis.SynthesisResult` on the input's grid: ``moving``, ``fixed``,
@@ -153,10 +157,11 @@ def augment(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
             and ``qa.png`` (unless ``qa=False``); plus ``manifest.csv``. Finished folders are skipped: a run resumes.
         model, device: as in :func:`deform_image` (``"auto"`` decides from the first image).
         label_suffix: labels are ``<image stem><label_suffix>.<ext>`` beside each image (e.g. ``"_gt"``); None: no labels.
-        levels: start levels T′ (default: the model's first level); ``per_level``: samples per image and level;
+        levels: start levels T′ (default: the model's first level); ``per_level``: samples per image and level (or
+            per size with ``magnitudes=[…]``, sizes in mm instead of levels: folders ``<stem>_<size>mm_seed<seed>``);
             ``seed``: job ``j`` uses ``seed + j``; ``shard``: ``(i, n)`` runs only jobs ``j`` with ``j mod n == i``.
-        options: ``mode``, ``speed``, ``interpolation``, ``label_method``, ``slices``, ``precision``,
-            ``progress(done, total)``, ``report(line)`` (default ``print``).
+        options: ``mode``, ``speed``, ``interpolation``, ``label_method``, ``slices``, ``precision``, ``magnitudes``,
+            ``keep``, ``only``, ``margin``, ``progress(done, total)``, ``report(line)`` (default ``print``).
 
     Returns:
         the manifest written (``out/manifest.csv``; with shards, this shard's until all are done).

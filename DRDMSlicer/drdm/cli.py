@@ -458,7 +458,7 @@ def _add_steering_options(parser: argparse.ArgumentParser, sizes: bool = False) 
     else:
         parser.add_argument("--magnitude", type=float, metavar="MM",
                             help="size in mm: the mean |u| over the image (over where --keep/--only allow motion), "
-                                 "reached within 1 %% by scaling the sample's velocities: the same seed keeps its "
+                                 "reached within 2 %% by scaling the sample's velocities: the same seed keeps its "
                                  "shape at every size; up to 1.5x the model's own size (diffeomorphic mode)")
     parser.add_argument("--keep", type=int, nargs="+", metavar="LABEL",
                         help="label values of structures that are not deformed (needs labels)")

@@ -205,7 +205,7 @@ def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: t
     return torch.where(folded.reshape(shape), ddf, candidate), step * scale.reshape(shape)
 
 
-SOFTEN_TRIES = 24  # local attenuations tried before a folding velocity is left out
+SOFTEN_TRIES = 8  # local attenuations tried before a folding velocity is left out
 SOFTEN_MIN_RADIUS = 4  # voxels: the smallest neighbourhood of folding voxels that an attenuation covers
 SOFTEN_FACTOR = 0.3  # the attenuation at the folding voxels drops by this fraction per try
 

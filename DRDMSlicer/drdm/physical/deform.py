@@ -49,6 +49,8 @@ class DeformationResult:
         generation: the working-grid result of :func:`drdm.sampler.generate`.
         grid: the working grid used.
         inverse_field: the inverse field (:func:`add_inverse`), or None.
+        held: boolean array (array order) of the voxels held still by ``keep``/``only`` (kept structures, beyond the
+            region plus margin), or None without regions.
     """
 
     image: sitk.Image
@@ -61,6 +63,7 @@ class DeformationResult:
     generation: GenerationResult
     grid: WorkingGrid
     inverse_field: sitk.Image | None = None  # set by add_inverse: the inverse pull field, LPS mm, same grid
+    held: np.ndarray | None = None
 
 
 def available_memory_bytes() -> int | None:
@@ -314,7 +317,7 @@ def deform_image(
         cuda_graph: the CUDA-graph recovery step; ``None`` (default) decides by
             :func:`drdm.settings.cuda_graph_by_rule`, True/False are obeyed.
         magnitude: the size in mm: the mean |u| over the image (over where the deformation is allowed, with ``keep`` /
-            ``only``), reached within 1 %; the same seed keeps its shape at every size. From near 0 up to 1.5× the
+            ``only``), reached within 2 %; the same seed keeps its shape at every size. From near 0 up to 1.5× the
             size the model gives on its own (a larger one raises a one-line error naming the reachable size).
             None (default): the model's own size, the sample unchanged. Diffeomorphic mode only.
         keep: label values whose structures are not deformed (|u| = 0 inside them); needs ``labels``.
@@ -386,14 +389,15 @@ def deform_images(
     field_seconds = (time.perf_counter() - started) / len(seeds)
     return [_physical_result(model, image, labels, ddf, grid, result, seed=int(seed), level=level, mode=mode,
                              speed=speed, interpolation=interpolation, label_method=label_method,
-                             field_seconds=field_seconds, slices=slices, steering=steering)
+                             field_seconds=field_seconds, slices=slices, steering=steering,
+                             held=None if regions is None else regions.held())
             for seed, (ddf, grid, result, steering) in zip(seeds, fields)]
 
 
 def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None, ddf: torch.Tensor,
                      grid: WorkingGrid, result: GenerationResult, *, seed: int, level: int, mode: str, speed: str,
                      interpolation: str, label_method: str, field_seconds: float, slices: str,
-                     steering: dict | None = None) -> DeformationResult:
+                     steering: dict | None = None, held: np.ndarray | None = None) -> DeformationResult:
     """Warp the original image and labels once with ``ddf`` ``(1, ndim, *shape)`` (voxels) and summarise."""
     started = time.perf_counter()
     device = model.device
@@ -423,7 +427,7 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
         "precision": result.precision, "cuda_graph": result.cuda_graph,
     })
     return DeformationResult(image=deformed, labels=moved_labels, field=field_image, transform=transform,
-                             jacobian=jacobian, ddf=ddf, statistics=stats, generation=result, grid=grid)
+                             jacobian=jacobian, ddf=ddf, statistics=stats, generation=result, grid=grid, held=held)
 
 
 def add_inverse(result: DeformationResult, reference: sitk.Image) -> None:

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.colors import ListedColormap, TwoSlopeNorm  # noqa: E402
 
 GRID_LINES = 24  # deformation-grid lines across the longer side
 
@@ -39,7 +39,7 @@ def cut_plane(volume: np.ndarray, axis: int | None, index: int) -> np.ndarray:
 def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray, ddf: np.ndarray, det: np.ndarray,
                    spacing: tuple[float, ...], labels: np.ndarray | None = None,
                    deformed_labels: np.ndarray | None = None, slice_axis: int | None = None,
-                   title: str = "") -> Path:
+                   title: str = "", held: np.ndarray | None = None) -> Path:
     """Draw the QA montage to ``path`` (PNG).
 
     Args:
@@ -48,6 +48,8 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         spacing: mm per voxel, array order.
         labels, deformed_labels: optional integer maps drawn as contours.
         slice_axis: for 3D deformed slice by slice: the central slice across this axis and a through-plane reslice.
+        held: optional boolean array of the voxels held still (``keep``/``only``), tinted cyan and outlined on the
+            original and grid panels.
     """
     views = central_views(original.shape, slice_axis)
     heights = [_row_height(original.shape, spacing, axis) for axis, _ in views]
@@ -71,6 +73,9 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         det_image = panels[3].imshow(det2d, cmap="RdBu_r", norm=det_norm, aspect=aspect)
         folded = np.ma.masked_where(det2d > 0, np.ones_like(det2d))
         panels[3].imshow(folded, cmap="spring", vmin=0, vmax=1, aspect=aspect, interpolation="nearest")
+        if held is not None:
+            for panel in (panels[0], panels[2]):
+                _held_overlay(panel, cut_plane(held, axis, index), aspect)
         if labels is not None:
             _contours(panels[0], cut_plane(labels, axis, index))
         if deformed_labels is not None:
@@ -79,7 +84,8 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
         if slice_axis is not None and axis != slice_axis:
             where += " (through-plane)"
         n_folded = int((det2d <= 0).sum())
-        titles = ["original", "deformed", "deformation grid", f"det J (folded: {n_folded} px, magenta)"]
+        titles = ["original" + (" (cyan: held still)" if held is not None else ""), "deformed", "deformation grid",
+                  f"det J (folded: {n_folded} px, magenta)"]
         for panel, text in zip(panels, titles):
             panel.set_title(text + (where if panel is panels[0] else ""), fontsize=10)
             panel.set_xticks([])
@@ -91,6 +97,15 @@ def save_qa_figure(path: str | Path, original: np.ndarray, deformed: np.ndarray,
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _held_overlay(panel, held2d: np.ndarray, aspect: float) -> None:
+    """Tint the held-still voxels cyan and outline them."""
+    tint = np.ma.masked_where(~held2d, np.ones(held2d.shape))
+    panel.imshow(tint, cmap=ListedColormap(["cyan"]), vmin=0, vmax=1, alpha=0.3, aspect=aspect,
+                 interpolation="nearest")
+    if held2d.any() and not held2d.all():
+        panel.contour(held2d.astype(float), levels=[0.5], colors="cyan", linewidths=1.2)
 
 
 def _row_height(shape: tuple[int, ...], spacing: tuple[float, ...], axis: int | None) -> float:

@@ -39,4 +39,4 @@ def write_sample(folder: Path, image: sitk.Image, labels: sitk.Image | None, res
         sitk.GetArrayFromImage(result.jacobian), spacing_array_order(image),
         labels=sitk.GetArrayFromImage(labels) if labels is not None else None,
         deformed_labels=sitk.GetArrayFromImage(result.labels) if result.labels is not None else None,
-        slice_axis=result.grid.slice_axis, title=title)
+        slice_axis=result.grid.slice_axis, title=title, held=result.held)

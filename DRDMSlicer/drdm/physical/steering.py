@@ -33,8 +33,8 @@ from .geometry import WorkingGrid
 from .slice_coherence import SliceStack
 
 MAX_SIZE_FACTOR = 1.5  # the largest size offered: this many times the size the model gives on its own
-SIZE_TOLERANCE = 0.01  # the search stops within 1 % of the asked size (the promise is 10 %)
-SIZE_EVALUATIONS = 12  # replays tried at most by the size search
+SIZE_TOLERANCE = 0.02  # the search stops within 2 % of the asked size (the promise is 10 %)
+SIZE_EVALUATIONS = 8  # replays tried at most by the size search
 LARGEST_SCALE = 4.0  # the velocity factor the search may go up to
 
 
@@ -70,6 +70,10 @@ class Regions:
         kept = None if self.keep_distance is None else self.keep_distance <= 0.0
         beyond = None if self.only_distance is None else self.only_distance >= self.margin
         return kept, beyond
+
+    def held(self) -> np.ndarray:
+        """Boolean array: the voxels held still (inside kept structures or beyond the only-region plus margin)."""
+        return ~self.allowed()
 
     def allowed(self) -> np.ndarray:
         """Boolean array: where the deformation may act (outside kept structures, inside the only-region + margin)."""
