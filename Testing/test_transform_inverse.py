@@ -109,7 +109,7 @@ def test_torchio_size_is_drawn_reached_recorded_and_replayed(field_only, phantom
     subject = _subject(tio, image, labels, spacing=SPACING)
     transform = RandomDRDMDeformation(field_only, levels=(79,), magnitudes=(1.0, 2.0))
     drawn = []
-    for seed in (0, 1, 2):
+    for seed in (0, 1):
         torch.manual_seed(seed)
         out = transform(subject)
         arguments = out.applied_transforms[-1][1]
@@ -122,7 +122,7 @@ def test_torchio_size_is_drawn_reached_recorded_and_replayed(field_only, phantom
         replay = DRDMDeformation(**dict(arguments, field=None))(subject)
         assert torch.equal(replay.t1.data, out.t1.data) and torch.equal(replay.seg.data, out.seg.data)
         assert f"magnitude={magnitude:g}" in repr(out.history[-1])
-    assert len(set(drawn)) == 3
+    assert len(set(drawn)) == 2
     torch.manual_seed(0)
     plain = RandomDRDMDeformation(field_only, levels=(79,))(subject)
     assert plain.applied_transforms[-1][1]["magnitude"] is None
@@ -255,7 +255,7 @@ def test_monai_size_is_drawn_reached_recorded_and_replayed(field_only, phantom):
     transform = RandDRDMDeformd(keys="image", label_keys="label", model=field_only, levels=(79,),
                                 magnitudes=(1.0, 2.0))
     drawn = []
-    for seed in (0, 1, 2):
+    for seed in (0, 1):
         transform.set_random_state(seed=seed)
         out = transform(dict(data))
         operation = out["image"].applied_operations[-1]
@@ -267,7 +267,7 @@ def test_monai_size_is_drawn_reached_recorded_and_replayed(field_only, phantom):
         replay = DRDMDeformd.from_operation(operation, "image", field_only, label_keys="label")
         again = replay(dict(data))
         assert torch.equal(again["image"], out["image"]) and torch.equal(again["label"], out["label"])
-    assert len(set(drawn)) == 3
+    assert len(set(drawn)) == 2
 
 
 def test_monai_regions_and_reference_mode(field_only, phantom):
