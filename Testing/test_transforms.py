@@ -95,7 +95,11 @@ def test_torchio_history_replays_the_sample_bit_for_bit(field_only, sample):
     assert torch.equal(again.t1.data, out.t1.data) and torch.equal(again.seg.data, out.seg.data)
     alone = DRDMDeformation(**arguments)(subject)  # the DRDM step on its own, from its recorded arguments
     assert not torch.equal(alone.t1.data, subject.t1.data)
-    other = DRDMDeformation(**dict(arguments, seed=arguments["seed"] + 1))(subject)
+    # the record holds the field it applied; the parameters alone (no field) compute the very same one
+    assert arguments["field"].shape == (3, 48, 48, 1)
+    recomputed = DRDMDeformation(**dict(arguments, field=None))(subject)
+    assert torch.equal(recomputed.t1.data, alone.t1.data) and torch.equal(recomputed.seg.data, alone.seg.data)
+    other = DRDMDeformation(**dict(arguments, seed=arguments["seed"] + 1, field=None))(subject)
     assert not torch.equal(other.t1.data, alone.t1.data)
     assert f"seed={arguments['seed']}" in repr(out.history[-1]) and "network" not in repr(out.history[-1])
 

@@ -1,9 +1,11 @@
 """DRDM deformations inside MONAI and TorchIO pipelines (optional extras ``drdm[monai]``, ``drdm[torchio]``).
 
-Each library gets a random transform that draws (seed, level, model) and a deterministic one that replays them:
-``RandDRDMDeformd`` / ``DRDMDeformd`` (MONAI dictionary transforms; the parameters go to ``applied_operations``)
-and ``RandomDRDMDeformation`` / ``DRDMDeformation`` (TorchIO; the parameters go to the subject's history). They
-are imported lazily, so ``import drdm.transforms`` works without either library installed.
+Each library gets a random transform that draws (seed, level, model and, given ``magnitudes``, a size in mm) and a
+deterministic one that replays them: ``RandDRDMDeformd`` / ``DRDMDeformd`` (MONAI dictionary transforms; the
+parameters go to ``applied_operations``) and ``RandomDRDMDeformation`` / ``DRDMDeformation`` (TorchIO; the parameters
+go to the subject's history). In diffeomorphic mode they are invertible (MONAI ``Compose.inverse`` / ``Invertd``,
+TorchIO ``apply_inverse_transform``): the record keeps the applied field, undone with its numerical inverse. They are
+imported lazily, so ``import drdm.transforms`` works without either library installed.
 """
 
 from __future__ import annotations
