@@ -90,9 +90,10 @@ class FakeLogic:
         return []
 
 
-def make_sample(name: str):
+def make_sample(name: str, **statistics):
     return SimpleNamespace(volumeNode=fakes.FakeNode(f"{name} volume"), transformNode=fakes.FakeNode(f"{name} transform"),
-                           model_line="model: cmr-2d (auto: stack of thick slices)")
+                           model_line="model: cmr-2d (auto: stack of thick slices)",
+                           statistics={"level": 48, "seed": 0, **statistics})
 
 
 @pytest.fixture
