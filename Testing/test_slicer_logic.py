@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -22,24 +21,8 @@ from DRDMSlicerLib.mrml import set_pull_field, volume_array  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def scene_bundle():
-    """One scene per session with the logics Slicer would register (SLICER.md §2.1)."""
-    scene = slicer.vtkMRMLScene()
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    app_logic.SetMRMLScene(scene)
-    colors = app_logic.GetColorLogic()
-    colors.SetMRMLScene(scene)
-    colors.AddDefaultColorNodes()
-    app_logic.SetModuleLogic("Colors", colors)
-    logics = {}
-    for name, logic in (("Volumes", slicer.vtkSlicerVolumesLogic()), ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
-                        ("Transforms", slicer.vtkSlicerTransformLogic()),
-                        ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic())):
-        logic.SetMRMLScene(scene)
-        logic.SetMRMLApplicationLogic(app_logic)
-        app_logic.SetModuleLogic(name, logic)
-        logics[name] = logic
-    return types.SimpleNamespace(scene=scene, app_logic=app_logic, logics=logics)
+def scene_bundle(mrml_scene_bundle):
+    return mrml_scene_bundle
 
 
 @pytest.fixture()
