@@ -55,6 +55,7 @@ DOWNLOAD_SUFFIX = " (download)"  # a registry model fetched (verified, with prog
 MODEL_CHOICES = [AUTO, "cmr-2d", "lct-3d" + DOWNLOAD_SUFFIX, "random-field-2d", "random-field-3d"]
 DEFAULT_MODEL = MODEL_CHOICES[0]  # preselected without asking the engine (opening the module stays cheap)
 IMPORT_MODEL_ITEM = "Import file…"
+MAX_LEVEL = 80  # the level slider's end: the models offered have 80 levels (an imported model may have more: auto reaches them)
 
 
 class DRDMSlicer(ScriptedLoadableModule):
@@ -95,7 +96,7 @@ class DRDMSlicerParameterNode:
     margin: Annotated[float, WithinRange(0.5, 100.0)] = DEFAULTS.margin  # mm around kept / only segments
     autoLevel: bool = DEFAULTS.level is None  # the model's first level (DeformationSettings.start_level)
     # used when autoLevel is off; a run with autoLevel on shows the level it used here
-    level: Annotated[int, WithinRange(0, 80)] = DEFAULTS.level or 0  # an int on a ctkSliderWidget: new in Slicer 5.10
+    level: Annotated[int, WithinRange(0, MAX_LEVEL)] = DEFAULTS.level or 0  # an int on a ctkSliderWidget: new in Slicer 5.10
     count: Annotated[int, WithinRange(1, 100)] = 1
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     randomSeed: bool = True
@@ -340,8 +341,9 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._samples = samples
             self._sourceVolume = inputVolume
             self.updateResultList()
-            if samples and params.autoLevel:  # show the level "auto" meant (the start if auto is turned off)
-                params.level = int(samples[0].statistics["level"])
+            used = int(samples[0].statistics["level"]) if samples else None
+            if params.autoLevel and used is not None and 0 <= used <= MAX_LEVEL:  # show the level "auto" meant
+                params.level = used
             line = samples[0].model_line if samples else ""
             self.ui.statusLabel.text = _("{count} deformation(s) in {seconds:.1f} s; {size}{model}").format(
                 count=len(samples), seconds=time.monotonic() - started, size=self.sizeLine(samples), model=line)

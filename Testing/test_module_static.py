@@ -465,4 +465,8 @@ def test_size_comes_first_and_regions_are_per_segment(tree):
     assert level_help in ui_property(widgets["label3"], "toolTip")
     assert "magnitude" not in ui_property(widgets["label3"], "text")
     assert defaults["autoLevel"] is (DEFAULTS.level is None)
+    max_level = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                     and [t.id for t in n.targets if isinstance(t, ast.Name)] == ["MAX_LEVEL"])
+    assert ui_property(widgets["levelSlider"], "maximum") == max_level
+    assert "WithinRange(0, MAX_LEVEL)" in ast.unparse(parameter_fields(tree)["level"])
     assert defaults["showJacobian"] is False and ui_property(widgets["showJacobianCheckBox"], "checked") is False

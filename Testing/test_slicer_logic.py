@@ -573,6 +573,7 @@ def test_only_region_moves_alone(scene, random_field_2d):
     assert sample.statistics["max_mm_outside_region"] <= 0.1
     rows = table_rows(sample)
     assert rows["only_segments"] == "organ" and rows["only"] == "2" and float(rows["margin_mm"]) == 5.0
+    assert rows["keep"] == "none" and "keep_segments" not in rows
     assert rows["magnitude_mm"] == "auto (the model's own size)"
     assert float(rows["size_reached_mm"]) == pytest.approx(sample.statistics["size_reached_mm"], rel=1e-5)
 

@@ -372,7 +372,7 @@ class DeformationLogic:
         if isinstance(value, float):
             return f"{value:.6g}"
         if isinstance(value, (list, tuple)):
-            return ", ".join(str(item) for item in value)
+            return ", ".join(str(item) for item in value) or "none"
         return str(value)
 
     def jacobian_color_node(self, threshold: float | None = None) -> slicer.vtkMRMLColorTableNode:
