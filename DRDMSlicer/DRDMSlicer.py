@@ -55,6 +55,7 @@ DOWNLOAD_SUFFIX = " (download)"  # a registry model fetched (verified, with prog
 MODEL_CHOICES = [AUTO, "cmr-2d", "lct-3d" + DOWNLOAD_SUFFIX, "random-field-2d", "random-field-3d"]
 DEFAULT_MODEL = MODEL_CHOICES[0]  # preselected without asking the engine (opening the module stays cheap)
 IMPORT_MODEL_ITEM = "Import file…"
+MAX_LEVEL = 80  # the level slider's end: the models offered have 80 levels (an imported model may have more: auto reaches them)
 
 
 class DRDMSlicer(ScriptedLoadableModule):
@@ -69,7 +70,9 @@ class DRDMSlicer(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Generate new, plausible, topology-preserving deformations of a volume (and its segmentation) with the "
             "Deformation-Recovery Diffusion Model: a random multi-scale deformation, then step-by-step learned "
-            "recovery. Outputs: the deformed volume, a grid transform (the displacement field, exportable for ITK "
+            "recovery. Size (mm) sets how far the anatomy moves (the mean displacement; auto: the model's own size); "
+            "segments of the input segmentation can be kept still, or be the only ones deformed. "
+            "Outputs: the deformed volume, a grid transform (the displacement field, exportable for ITK "
             "and registration tools), the deformed segmentation, a Jacobian-determinant map of the pull map (blue, det J "
             "< 1: anatomy locally enlarged; red, > 1: shrunk; magenta: folded) and a table of statistics.<br>"
             "Zheng J., Mo Y., Sun Y., Li J., Wu F., Wang Z., Vincent T., Papież B.W. "
@@ -88,7 +91,12 @@ class DRDMSlicerParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     inputSegmentation: vtkMRMLSegmentationNode
-    level: Annotated[int, WithinRange(0, 80)] = 56  # an int on a ctkSliderWidget: connector new in Slicer 5.10
+    # the size in mm (mean |u|); 0 shows as "auto": the model's own size (DEFAULTS.magnitude is None)
+    magnitude: Annotated[float, WithinRange(0.0, 100.0)] = DEFAULTS.magnitude or 0.0
+    margin: Annotated[float, WithinRange(0.5, 100.0)] = DEFAULTS.margin  # mm around kept / only segments
+    autoLevel: bool = DEFAULTS.level is None  # the model's first level (DeformationSettings.start_level)
+    # used when autoLevel is off; a run with autoLevel on shows the level it used here
+    level: Annotated[int, WithinRange(0, MAX_LEVEL)] = DEFAULTS.level or 0  # an int on a ctkSliderWidget: new in Slicer 5.10
     count: Annotated[int, WithinRange(1, 100)] = 1
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     randomSeed: bool = True
@@ -97,7 +105,7 @@ class DRDMSlicerParameterNode:
     device: Annotated[str, Choice(list(DEVICES))] = DEFAULTS.device
     slices: Annotated[str, Choice(list(SLICE_MODES))] = DEFAULTS.slices
     showDeformed: bool = True
-    showJacobian: bool = True
+    showJacobian: bool = False  # DRDMSlicerLib.jacobian_colours.JACOBIAN_SHOWN_FIRST: the anatomy first, det J one click away
     jacobianOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     jacobianThreshold: Annotated[float, WithinRange(0.0, 0.5)] = 0.2  # DRDMSlicerLib.jacobian_colours default
     showGrid: bool = False
@@ -175,6 +183,9 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.jacobianOpacitySlider.valueChanged.connect(self.updateView)
         self.ui.jacobianThresholdSlider.valueChanged.connect(self.updateView)
         self.ui.showGridCheckBox.toggled.connect(self.updateView)
+        self.ui.autoLevelCheckBox.toggled.connect(self.updateButtons)
+        self.ui.keepSegmentSelector.segmentSelectionChanged.connect(self.updateButtons)
+        self.ui.onlySegmentSelector.segmentSelectionChanged.connect(self.updateButtons)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
@@ -231,6 +242,26 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.jacobianThresholdSlider.enabled = self.ui.showJacobianCheckBox.checked
         slices = bool(self._parameterNode) and self.logic.slicesApply(self._parameterNode.inputVolume, self.currentModel())
         self.ui.slicesLabel.visible = self.ui.slicesComboBox.visible = slices  # a 2D model on a 3D volume only
+        self.ui.levelSlider.enabled = not self.ui.autoLevelCheckBox.checked
+        self.updateRegionSelectors()
+
+    def updateRegionSelectors(self) -> None:
+        """The keep-still / deform-only selectors list the segments of the input segmentation; the margin matters
+        only once a segment is chosen."""
+        segmentation = self._parameterNode.inputSegmentation if self._parameterNode else None
+        for selector in (self.ui.keepSegmentSelector, self.ui.onlySegmentSelector):
+            if selector.currentNodeID() != (segmentation.GetID() if segmentation else ""):
+                selector.setCurrentNode(segmentation)
+            selector.enabled = segmentation is not None
+        self.ui.marginSpinBox.enabled = bool(self.regionSegments(self.ui.keepSegmentSelector)
+                                             or self.regionSegments(self.ui.onlySegmentSelector))
+
+    def regionSegments(self, selector) -> list:
+        """The segment IDs checked in ``selector``, none without an input segmentation (the selector keeps the IDs
+        of a segmentation no longer chosen)."""
+        if not (self._parameterNode and self._parameterNode.inputSegmentation):
+            return []
+        return list(selector.selectedSegmentIDs())
 
     # -- model choice ----------------------------------------------------------------------------------
 
@@ -298,18 +329,24 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if isinstance(model, str):
                     self.logic.ensureModel(model, progress=self.downloadProgress, cancel=lambda: self._cancelRequested)
                 samples = self.logic.generate(
-                    inputVolume, params.inputSegmentation, model=model, level=params.level, seed=params.seed,
-                    count=params.count, mode=params.mode, speed=params.speed, device=params.device,
-                    slices=params.slices, progress=progress, cancel=lambda: self._cancelRequested)
+                    inputVolume, params.inputSegmentation, model=model,
+                    level=None if params.autoLevel else params.level, seed=params.seed, count=params.count,
+                    mode=params.mode, speed=params.speed, device=params.device, slices=params.slices,
+                    magnitude=params.magnitude or None, keep=self.regionSegments(self.ui.keepSegmentSelector),
+                    only=self.regionSegments(self.ui.onlySegmentSelector), margin=params.margin,
+                    progress=progress, cancel=lambda: self._cancelRequested)
             except (GenerationCancelled, DownloadCancelled):
                 self.ui.statusLabel.text = _("Cancelled; no output was added and nothing was downloaded.")
                 return
             self._samples = samples
             self._sourceVolume = inputVolume
             self.updateResultList()
+            used = int(samples[0].statistics["level"]) if samples else None
+            if params.autoLevel and used is not None and 0 <= used <= MAX_LEVEL:  # show the level "auto" meant
+                params.level = used
             line = samples[0].model_line if samples else ""
-            self.ui.statusLabel.text = _("{count} deformation(s) in {seconds:.1f} s; {model}").format(
-                count=len(samples), seconds=time.monotonic() - started, model=line)
+            self.ui.statusLabel.text = _("{count} deformation(s) in {seconds:.1f} s; {size}{model}").format(
+                count=len(samples), seconds=time.monotonic() - started, size=self.sizeLine(samples), model=line)
             self.updateView()
         except Exception as error:  # shown to the user, never a traceback; the logic adds nodes only at the end
             # (bad input, a wrong model, CUDA out of memory: the logic words them as ValueError)
@@ -320,6 +357,15 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._running = False
             self.ui.progressBar.value = 0
             self.updateButtons()
+
+    @staticmethod
+    def sizeLine(samples) -> str:
+        """``"size 3.02 mm (asked 3 mm); "`` for a run with a size, ``""`` otherwise."""
+        stats = samples[0].statistics if samples else {}
+        if stats.get("magnitude_mm") is None or stats.get("size_reached_mm") is None:
+            return ""
+        return _("size {reached:.2f} mm (asked {asked:g} mm); ").format(reached=stats["size_reached_mm"],
+                                                                        asked=stats["magnitude_mm"])
 
     def downloadProgress(self, done: int, total) -> None:
         self.ui.progressBar.maximum = total or 0
@@ -443,10 +489,15 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
 
         return load_model_spec(path)
 
-    def generate(self, volumeNode, segmentationNode=None, *, model, level, seed, count=1, mode=DEFAULTS.mode,
-                 speed=DEFAULTS.speed, device=DEFAULTS.device, slices=DEFAULTS.slices, progress=None, cancel=None):
+    def generate(self, volumeNode, segmentationNode=None, *, model, level=DEFAULTS.level, seed, count=1,
+                 mode=DEFAULTS.mode, speed=DEFAULTS.speed, device=DEFAULTS.device, slices=DEFAULTS.slices,
+                 magnitude=DEFAULTS.magnitude, keep=DEFAULTS.keep, only=DEFAULTS.only, margin=DEFAULTS.margin,
+                 progress=None, cancel=None):
+        """:meth:`DRDMSlicerLib.logic.DeformationLogic.generate`: ``level`` None is the model's first level,
+        ``magnitude`` the size in mm (None: the model's own), ``keep``/``only`` segment IDs of ``segmentationNode``."""
         return self.deformation.generate(volumeNode, segmentationNode, model=model, level=level, seed=seed,
                                          count=count, mode=mode, speed=speed, device=device, slices=slices,
+                                         magnitude=magnitude, keep=keep, only=only, margin=margin,
                                          progress=progress, cancel=cancel)
 
     def export_transform(self, transformNode, path):

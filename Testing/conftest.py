@@ -75,3 +75,29 @@ def interrupt_after(function, marker: str):
         return result
 
     return wrapped
+
+
+@pytest.fixture(scope="session")
+def mrml_scene_bundle():
+    """One slicer-core scene per session with the logics Slicer would register (SLICER.md §2.1): each segmentations
+    logic given a scene registers the converter rules again, so every test file shares this one (``scene.Clear(0)``
+    between tests). Skips without slicer-core."""
+    import types
+
+    slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+    scene = slicer.vtkMRMLScene()
+    app_logic = slicer.vtkSlicerApplicationLogic()
+    app_logic.SetMRMLScene(scene)
+    colors = app_logic.GetColorLogic()
+    colors.SetMRMLScene(scene)
+    colors.AddDefaultColorNodes()
+    app_logic.SetModuleLogic("Colors", colors)
+    logics = {}
+    for name, logic in (("Volumes", slicer.vtkSlicerVolumesLogic()), ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
+                        ("Transforms", slicer.vtkSlicerTransformLogic()),
+                        ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic())):
+        logic.SetMRMLScene(scene)
+        logic.SetMRMLApplicationLogic(app_logic)
+        app_logic.SetModuleLogic(name, logic)
+        logics[name] = logic
+    return types.SimpleNamespace(scene=scene, app_logic=app_logic, logics=logics)

@@ -164,8 +164,46 @@ class ComboBox(Widget):
         self.setCurrentIndex(-1)
 
 
+class SegmentSelector(Widget):
+    """qMRMLSegmentSelectorWidget with ``multiSelection`` on (Slicer/Slicer:Libs/MRML/Widgets/
+    qMRMLSegmentSelectorWidget.cxx): ``setCurrentNode`` lists a node's segments and keeps the remembered checked IDs
+    that exist in it (with no node the remembered IDs stay as they were); ``segmentSelectionChanged`` fires when the
+    checked IDs change. The user checking segments is ``setSelectedSegmentIDs``."""
+
+    def __init__(self, name, properties) -> None:
+        super().__init__(name, properties)
+        self.segmentSelectionChanged = Signal()
+        self._node = None
+        self._selected: list[str] = []
+
+    def currentNode(self):
+        return self._node
+
+    def currentNodeID(self) -> str:
+        return self._node.GetID() if self._node is not None else ""
+
+    def setCurrentNode(self, node) -> None:
+        if node is not self._node:
+            self._node = node
+            self.setSelectedSegmentIDs(self._selected)
+
+    def selectedSegmentIDs(self) -> list[str]:
+        return list(self._selected)
+
+    def setSelectedSegmentIDs(self, segment_ids) -> None:
+        if self._node is None:
+            return
+        segmentation = self._node.GetSegmentation()
+        kept = [segment_id for segment_id in segment_ids if segmentation.GetSegment(segment_id) is not None]
+        changed = kept != self._selected
+        self._selected = kept
+        if changed:
+            self._emit(self.segmentSelectionChanged, list(kept))
+
+
 WIDGET_CLASSES = {"QComboBox": ComboBox, "QCheckBox": CheckBox, "QPushButton": Button, "ctkSliderWidget": Slider,
-                  "QSpinBox": SpinBox, "QLabel": Label, "QProgressBar": ProgressBar}
+                  "QSpinBox": SpinBox, "QDoubleSpinBox": SpinBox, "QLabel": Label, "QProgressBar": ProgressBar,
+                  "qMRMLSegmentSelectorWidget": SegmentSelector}
 
 
 def ui_from_file(path: Path = UI_FILE) -> SimpleNamespace:
@@ -186,6 +224,20 @@ class FakeNode:
 
     def GetName(self) -> str:
         return self.name
+
+    def GetID(self) -> str:
+        return f"vtkMRMLFakeNode_{self.name}"
+
+
+class FakeSegmentationNode(FakeNode):
+    """A segmentation node holding segments with these IDs."""
+
+    def __init__(self, name: str, segment_ids) -> None:
+        super().__init__(name)
+        self.segment_ids = list(segment_ids)
+
+    def GetSegmentation(self):
+        return SimpleNamespace(GetSegment=lambda segment_id: segment_id if segment_id in self.segment_ids else None)
 
 
 class FakeScene:

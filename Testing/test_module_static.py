@@ -355,3 +355,118 @@ def test_every_logic_method_called_exists(tree):
 def test_help_text_cites_the_paper():
     text = MODULE.read_text(encoding="utf-8")
     assert "Medical Image Analysis" in text and "2407.07295" in text and "acknowledgementText" in text
+
+
+# -- every control wired, the .ui agreeing with the parameter node (issue 26 added size, regions, auto level) -------------
+
+CONTROL_CLASSES = {"QComboBox", "QCheckBox", "QSpinBox", "QDoubleSpinBox", "ctkSliderWidget", "QPushButton",
+                   "qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget"}
+
+
+def ui_widgets() -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in ET.parse(UI).iter("widget")}
+
+
+def ui_property(widget: ET.Element, name: str):
+    """The value of a property of a .ui widget as Python (bool, number or text); None when not set."""
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            value = next(iter(prop))
+            if value.tag == "bool":
+                return value.text == "true"
+            if value.tag in ("number", "double"):
+                return float(value.text)
+            return value.text
+    return None
+
+
+def parameter_defaults(tree: ast.Module) -> dict:
+    """The parameter node's defaults, evaluated with the engine's settings (torch-free) in scope."""
+    from drdm.settings import DEFAULTS
+
+    node = classes(tree)["DRDMSlicerParameterNode"]
+    return {stmt.target.id: eval(ast.unparse(stmt.value), {"DEFAULTS": DEFAULTS})  # noqa: S307  (our own source)
+            for stmt in node.body if isinstance(stmt, ast.AnnAssign) and stmt.value is not None}
+
+
+def parameter_widgets() -> dict[str, str]:
+    """SlicerParameterName -> the name of the .ui widget carrying it."""
+    return {ui_property(w, "SlicerParameterName"): name for name, w in ui_widgets().items()
+            if ui_property(w, "SlicerParameterName")}
+
+
+def test_every_control_is_wired(tree):
+    """Every control of the .ui is bound to the parameter node or used by the widget code, and every bound
+    parameter is read (as ``params.X``/``self._parameterNode.X``, or through its widget)."""
+    used = attribute_uses(tree, "ui")
+    bound = parameter_widgets()
+    unwired = [name for name, w in ui_widgets().items() if w.get("class") in CONTROL_CLASSES
+               and name not in used and name not in bound.values()]
+    assert not unwired, unwired
+    read = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and ast.unparse(node.value) in ("params", "self._parameterNode", "node")}
+    unread = [p for p, widget in bound.items() if p not in read and widget not in used]
+    assert not unread, unread
+
+
+def test_every_mrml_widget_gets_the_scene():
+    """A qMRML widget without the scene lists nothing (the segment selectors would show no segments)."""
+    root = ET.parse(UI).getroot()
+    receivers = {c.findtext("receiver") for c in root.iter("connection")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+                 and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    mrml = {name for name, w in ui_widgets().items() if w.get("class").startswith("qMRML") and name != "DRDMSlicer"}
+    assert mrml and mrml <= receivers, mrml - receivers
+
+
+def test_ui_values_agree_with_the_parameter_defaults(tree):
+    """What the .ui shows before a parameter node is connected is the parameter node's default (no second set of
+    defaults: the level slider showed 56 while the engine's default is the model's first level)."""
+    defaults, widgets = parameter_defaults(tree), ui_widgets()
+    mismatches = []
+    for parameter, name in parameter_widgets().items():
+        widget = widgets[name]
+        if parameter not in defaults:
+            continue
+        if widget.get("class") == "QCheckBox":
+            shown = bool(ui_property(widget, "checked"))
+        elif widget.get("class") in ("QDoubleSpinBox", "ctkSliderWidget"):
+            shown = ui_property(widget, "value")
+        else:
+            continue
+        if shown is not None and shown != defaults[parameter]:
+            mismatches.append(f"{name}: .ui {shown!r}, parameter {parameter} {defaults[parameter]!r}")
+    assert not mismatches, mismatches
+
+
+def test_size_comes_first_and_regions_are_per_segment(tree):
+    """Size (mm) is the first setting after the inputs; keep still / deform only pick several segments of the input
+    segmentation (their own segmentation selector hidden); the level says what it does; det J starts off."""
+    from drdm.settings import DEFAULTS
+
+    widgets, defaults = ui_widgets(), parameter_defaults(tree)
+    form = next(layout for layout in ET.parse(UI).iter("layout") if layout.get("name") == "formLayout")
+    rows = {}
+    for item in form.findall("item"):
+        child = item.find("widget")
+        rows.setdefault(int(item.get("row")), {})[int(item.get("column"))] = child.get("name")
+    assert rows[0][1] == "inputVolumeSelector" and rows[1][1] == "inputSegmentationSelector"
+    assert rows[2] == {0: "sizeLabel", 1: "sizeSpinBox"} and ui_property(widgets["sizeLabel"], "text") == "Size (mm):"
+    size = widgets["sizeSpinBox"]
+    assert ui_property(size, "minimum") == 0 and ui_property(size, "specialValueText").startswith("auto")
+    assert defaults["magnitude"] == 0.0 and DEFAULTS.magnitude is None  # 0 = "auto" = None for the logic
+    for name in ("keepSegmentSelector", "onlySegmentSelector"):
+        assert widgets[name].get("class") == "qMRMLSegmentSelectorWidget"
+        assert ui_property(widgets[name], "multiSelection") is True
+        assert ui_property(widgets[name], "segmentationNodeSelectorVisible") is False
+    assert defaults["margin"] == DEFAULTS.margin and ui_property(widgets["marginSpinBox"], "minimum") > 0
+    level_help = "the starting noise of the recovery, which changes the draw more than its size"
+    assert level_help in ui_property(widgets["levelSlider"], "toolTip")
+    assert level_help in ui_property(widgets["label3"], "toolTip")
+    assert "magnitude" not in ui_property(widgets["label3"], "text")
+    assert defaults["autoLevel"] is (DEFAULTS.level is None)
+    max_level = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                     and [t.id for t in n.targets if isinstance(t, ast.Name)] == ["MAX_LEVEL"])
+    assert ui_property(widgets["levelSlider"], "maximum") == max_level
+    assert "WithinRange(0, MAX_LEVEL)" in ast.unparse(parameter_fields(tree)["level"])
+    assert defaults["showJacobian"] is False and ui_property(widgets["showJacobianCheckBox"], "checked") is False

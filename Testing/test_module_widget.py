@@ -90,9 +90,10 @@ class FakeLogic:
         return []
 
 
-def make_sample(name: str):
+def make_sample(name: str, **statistics):
     return SimpleNamespace(volumeNode=fakes.FakeNode(f"{name} volume"), transformNode=fakes.FakeNode(f"{name} transform"),
-                           model_line="model: cmr-2d (auto: stack of thick slices)")
+                           model_line="model: cmr-2d (auto: stack of thick slices)",
+                           statistics={"level": 48, "seed": 0, **statistics})
 
 
 @pytest.fixture
@@ -389,3 +390,184 @@ def test_download_choice_is_fetched_with_cancel_and_generated_with_slices(widget
     assert ("ensureModel", "lct-3d") in widget.logic.calls
     [(_, _, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
     assert kwargs["model"] == "lct-3d" and kwargs["slices"] == "independent"
+
+
+# -- issue 26: size, regions, level, the first view ------------------------------------------------------------------
+
+def test_parameter_defaults_come_from_the_engine_settings(widget, module):
+    """One set of defaults: size auto (DEFAULTS.magnitude None), the margin and the level from drdm.settings; no
+    hard-coded start level; det J off at first as DRDMSlicerLib decides (the .ui agrees)."""
+    from drdm.settings import DEFAULTS
+    from DRDMSlicerLib.jacobian_colours import JACOBIAN_SHOWN_FIRST
+
+    node, ui = widget._parameterNode, widget.ui
+    assert DEFAULTS.magnitude is None and node.magnitude == 0.0 and ui.sizeSpinBox.value == 0.0
+    assert ui.sizeSpinBox.property("specialValueText").startswith("auto")  # 0 reads "auto" in the spin box
+    assert node.margin == DEFAULTS.margin == ui.marginSpinBox.value
+    assert DEFAULTS.level is None and node.autoLevel and ui.autoLevelCheckBox.checked and not ui.levelSlider.enabled
+    assert node.showJacobian is JACOBIAN_SHOWN_FIRST is False and not ui.showJacobianCheckBox.checked
+    assert "starting noise of the recovery" in ui.levelSlider.property("toolTip")
+    assert ui.label3.property("text") == "Start level T′:"
+
+
+def test_size_regions_margin_and_auto_level_reach_generate(widget, module):
+    module.ensure_requirements = lambda: None
+    node, ui = widget._parameterNode, widget.ui
+    node.inputVolume = fakes.FakeNode("input")
+    widget.updateButtons()
+    assert not ui.keepSegmentSelector.enabled and not ui.onlySegmentSelector.enabled  # no segmentation, no regions
+    segmentation = fakes.FakeSegmentationNode("seg", ["Segment_1", "Segment_2", "Segment_3"])
+    node.inputSegmentation = segmentation
+    widget.updateButtons()  # what the parameter node's ModifiedEvent does in Slicer
+    assert ui.keepSegmentSelector.currentNode() is segmentation and ui.onlySegmentSelector.currentNode() is segmentation
+    assert ui.keepSegmentSelector.enabled and not ui.marginSpinBox.enabled  # no segment chosen: no margin to set
+    ui.keepSegmentSelector.setSelectedSegmentIDs(["Segment_1", "Segment_3"])  # the user checks two segments
+    assert ui.marginSpinBox.enabled
+    node.magnitude, node.margin = 3.0, 4.0
+    widget.logic.samples = [make_sample("r0", level=64, magnitude_mm=3.0, size_reached_mm=3.0213)]
+    widget.logic.deformation.alive = list(widget.logic.samples)
+    widget.onGenerate()
+    [(_, _, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
+    assert kwargs["level"] is None and kwargs["magnitude"] == 3.0 and kwargs["margin"] == 4.0
+    assert kwargs["keep"] == ["Segment_1", "Segment_3"] and kwargs["only"] == []
+    assert node.level == 64  # the slider shows the level "auto" meant
+    assert ui.statusLabel.text.startswith("1 deformation(s) in ") and "; size 3.02 mm (asked 3 mm); model: " in \
+        ui.statusLabel.text
+
+
+def test_auto_size_and_a_chosen_level(widget, module):
+    module.ensure_requirements = lambda: None
+    node, ui = widget._parameterNode, widget.ui
+    node.inputVolume = fakes.FakeNode("input")
+    ui.autoLevelCheckBox.checked = False  # the user turns auto off (bound to autoLevel in Slicer)
+    node.autoLevel, node.level = False, 20
+    assert ui.levelSlider.enabled
+    widget.logic.samples = [make_sample("r0", level=20)]
+    widget.onGenerate()
+    [(_, _, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
+    assert kwargs["level"] == 20 and kwargs["magnitude"] is None  # size 0 shows "auto": the model's own size
+    assert kwargs["keep"] == kwargs["only"] == [] and node.level == 20
+    assert "size" not in ui.statusLabel.text
+    ui.autoLevelCheckBox.checked = True
+    assert not ui.levelSlider.enabled
+
+
+def test_regions_of_a_segmentation_no_longer_chosen_are_not_sent(widget, module):
+    """The selector remembers checked IDs across segmentations (as Slicer's does); only the chosen segmentation's
+    segments are sent, and none without a segmentation."""
+    module.ensure_requirements = lambda: None
+    node, ui = widget._parameterNode, widget.ui
+    node.inputVolume = fakes.FakeNode("input")
+    node.inputSegmentation = fakes.FakeSegmentationNode("a", ["liver", "spine"])
+    widget.updateButtons()
+    ui.onlySegmentSelector.setSelectedSegmentIDs(["liver"])
+    node.inputSegmentation = None
+    widget.updateButtons()
+    assert not ui.onlySegmentSelector.enabled and not ui.marginSpinBox.enabled
+    widget.onGenerate()
+    node.inputSegmentation = fakes.FakeSegmentationNode("b", ["spine"])  # has no "liver"
+    widget.updateButtons()
+    widget.onGenerate()
+    calls = [c[2] for c in widget.logic.calls if c[0] == "generate"]
+    assert [(kwargs["keep"], kwargs["only"]) for kwargs in calls] == [([], []), ([], [])]
+
+
+def test_first_view_after_generate_has_no_det_j_overlay_and_it_is_one_click_away(widget, module):
+    module.ensure_requirements = lambda: None
+    widget._parameterNode.inputVolume = fakes.FakeNode("input")
+    widget.logic.samples = [make_sample("r0")]
+    widget.logic.deformation.alive = list(widget.logic.samples)
+    widget.onGenerate()
+    shown = widget.logic.deformation.shown
+    assert shown[-1][1]["jacobian"] is False and shown[-1][1]["deformed"] is True
+    assert not widget.ui.jacobianOpacitySlider.enabled
+    widget.ui.showJacobianCheckBox.checked = True  # one click
+    assert shown[-1][1]["jacobian"] is True and widget.ui.jacobianOpacitySlider.enabled
+
+
+# -- the widget on the real logic and a slicer-core scene (only Qt and the Slicer application are stand-ins) -----------
+
+@pytest.fixture
+def real_scene(mrml_scene_bundle, monkeypatch, recorder):
+    """The widget wired to the real DRDMSlicerLib logic on a slicer-core scene holding a 3-slice stack, a
+    segmentation (segments "bone" and "organ") and two slice views."""
+    import numpy as np
+    import SimpleITK as sitk
+    from DRDMSlicerLib.logic import DeformationLogic  # noqa: F401  (imported against the real slicer, before the fakes)
+    from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    def displacement_mm(transform_node):
+        """|u| in mm on the input's lattice, read from the grid transform node (the fakes replace vtk for
+        slicer.util, so this reads the grid itself)."""
+        grid = transform_node.GetTransformFromParent().GetDisplacementGrid()
+        u = vtk_to_numpy(grid.GetPointData().GetScalars()).reshape(tuple(reversed(grid.GetDimensions())) + (3,))
+        return np.linalg.norm(u, axis=-1)
+
+    scene = mrml_scene_bundle.scene
+    scene.Clear(0)
+    shape = (3, 48, 48)
+    k, j, i = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    image = sitk.GetImageFromArray((100 * np.exp(-3 * (i**2 + j**2)) + 40 * np.sin(4 * i) * np.cos(3 * j)).astype(np.float32))
+    image.SetSpacing((1.5, 1.5, 6.0))
+    volume = volume_from_sitk(scene, image, "stack")
+    labels = np.zeros(shape, dtype=np.int32)
+    labels[:, 8:20, 8:20] = 1
+    labels[:, 28:40, 26:40] = 2
+    segmentation = segmentation_from_labels(scene, labels, volume, [("bone", "bone", (1, 1, 1)), ("organ", "organ", (1, 0, 0))],
+                                            "segmentation")
+    composites = [scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode") for _ in range(2)]
+    install_fakes(monkeypatch, recorder)
+    sys.modules["slicer"].mrmlScene = scene
+    module = fakes.load_module()
+    module.ensure_requirements = lambda: None
+    widget = module.DRDMSlicerWidget()
+    widget.setup()
+    widget.ui.modelComboBox.setCurrentText("random-field-2d")
+    node = widget._parameterNode
+    node.inputVolume, node.inputSegmentation, node.speed, node.randomSeed, node.seed = volume, segmentation, "faster", False, 3
+    widget.updateButtons()
+    yield SimpleNamespace(widget=widget, scene=scene, labels=labels, composites=composites, displacement_mm=displacement_mm)
+    sys.modules.pop("DRDMSlicer_under_fakes", None)
+
+
+def test_generate_with_a_size_and_a_kept_segment_on_a_real_scene(real_scene, recorder):
+    widget, scene = real_scene.widget, real_scene.scene
+    widget._parameterNode.magnitude = 2.0
+    widget.ui.keepSegmentSelector.setSelectedSegmentIDs(["bone"])
+    before = scene.GetNumberOfNodes()
+    widget.onGenerate()
+    assert not recorder.errors, recorder.errors
+    [sample] = widget._samples
+    assert scene.GetNumberOfNodes() > before and scene.IsNodePresent(sample.volumeNode)
+    u = real_scene.displacement_mm(sample.transformNode)
+    assert u[real_scene.labels == 1].max() <= 0.1  # the kept segment did not move
+    assert abs(u[real_scene.labels != 1].mean() - 2.0) <= 0.2  # the size, where the anatomy may move
+    assert widget._parameterNode.level == sample.statistics["level"] == 48  # auto: random-field-2d's first level
+    assert "; size 2.00 mm (asked 2 mm); model: random-field-2d" in widget.ui.statusLabel.text
+    table = sample.tableNode
+    rows = {table.GetCellText(r, 0): table.GetCellText(r, 1) for r in range(table.GetNumberOfRows())}
+    assert rows["keep_segments"] == "bone" and float(rows["magnitude_mm"]) == 2.0 and float(rows["max_mm_in_kept"]) <= 0.1
+    for composite in real_scene.composites:  # the deformed anatomy, no det J overlay
+        assert composite.GetBackgroundVolumeID() == sample.volumeNode.GetID() and not composite.GetForegroundVolumeID()
+    widget.ui.showJacobianCheckBox.checked = True
+    assert all(c.GetForegroundVolumeID() == sample.jacobianNode.GetID() for c in real_scene.composites)
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(magnitude=500.0), "beyond reach"),
+    (dict(mode="reference", magnitude=2.0), "need mode 'diffeomorphic'"),
+    (dict(keep=["bone"], only=["bone"]), "'bone' is both kept still and the only one deformed"),
+])
+def test_a_bad_setting_is_an_error_display_and_adds_nothing(real_scene, recorder, setting, message):
+    widget, scene = real_scene.widget, real_scene.scene
+    node = widget._parameterNode
+    node.magnitude = setting.get("magnitude", 0.0)
+    node.mode = setting.get("mode", node.mode)
+    widget.ui.keepSegmentSelector.setSelectedSegmentIDs(setting.get("keep", []))
+    widget.ui.onlySegmentSelector.setSelectedSegmentIDs(setting.get("only", []))
+    before = scene.GetNumberOfNodes()
+    widget.onGenerate()
+    assert len(recorder.errors) == 1 and message in recorder.errors[0], recorder.errors
+    assert scene.GetNumberOfNodes() == before and widget._samples == []
+    assert widget.ui.generateButton.enabled and not widget._running

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -22,24 +21,8 @@ from DRDMSlicerLib.mrml import set_pull_field, volume_array  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def scene_bundle():
-    """One scene per session with the logics Slicer would register (SLICER.md §2.1)."""
-    scene = slicer.vtkMRMLScene()
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    app_logic.SetMRMLScene(scene)
-    colors = app_logic.GetColorLogic()
-    colors.SetMRMLScene(scene)
-    colors.AddDefaultColorNodes()
-    app_logic.SetModuleLogic("Colors", colors)
-    logics = {}
-    for name, logic in (("Volumes", slicer.vtkSlicerVolumesLogic()), ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
-                        ("Transforms", slicer.vtkSlicerTransformLogic()),
-                        ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic())):
-        logic.SetMRMLScene(scene)
-        logic.SetMRMLApplicationLogic(app_logic)
-        app_logic.SetModuleLogic(name, logic)
-        logics[name] = logic
-    return types.SimpleNamespace(scene=scene, app_logic=app_logic, logics=logics)
+def scene_bundle(mrml_scene_bundle):
+    return mrml_scene_bundle
 
 
 @pytest.fixture()
@@ -341,7 +324,14 @@ def test_view_state_has_one_owner(scene, field_only_3d):
     logic = DeformationLogic(scene)
     [sample] = logic.generate(volume, model=field_only_3d, level=40, seed=0, mode="diffeomorphic")
     composites = [scene.GetNodesByClass("vtkMRMLSliceCompositeNode").GetItemAsObject(i) for i in range(2)]
-    assert all(c.GetForegroundVolumeID() == sample.jacobianNode.GetID() for c in composites)
+    # after Generate: the deformed anatomy alone (the det J overlay would hide it), the overlay one call away
+    assert all(c.GetBackgroundVolumeID() == sample.volumeNode.GetID() and not c.GetForegroundVolumeID()
+               and c.GetForegroundOpacity() == 0.0 for c in composites)
+    logic.show_sample(sample, jacobian=True)
+    assert all(c.GetForegroundVolumeID() == sample.jacobianNode.GetID() and c.GetForegroundOpacity() == 0.5
+               and c.GetBackgroundVolumeID() == sample.volumeNode.GetID() for c in composites)
+    logic.show_sample(sample)  # the default is the first view's: no overlay
+    assert all(not c.GetForegroundVolumeID() for c in composites)
     logic.show_sample(sample, deformed=False, original=volume, jacobian=False, grid=True)
     assert all(c.GetBackgroundVolumeID() == volume.GetID() and not c.GetForegroundVolumeID() for c in composites)
     display = sample.transformNode.GetDisplayNode()
@@ -450,3 +440,176 @@ def test_scene_snapshot_removes_everything_added_since(scene, field_only_3d):
     assert snapshot.added_data_nodes() == [] and left <= {"vtkMRMLSubjectHierarchyNode"}, left  # SH: created here
     assert not logic.is_alive(sample) and not scene.IsNodePresent(volume)
     assert sh.GetItemName(sample.folderItemID) == ""  # the result folder (named after the input) is gone too
+
+
+# -- issue 26: a size in mm, segments kept still or alone deformed --------------------------------------------------
+
+STACK_SPACING = (1.5, 1.5, 6.0)  # a stack of thick slices, (I, J, K) mm: a 2D model deforms it coherently
+
+
+@pytest.fixture(scope="module")
+def random_field_2d():
+    from drdm.models import random_field_model
+
+    return random_field_model("random-field-2d")
+
+
+def region_stack(scene, empty_segment: bool = False):
+    """A 3 × 48 × 48 stack (1.5 × 1.5 × 6 mm) with segments "bone" (ID bone, label 1) and "organ" (ID organ_id,
+    label 2), and optionally a third segment that is empty."""
+    shape = (3, 48, 48)
+    k, j, i = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    array = 100 * np.exp(-3 * (i**2 + j**2)) + 40 * np.sin(4 * i) * np.cos(3 * j) + 10 * k
+    volume = add_volume(scene, array, STACK_SPACING, (5.0, -3.0, 2.0), np.eye(3), "stack")
+    labels = np.zeros(shape, dtype=np.int32)
+    labels[:, 8:20, 8:20] = 1
+    labels[:, 28:40, 26:40] = 2
+    from DRDMSlicerLib.mrml import segmentation_from_labels
+
+    segments = [("bone", "bone", (1.0, 1.0, 0.9)), ("organ_id", "organ", (0.8, 0.2, 0.2))]
+    segments += [("empty", "empty", (0.0, 0.0, 1.0))] if empty_segment else []
+    return volume, segmentation_from_labels(scene, labels, volume, segments, "regions"), labels
+
+
+def displacement_mm(sample) -> np.ndarray:
+    """|u| in mm on the input's lattice, read from the grid transform node (what Slicer applies)."""
+    return np.linalg.norm(slicer.util.arrayFromGridTransform(sample.transformNode), axis=-1)
+
+
+def table_rows(sample) -> dict[str, str]:
+    table = sample.tableNode
+    return {table.GetCellText(r, 0): table.GetCellText(r, 1) for r in range(table.GetNumberOfRows())}
+
+
+def distance_mm(mask: np.ndarray) -> np.ndarray:
+    """Distance (mm, 3D, on the stack's lattice) to ``mask``; 0 inside."""
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing(STACK_SPACING)
+    return sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False,
+                                                               useImageSpacing=True)).clip(min=0)
+
+
+def test_size_in_mm_is_reached_with_the_same_shape(scene, random_field_2d):
+    """The size is the mean |u| of the grid transform over the volume, within 10 % for every seed and size, and one
+    seed keeps its shape (the fields at two sizes point the same way); the results are named by size and the
+    table records what was asked and reached."""
+    volume, segmentation, _ = region_stack(scene)
+    logic = DeformationLogic(scene)
+    for seed in (0, 1):
+        [own] = logic.generate(volume, model=random_field_2d, seed=seed, speed="faster")
+        natural = displacement_mm(own).mean()
+        assert own.statistics["mean_mm"] == pytest.approx(natural, rel=1e-4)
+        u_own = slicer.util.arrayFromGridTransform(own.transformNode)
+        for target in (0.5, round(0.5 * natural, 2), round(1.1 * natural, 2)):
+            [sample] = logic.generate(volume, segmentation, model=random_field_2d, seed=seed, speed="faster",
+                                      magnitude=target)
+            reached = displacement_mm(sample).mean()
+            assert abs(reached - target) <= 0.1 * target, (seed, target, reached)
+            assert sample.statistics["size_reached_mm"] == pytest.approx(reached, rel=1e-4)
+            u = slicer.util.arrayFromGridTransform(sample.transformNode)
+            assert (u * u_own).sum() / np.linalg.norm(u) / np.linalg.norm(u_own) > 0.9  # the same deformation, smaller
+            assert volume_array(sample.jacobianNode).min() > 0  # no size folds
+            rows = table_rows(sample)
+            assert float(rows["magnitude_mm"]) == pytest.approx(target)
+            assert float(rows["size_reached_mm"]) == pytest.approx(reached, rel=1e-4)
+            assert float(rows["natural_mm"]) == pytest.approx(natural, rel=1e-4)
+            assert sample.volumeNode.GetName() == f"stack DRDM {target:g}mm seed{seed} volume"
+    assert "T48 seed1" in own.volumeNode.GetName()  # without a size: named by the level, as before
+
+
+def test_level_defaults_to_the_models_first_level(scene, random_field_2d):
+    volume, _, _ = region_stack(scene)
+    logic = DeformationLogic(scene)
+    first = random_field_2d.forward_process().first_level
+    request = logic.prepare(volume, model=random_field_2d, seed=0)
+    assert request.level == first and request.magnitude is None and request.keep == request.only == ()
+    [sample] = logic.generate(volume, model=random_field_2d, seed=0, speed="faster")
+    assert sample.statistics["level"] == first and table_rows(sample)["level"] == str(first)
+    assert logic.prepare(volume, model=random_field_2d, level=12, seed=0).level == 12
+
+
+def test_kept_segment_does_not_move(scene, random_field_2d):
+    """|u| ≤ 0.1 mm on every voxel of the kept segment (read from the grid transform), the size reached over the
+    voxels allowed to move, motion elsewhere; chosen by name or by segment ID alike."""
+    volume, segmentation, labels = region_stack(scene)
+    logic = DeformationLogic(scene)
+    results = [logic.generate(volume, segmentation, model=random_field_2d, seed=2, speed="faster", magnitude=2.0,
+                              keep=[chosen], margin=4.0)[0] for chosen in ("bone", "bone")]
+    [by_id] = logic.generate(volume, segmentation, model=random_field_2d, seed=2, speed="faster", magnitude=2.0,
+                             keep=["organ_id"], margin=4.0)
+    for sample, kept in ((results[0], 1), (by_id, 2)):
+        u = displacement_mm(sample)
+        assert u[labels == kept].max() <= 0.1
+        assert sample.statistics["max_mm_in_kept"] <= 0.1
+        assert abs(u[labels != kept].mean() - 2.0) <= 0.2  # the size refers to where the deformation is allowed
+        assert u[distance_mm(labels == kept) > 8.0].max() > 1.0  # and away from it the anatomy moves
+    rows = table_rows(results[0])
+    assert rows["keep"] == "1" and rows["keep_segments"] == "bone" and float(rows["margin_mm"]) == 4.0
+    assert float(rows["max_mm_in_kept"]) <= 0.1 and "only_segments" not in rows
+    assert by_id.statistics["keep_segments"] == ["organ"]
+
+
+def test_kept_segment_of_an_oblique_volume_with_a_3d_model(scene, field_only_3d):
+    volume = oblique_volume(scene, (12, 16, 16))
+    labels = np.zeros(volume_array(volume).shape, dtype=np.int32)
+    labels[4:8, 5:11, 5:11] = 1
+    segmentation = add_segmentation(scene, volume, labels, [("lesion", (0.2, 0.8, 0.3))])
+    [sample] = DeformationLogic(scene).generate(volume, segmentation, model=field_only_3d, level=60, seed=1,
+                                                keep=["lesion"], margin=3.0)
+    u = displacement_mm(sample)
+    assert u[labels == 1].max() <= 0.1 < u.max()
+    assert sample.statistics["max_mm_in_kept"] <= 0.1
+
+
+def test_only_region_moves_alone(scene, random_field_2d):
+    """Beyond the deform-only segment plus the margin |u| ≤ 0.1 mm; inside it the anatomy moves."""
+    volume, segmentation, labels = region_stack(scene)
+    [sample] = DeformationLogic(scene).generate(volume, segmentation, model=random_field_2d, seed=4, speed="faster",
+                                                only=["organ"], margin=5.0)
+    u = displacement_mm(sample)
+    organ = labels == 2
+    assert u[distance_mm(organ) >= 5.0].max() <= 0.1
+    assert u[organ].max() > 0.5
+    assert sample.statistics["max_mm_outside_region"] <= 0.1
+    rows = table_rows(sample)
+    assert rows["only_segments"] == "organ" and rows["only"] == "2" and float(rows["margin_mm"]) == 5.0
+    assert rows["keep"] == "none" and "keep_segments" not in rows
+    assert rows["magnitude_mm"] == "auto (the model's own size)"
+    assert float(rows["size_reached_mm"]) == pytest.approx(sample.statistics["size_reached_mm"], rel=1e-5)
+
+
+@pytest.mark.parametrize("case, kwargs, message", [
+    ("keep without a segmentation", dict(keep=["bone"]), "needs an input segmentation"),
+    ("absent segment", dict(keep=["spine"]), "has no segment 'spine' (its segments: bone, organ, empty)"),
+    ("empty segment", dict(only=["empty"]), "segment 'empty' is empty on the input volume's grid"),
+    ("in both lists", dict(keep=["bone"], only=["organ_id", "bone"]), "'bone' is both kept still"),
+    ("margin 0", dict(keep=["bone"], margin=0.0), "the margin must be a positive number of mm"),
+    ("size 0", dict(magnitude=0.0), "the size must be a positive number of mm"),
+    ("size beyond reach", dict(magnitude=500.0), "beyond reach"),
+    ("size in reference mode", dict(magnitude=2.0, mode="reference"), "need mode 'diffeomorphic'"),
+])
+def test_size_and_region_errors_leave_the_scene_unchanged(scene, random_field_2d, case, kwargs, message):
+    from drdm.errors import DRDMError
+
+    volume, segmentation, _ = region_stack(scene, empty_segment=True)
+    segmentation_arg = None if case == "keep without a segmentation" else segmentation
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    before, items_before = scene.GetNumberOfNodes(), sh.GetNumberOfItems()
+    with pytest.raises(DRDMError) as raised:
+        DeformationLogic(scene).generate(volume, segmentation_arg, model=random_field_2d, seed=0, speed="faster",
+                                         **kwargs)
+    assert message in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+    assert isinstance(raised.value, ValueError)
+    assert scene.GetNumberOfNodes() == before and sh.GetNumberOfItems() == items_before
+
+
+def test_a_sample_at_a_size_exports_under_its_size(scene, random_field_2d, tmp_path):
+    volume, segmentation, _ = region_stack(scene)
+    [sample] = DeformationLogic(scene).generate(volume, segmentation, model=random_field_2d, seed=5, speed="faster",
+                                                magnitude=1.5, keep=["bone"])
+    folder = DeformationLogic.export_sample_folder(sample, tmp_path)
+    assert folder.name == "stack_1.5mm_seed5"
+    import json
+
+    stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+    assert stats["magnitude_mm"] == 1.5 and stats["keep"] == [1] and stats["max_mm_in_kept"] <= 0.1

@@ -23,9 +23,16 @@ from drdm.physical.deform import DeformationResult, deform_images
 from drdm.physical.io import staged_directory
 from drdm.physical.sample_folder import write_sample
 from drdm.physical.segment_volumes import volume_change_rows
+from drdm.physical.steering import SteeringError
 from drdm.settings import DEFAULTS, DeformationSettings
 
-from .jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD, JACOBIAN_COLOURS, JACOBIAN_RANGE, jacobian_table
+from .jacobian_colours import (
+    DEFAULT_JACOBIAN_THRESHOLD,
+    JACOBIAN_COLOURS,
+    JACOBIAN_RANGE,
+    JACOBIAN_SHOWN_FIRST,
+    jacobian_table,
+)
 from .mrml import (
     labels_from_segmentation,
     new_volume_like,
@@ -75,6 +82,14 @@ class DeformationRequest:
     slices: str = DEFAULTS.slices
     choice: ModelChoice | None = None  # how the model was chosen (``auto``: with its reason)
     precision: str = DEFAULTS.precision  # the network's float32 arithmetic on a GPU: "exact" or "tf32"
+    magnitude: float | None = DEFAULTS.magnitude  # the size in mm (mean |u|); None: the model's own size
+    keep: tuple[int, ...] = DEFAULTS.keep  # label values (segment k of ``segments`` is label k + 1) kept still
+    only: tuple[int, ...] = DEFAULTS.only  # label values that alone (with ``margin``) are deformed
+    margin: float = DEFAULTS.margin  # mm
+
+    def segment_names(self, labels: tuple[int, ...]) -> list[str]:
+        """The names of the segments behind label values (label k is the k-th segment of ``segments``)."""
+        return [self.segments[label - 1][1] for label in labels] if self.segments else []
 
     @property
     def model_line(self) -> str:
@@ -97,7 +112,8 @@ class DeformationLogic:
     Example::
 
         logic = DeformationLogic(scene)
-        samples = logic.generate(volumeNode, segmentationNode, model="cmr-2d", level=56, seed=0)
+        samples = logic.generate(volumeNode, segmentationNode, model="cmr-2d", seed=0, magnitude=3.0,
+                                 keep=["spine"])  # about 3 mm mean |u|, the segment "spine" not moved
         samples[0].volumeNode, samples[0].transformNode, samples[0].jacobianNode
     """
 
@@ -157,13 +173,57 @@ class DeformationLogic:
             raise ValueError(f"{segmentationNode.GetName()}: the segmentation has no segments")
         return [(sid, segmentation.GetSegment(sid).GetName(), tuple(segmentation.GetSegment(sid).GetColor())) for sid in ids]
 
+    @staticmethod
+    def region_labels(segmentationNode, segments, keep, only) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The label values (segment k of ``segments`` is label k + 1, as :func:`.mrml.labels_from_segmentation`
+        numbers them) of the ``keep`` and ``only`` segments, given by segment ID or name. Raises
+        :class:`drdm.physical.steering.SteeringError` (one line) for regions without a segmentation, a segment that
+        is not in it, or a segment in both lists."""
+        keep, only = list(keep or ()), list(only or ())
+        if not keep and not only:
+            return (), ()
+        if segmentationNode is None:
+            raise SteeringError("keeping segments still or deforming only some needs an input segmentation")
+        by_id = {sid: value for value, (sid, _, _) in enumerate(segments, start=1)}
+        by_name: dict[str, list[int]] = {}
+        for value, (_, name, _) in enumerate(segments, start=1):
+            by_name.setdefault(name, []).append(value)
+
+        def label(segment: str) -> int:
+            if segment in by_id:
+                return by_id[segment]
+            if len(by_name.get(segment, ())) == 1:
+                return by_name[segment][0]
+            if segment in by_name:
+                raise SteeringError(f"{segmentationNode.GetName()}: several segments are named {segment!r}; "
+                                    "choose them by segment ID")
+            names = ", ".join(name for _, name, _ in segments)
+            raise SteeringError(f"{segmentationNode.GetName()} has no segment {segment!r} (its segments: {names})")
+
+        keep_labels = tuple(dict.fromkeys(label(str(s)) for s in keep))
+        only_labels = tuple(dict.fromkeys(label(str(s)) for s in only))
+        both = [value for value in keep_labels if value in only_labels]
+        if both:
+            raise SteeringError(f"segment {segments[both[0] - 1][1]!r} is both kept still and the only one deformed: "
+                                "choose one")
+        return keep_labels, only_labels
+
     # -- main entry point ---------------------------------------------------------------------------
 
-    def generate(self, volumeNode, segmentationNode=None, *, model, level: int, seed: int, count: int = 1,
-                 mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None, device: str = DEFAULTS.device,
-                 slices: str = DEFAULTS.slices, precision: str = DEFAULTS.precision) -> list[DeformationSample]:
+    def generate(self, volumeNode, segmentationNode=None, *, model, level: int | None = DEFAULTS.level, seed: int,
+                 count: int = 1, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
+                 progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+                 device: str = DEFAULTS.device, slices: str = DEFAULTS.slices, precision: str = DEFAULTS.precision,
+                 magnitude: float | None = DEFAULTS.magnitude, keep=DEFAULTS.keep, only=DEFAULTS.only,
+                 margin: float = DEFAULTS.margin) -> list[DeformationSample]:
         """Generate ``count`` deformations (seeds ``seed``, ``seed + 1``, …) of ``volumeNode``.
+
+        ``magnitude``: the size in mm, the mean |u| over the volume (over where the deformation is allowed with
+        ``keep``/``only``), reached within 10 % (the search aims at 1 %) up to 1.5× the model's own size, one seed
+        keeping its shape at every size; ``None``: the model's own size. ``keep``: segments of ``segmentationNode``
+        (IDs or names) that are not deformed; ``only``: the segments that alone, with ``margin`` mm around them, are
+        deformed (:mod:`drdm.physical.steering`). ``level``: the start level T′, the starting noise of the recovery,
+        which changes the draw more than its size; ``None``: the model's first level.
 
         ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
         run with :class:`drdm.sampler.GenerationCancelled` and no node is added. Bad input and running out of
@@ -178,31 +238,48 @@ class DeformationLogic:
         thread-safe): :meth:`prepare` and :meth:`add_samples` on the scene's thread, :meth:`compute` anywhere.
         """
         request = self.prepare(volumeNode, segmentationNode, model=model, level=level, seed=seed, count=count,
-                               mode=mode, speed=speed, device=device, slices=slices, precision=precision)
+                               mode=mode, speed=speed, device=device, slices=slices, precision=precision,
+                               magnitude=magnitude, keep=keep, only=only, margin=margin)
         return self.add_samples(request, self.compute(request, progress=progress, cancel=cancel))
 
     @out_of_memory_as_error()  # loading the model on the GPU and copying the volume can run out of memory too
-    def prepare(self, volumeNode, segmentationNode=None, *, model, level: int | None, seed: int, count: int = 1,
-                mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, device: str = DEFAULTS.device,
-                slices: str = DEFAULTS.slices, precision: str = DEFAULTS.precision) -> DeformationRequest:
-        """Check the input and copy what the computation needs out of the scene (call on the scene's thread)."""
+    def prepare(self, volumeNode, segmentationNode=None, *, model, level: int | None = DEFAULTS.level, seed: int,
+                count: int = 1, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, device: str = DEFAULTS.device,
+                slices: str = DEFAULTS.slices, precision: str = DEFAULTS.precision,
+                magnitude: float | None = DEFAULTS.magnitude, keep=DEFAULTS.keep, only=DEFAULTS.only,
+                margin: float = DEFAULTS.margin) -> DeformationRequest:
+        """Check the input and copy what the computation needs out of the scene (call on the scene's thread).
+
+        Everything checkable before the run is checked here, before the model is loaded: the settings
+        (:class:`drdm.settings.DeformationSettings`: a size or a margin that is not positive, regions or a size in
+        reference mode), the regions (:meth:`region_labels`) and segments that are empty on the volume's grid. A size
+        beyond reach is known only once the sample is drawn: :meth:`compute` raises it."""
         self._check_volume(volumeNode)
-        settings = DeformationSettings(level=level, seed=seed, count=count, mode=mode, speed=speed, device=device,
-                                       slices=slices, precision=precision)
-        choice = self.model_for(volumeNode, model)
-        loaded = load_model(model if isinstance(model, DRDMModel) else choice.spec, device)
-        level = settings.start_level(loaded.num_steps, loaded.forward_process().first_level)
         segments = self._segments(segmentationNode) if segmentationNode is not None else None
+        keep_labels, only_labels = self.region_labels(segmentationNode, segments, keep, only)
+        settings = DeformationSettings(level=level, seed=seed, count=count, mode=mode, speed=speed, device=device,
+                                       slices=slices, precision=precision, magnitude=magnitude, keep=keep_labels,
+                                       only=only_labels, margin=margin)
         image = volume_to_sitk(volumeNode)
         labels = None
         if segments is not None:
             array = labels_from_segmentation(segmentationNode, volumeNode, [s[0] for s in segments])
             if not array.any():
                 raise ValueError(f"{segmentationNode.GetName()}: the segments are empty on the input volume's grid")
+            present = set(np.unique(array).tolist())
+            for value in keep_labels + only_labels:
+                if value not in present:
+                    raise SteeringError(f"segment {segments[value - 1][1]!r} is empty on the input volume's grid "
+                                        "(or hidden under another segment)")
             labels = sitk.GetImageFromArray(array)
             labels.CopyInformation(image)
+        choice = self.model_for(volumeNode, model)
+        loaded = load_model(model if isinstance(model, DRDMModel) else choice.spec, device)
+        level = settings.start_level(loaded.num_steps, loaded.forward_process().first_level)
         return DeformationRequest(volumeNode, segmentationNode, segments, image, labels, loaded, int(level), int(seed),
-                                  int(count), mode, speed, slices, choice, settings.precision)
+                                  int(count), mode, speed, slices, choice, settings.precision,
+                                  None if settings.magnitude is None else float(settings.magnitude), settings.keep,
+                                  settings.only, float(settings.margin))
 
     @staticmethod
     def compute(request: DeformationRequest, progress: Callable[[int, int], None] | None = None,
@@ -217,7 +294,8 @@ class DeformationLogic:
             results = deform_images(request.model, request.image, request.labels, level=request.level,
                                     seeds=[request.seed + k for k in range(request.count)], mode=request.mode,
                                     speed=request.speed, progress=progress, cancel=cancel, slices=request.slices,
-                                    precision=request.precision)
+                                    precision=request.precision, magnitude=request.magnitude, keep=request.keep,
+                                    only=request.only, margin=request.margin)
         return results
 
     def add_samples(self, request: DeformationRequest, results: list[DeformationResult]) -> list[DeformationSample]:
@@ -231,7 +309,9 @@ class DeformationLogic:
     def _add_sample_nodes(self, request: DeformationRequest, result: DeformationResult) -> DeformationSample:
         scene, volumeNode = self.scene, request.volumeNode
         seed = result.statistics["seed"]
-        base = f"{volumeNode.GetName()} DRDM T{request.level} seed{seed}"
+        # as the CLI names its sample folders: one seed at several sizes gives several results
+        setting = f"T{request.level}" if request.magnitude is None else f"{request.magnitude:g}mm"
+        base = f"{volumeNode.GetName()} DRDM {setting} seed{seed}"
         volume = new_volume_like(scene, volumeNode, sitk.GetArrayFromImage(result.image), f"{base} volume")
         transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"{base} transform")
         set_pull_field(transform, result.ddf, volumeNode)
@@ -243,6 +323,10 @@ class DeformationLogic:
             segmentation = segmentation_from_labels(scene, sitk.GetArrayFromImage(result.labels), volumeNode,
                                                     request.segments, f"{base} segmentation")
         stats = dict(result.statistics, mode=request.mode, speed=request.speed, model=request.model.name)
+        if request.keep:  # the engine records label values; the user chose segments
+            stats["keep_segments"] = request.segment_names(request.keep)
+        if request.only:
+            stats["only_segments"] = request.segment_names(request.only)
         if request.segments is not None and "segment_volumes" in stats:  # label k is the k-th segment
             stats["segment_volumes"] = [dict(change, name=request.segments[change["label"] - 1][1])
                                         for change in stats["segment_volumes"]]
@@ -273,13 +357,23 @@ class DeformationLogic:
             if key == "segment_volumes":
                 continue
             keys.InsertNextValue(str(key))
-            values.InsertNextValue(f"{value:.6g}" if isinstance(value, float) else str(value))
+            values.InsertNextValue(self._table_value(key, value))
         for key, value in volume_change_rows(stats.get("segment_volumes")):
             keys.InsertNextValue(key)
             values.InsertNextValue(value)
         table.AddColumn(keys)
         table.AddColumn(values)
         return table
+
+    @staticmethod
+    def _table_value(key: str, value) -> str:
+        if value is None and key == "magnitude_mm":
+            return "auto (the model's own size)"
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(str(item) for item in value) or "none"
+        return str(value)
 
     def jacobian_color_node(self, threshold: float | None = None) -> slicer.vtkMRMLColorTableNode:
         """The det J colour table (one per scene; :mod:`.jacobian_colours`): blue < 1 < red, magenta ≤ 0,
@@ -320,15 +414,16 @@ class DeformationLogic:
         nodes += [sample.segmentationNode] if sample.segmentationNode is not None else []
         return all(node is not None and self.scene.IsNodePresent(node) for node in nodes)
 
-    def show_sample(self, sample: DeformationSample, *, deformed: bool = True, jacobian: bool = True,
+    def show_sample(self, sample: DeformationSample, *, deformed: bool = True, jacobian: bool = JACOBIAN_SHOWN_FIRST,
                     jacobian_opacity: float = 0.5, grid: bool = False, original=None,
                     jacobian_threshold: float | None = None) -> None:
         """The one owner of what the slice views show for a sample (Slicer module and web app alike).
 
         ``deformed``: the deformed volume as background (else ``original``, by default the input volume);
         ``jacobian``: det J as foreground at ``jacobian_opacity``, transparent where ``|log det J| <
-        jacobian_threshold`` (``None``: keep the current threshold); ``grid``: the transform drawn as a
-        deformation grid in the slice views.
+        jacobian_threshold`` (``None``: keep the current threshold); off by default (``JACOBIAN_SHOWN_FIRST``), and so
+        right after :meth:`generate`: the views first show the deformed anatomy alone, the overlay is one call away;
+        ``grid``: the transform drawn as a deformation grid in the slice views.
         """
         if not self.is_alive(sample):
             raise ValueError("this result is no longer in the scene (it was deleted or the scene was closed)")
@@ -383,13 +478,16 @@ class DeformationLogic:
     @staticmethod
     def export_sample_folder(sample: DeformationSample, folder: str | os.PathLike) -> Path:
         """Write ``sample`` as the CLI's sample folder (image, labels, transform.h5, ddf, jacobian, stats.json,
-        qa.png) at ``folder/<input>_T<level>_seed<seed>``; the folder appears only when complete."""
+        qa.png) at ``folder/<input>_T<level>_seed<seed>`` (``<input>_<size>mm_seed<seed>`` when a size was asked); the
+        folder appears only when complete."""
         if sample.result is None or sample.inputImage is None:
             raise ValueError("this result holds no engine outputs to export (it was not generated in this session)")
         stats = sample.statistics
         name = sample.inputVolumeNode.GetName() if sample.inputVolumeNode is not None else "volume"
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        final = Path(folder) / f"{stem}_T{stats['level']}_seed{stats['seed']}"
+        size = stats.get("magnitude_mm")  # the CLI's folder names: the size when one was asked, else the level
+        setting = f"T{stats['level']}" if size is None else f"{size:g}mm"
+        final = Path(folder) / f"{stem}_{setting}_seed{stats['seed']}"
         with staged_directory(final) as staging:
             write_sample(staging, sample.inputImage, sample.inputLabels, sample.result,
                          f"{name}: T'={stats['level']}, seed {stats['seed']}, {stats['mode']}/{stats['speed']}, "

@@ -85,8 +85,12 @@ def set_pull_field(transform: slicer.vtkMRMLTransformNode, ddf: torch.Tensor, vo
 
 def labels_from_segmentation(segmentation: slicer.vtkMRMLSegmentationNode, volume: slicer.vtkMRMLVolumeNode,
                              segment_ids: list[str]) -> np.ndarray:
-    """Segments as one (K, J, I) label array on the volume's lattice (label = position in ``segment_ids`` + 1)."""
+    """Segments as one (K, J, I) label array on the volume's lattice (label = position in ``segment_ids`` + 1).
+
+    The scene is left as it was: the temporary label map goes, with the display node and colour table the export
+    adds for it."""
     scene = segmentation.GetScene()
+    present = _node_ids(scene)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "drdm-temporary-labels")
     try:
         ids = vtk.vtkStringArray()
@@ -97,7 +101,15 @@ def labels_from_segmentation(segmentation: slicer.vtkMRMLSegmentationNode, volum
             raise ValueError("the segmentation could not be exported onto the volume's grid")
         return volume_array(labelmap).astype(np.int32)
     finally:
-        scene.RemoveNode(labelmap)
+        for node_id in sorted(_node_ids(scene) - present, reverse=True):
+            node = scene.GetNodeByID(node_id)
+            if node is not None:
+                scene.RemoveNode(node)
+
+
+def _node_ids(scene: slicer.vtkMRMLScene) -> set[str]:
+    nodes = scene.GetNodes()
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
 
 
 def segmentation_from_labels(scene: slicer.vtkMRMLScene, labels: np.ndarray, volume: slicer.vtkMRMLVolumeNode,
