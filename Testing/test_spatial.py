@@ -303,3 +303,14 @@ def test_identity_cache_is_bounded_by_bytes():
     assert spatial._identity_positions.cache_bytes() == before
     spatial._identity_positions.cache_clear()
     assert spatial._identity_positions.cache_bytes() == 0
+
+
+def test_jacobian_of_a_single_slice_volume_is_its_in_plane_determinant():
+    """A volume one voxel thick (a single slice deformed by a 2D model): no change along the thin axis."""
+    from drdm.spatial import jacobian_determinant
+
+    plane = torch.randn(1, 2, 12, 10, generator=torch.Generator().manual_seed(0)) * 0.1
+    volume = torch.zeros(1, 3, 1, 12, 10)
+    volume[:, 1:, 0] = plane
+    for scheme in ("central", "forward", "backward"):
+        assert torch.allclose(jacobian_determinant(volume, scheme)[:, 0], jacobian_determinant(plane, scheme))

@@ -62,9 +62,11 @@ def main() -> None:
             sizes = next(r["mean_mm"] for r in rows if (r["model"], r["input"], r["level"]) == (model_name, input_name, level))
             cells.append(f"{statistics.median(sizes):.1f} ({min(sizes):.1f}–{max(sizes):.1f})")
         lines.append(f"| {model_name} | {input_name} | " + " | ".join(cells) + " |")
-    lines += ["", "Median (range) over seeds. For the learned model the level changes the draw more than its size; the "
-                  "random-field models (no learned recovery) grow with T′ because their field is the forward noise "
-                  "itself. To choose a size, use --magnitude (docs/steering.md)."]
+    lines += ["", "Median (range) over seeds. In diffeomorphic mode the size grows with T′ up to about 32 and then "
+                  "stays flat (the fold-free forward field is capped there; the recovery does not add size), for the "
+                  "learned model and the random field alike; above 32 the level changes the draw, not its size. The "
+                  "authors' reference sampler is flat from T′ = 8 (6–10 mm on the authors' slice, DESIGN.md). Neither "
+                  "gives a size a user can ask for: use --magnitude (docs/steering.md)."]
     write_results("level_sizes", {"rows": rows, "speed": args.speed, "levels": args.levels}, lines)
 
 

@@ -16,6 +16,7 @@ Writes benchmarks/results/steering.{json,md}.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -75,7 +76,7 @@ def size_rows(name: str, model, image: sitk.Image, seeds: list[int], speed: str)
         result, grid, stack, slope = recorded_sample(model, image, seed, speed)
         own = steer(result, grid, slices=stack, slope=slope)
         natural = own.statistics["natural_mm"]
-        for size in list(SIZES_MM) + [round(f * natural, 2) for f in SIZE_FACTORS]:
+        for size in list(SIZES_MM) + [math.floor(100 * f * natural) / 100 for f in SIZE_FACTORS]:
             started = time.perf_counter()
             try:
                 field = steer(result, grid, magnitude=size, slices=stack, slope=slope)

@@ -459,7 +459,8 @@ def _add_steering_options(parser: argparse.ArgumentParser, sizes: bool = False) 
         parser.add_argument("--magnitude", type=float, metavar="MM",
                             help="size in mm: the mean |u| over the image (over where --keep/--only allow motion), "
                                  "reached within 2 %% by scaling the sample's velocities: the same seed keeps its "
-                                 "shape at every size; up to 1.5x the model's own size (diffeomorphic mode)")
+                                 "shape at every size; up to 1.5x the model's own size where the field can grow that far "
+                                 "without folding (diffeomorphic mode)")
     parser.add_argument("--keep", type=int, nargs="+", metavar="LABEL",
                         help="label values of structures that are not deformed (needs labels)")
     parser.add_argument("--only", type=int, nargs="+", metavar="LABEL",

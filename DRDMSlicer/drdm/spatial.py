@@ -274,19 +274,24 @@ def jacobian_determinant(ddf: torch.Tensor, differences: str = "central") -> tor
 
     With ``differences="central"`` (default) derivatives are central differences inside and one-sided
     differences on the faces (as ``numpy.gradient``); ``"forward"``/``"backward"`` use one-sided differences
-    everywhere. ``ddf``: ``(N, ndim, *spatial)``, voxels. Returns ``(N, *spatial)``.
+    everywhere; along an axis one voxel thick (a single slice) the derivative is 0.
+    ``ddf``: ``(N, ndim, *spatial)``, voxels. Returns ``(N, *spatial)``.
     """
     ndim = ddf.dim() - 2
     if ndim not in (2, 3) or ddf.shape[1] != ndim:
         raise ValueError(f"displacement field must be (N, ndim, *spatial) with ndim 2 or 3, got {tuple(ddf.shape)}")
-    if min(ddf.shape[2:]) < 2:
-        raise ValueError("every spatial axis needs at least 2 voxels for a Jacobian")
+    if max(ddf.shape[2:]) < 2:
+        raise ValueError("a Jacobian needs a spatial axis of at least 2 voxels")
     if differences not in DIFFERENCE_SCHEMES:
         raise ValueError(f"unknown difference scheme {differences!r}; choose one of {DIFFERENCE_SCHEMES}")
-    if differences == "central":
-        grads = torch.gradient(ddf, dim=tuple(range(2, 2 + ndim)), edge_order=1)
-    else:
-        grads = [_one_sided_gradient(ddf, 2 + a, differences == "forward") for a in range(ndim)]
+    grads = []
+    for axis in range(ndim):  # an axis one voxel thick (a single slice) has no change along it: derivative 0
+        if ddf.shape[2 + axis] < 2:
+            grads.append(torch.zeros_like(ddf))
+        elif differences == "central":
+            grads.append(torch.gradient(ddf, dim=2 + axis, edge_order=1)[0])
+        else:
+            grads.append(_one_sided_gradient(ddf, 2 + axis, differences == "forward"))
     # jac[c][a] = d(p_c + u_c) / d p_a
     jac = [[grads[a][:, c] + (1.0 if a == c else 0.0) for a in range(ndim)] for c in range(ndim)]
     if ndim == 2:

@@ -318,7 +318,8 @@ def deform_image(
             :func:`drdm.settings.cuda_graph_by_rule`, True/False are obeyed.
         magnitude: the size in mm: the mean |u| over the image (over where the deformation is allowed, with ``keep`` /
             ``only``), reached within 2 %; the same seed keeps its shape at every size. From near 0 up to 1.5× the
-            size the model gives on its own (a larger one raises a one-line error naming the reachable size).
+            size the model gives on its own (measured: 1.25× always, 1.5× not always); a size beyond reach raises a
+            one-line error naming the reachable size.
             None (default): the model's own size, the sample unchanged. Diffeomorphic mode only.
         keep: label values whose structures are not deformed (|u| = 0 inside them); needs ``labels``.
         only: label values whose structures, and ``margin`` mm around them, alone are deformed; needs ``labels``.

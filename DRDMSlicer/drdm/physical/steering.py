@@ -205,7 +205,7 @@ def steer(generation: GenerationResult, grid: WorkingGrid, *, magnitude: float |
     chosen = natural
     if magnitude is not None:
         reachable = MAX_SIZE_FACTOR * own
-        if magnitude > reachable * (1 + 1e-9):
+        if magnitude > reachable * (1 + SIZE_TOLERANCE):  # a size rounded up from 1.5x is still taken
             raise SteeringError(f"a size of {magnitude:g} mm is beyond reach for this image and seed: up to "
                                 f"{reachable:.2f} mm ({MAX_SIZE_FACTOR:g} x the model's own {own:.2f} mm)")
         chosen, scale = _search(replay, natural, magnitude)
@@ -236,6 +236,8 @@ def _search(replay, natural: tuple[torch.Tensor, torch.Tensor, float],
         result = replay(scale)
         if abs(result[2] - target) < abs(best[2] - target):
             best, best_scale = result, scale
+        if result[2] < target and above is None and scale > below[0] and result[2] <= below[1]:
+            break  # a larger factor gave no larger size: the fold-free attenuation has saturated the growth
         if result[2] < target:
             below = max(below, (scale, result[2]))
         else:
