@@ -75,3 +75,19 @@ def interrupt_after(function, marker: str):
         return result
 
     return wrapped
+
+
+class TrameState(dict):
+    """The part of trame's state that drdm web's handlers use, without a server: attributes, ``update`` and
+    ``with state:``."""
+
+    __getattr__ = dict.get
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
