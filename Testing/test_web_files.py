@@ -276,7 +276,7 @@ def test_exports_never_overwrite_never_follow_links_and_are_owner_only(tmp_path)
 
 def test_a_killed_server_s_uploads_are_removed_at_the_next_start(tmp_path, monkeypatch):
     """Item 10: the folder of a server killed with SIGKILL goes at the next start; a live server's folder, another
-    prefix's and a link with the prefix stay."""
+    prefix's, a link with the prefix and a folder without a lock file (an older version's) stay."""
     import signal
     import subprocess
     import tempfile
@@ -294,12 +294,14 @@ def test_a_killed_server_s_uploads_are_removed_at_the_next_start(tmp_path, monke
         killed.send_signal(signal.SIGKILL)
         killed.wait(10)
         (tmp_path / "other-uploads-x").mkdir()
+        (tmp_path / "drdm-web-uploads-older-version").mkdir()  # no lock file: maybe a running older server
         (tmp_path / "drdm-web-uploads-link").symlink_to(tmp_path / "other-uploads-x")
         uploads = UploadFolder(1)
         try:
             assert uploads.leftovers == [killed_folder] and not killed_folder.exists()
             assert alive_folder.is_dir() and (tmp_path / "other-uploads-x").is_dir()
             assert (tmp_path / "drdm-web-uploads-link").is_symlink()
+            assert (tmp_path / "drdm-web-uploads-older-version").is_dir()
         finally:
             uploads.remove()
     finally:

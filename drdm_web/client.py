@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import msgpack
@@ -110,10 +110,11 @@ class Client:
                 return reply
 
     async def login(self) -> dict:
-        """Exchange the link, connect, say hello; returns the hello's answer."""
+        """Exchange the link, connect, say hello; returns the hello's answer. The hello carries the link's secret,
+        as servers before the session credential expected (this one admits by the credential alone)."""
         await self.exchange()
         await self.connect()
-        await self.send(hello())
+        await self.send(hello(parse_qs(urlsplit(self.url).query).get("secret", [""])[0]))
         return await self.reply_to("system:c0:0")
 
     async def call(self, method: str, *args: Any) -> dict:

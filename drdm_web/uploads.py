@@ -3,7 +3,8 @@
 One owner-only (0700) temporary folder per server, ``drdm-web-uploads-*``, holding a lock file that the server keeps
 locked while it runs. It is emptied for each new person and removed at exit; a server that was killed leaves it
 behind, and the next start removes such leftovers: folders with that prefix, owned by this user, not a symbolic
-link, whose lock nobody holds (a folder without a lock file, from an older version, once it is a minute old).
+link, holding a lock file that nobody holds locked. (A folder without a lock file is left alone: it may belong to a
+server of an older version that is still running.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import shutil
 import stat
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +26,6 @@ DEFAULT_MAX_UPLOAD_MB = 2048
 WSLINK_MAX_MB = 4096  # wslink's chunk header counts message sizes in uint32
 PREFIX = "drdm-web-uploads-"
 LOCK = ".lock"
-LEFTOVER_GRACE_SECONDS = 60.0  # a folder without a lock file may belong to a server starting right now
 
 
 def check_max_upload(max_mb: float) -> None:
@@ -54,20 +53,18 @@ def remove_leftovers(parent: str | os.PathLike | None = None) -> list[Path]:
             continue
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
             continue
-        if _abandoned(Path(entry.path), info):
+        if _abandoned(Path(entry.path)):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed
 
 
-def _abandoned(folder: Path, info: os.stat_result) -> bool:
-    """True when no running server holds ``folder``'s lock (or it has none and is older than a minute)."""
+def _abandoned(folder: Path) -> bool:
+    """True when ``folder`` has a lock file that no running server holds locked."""
     try:
         descriptor = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return time.time() - info.st_mtime > LEFTOVER_GRACE_SECONDS
     except OSError:
-        return False
+        return False  # no lock file (an older version's folder, or one being created right now): left alone
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -160,8 +160,11 @@ class WebSocketGuard:
                     break
                 if self.on_message is not None:
                     self.on_message(client_id)
-                with handler.network_monitor:
-                    await handler.onCompleteMessage(full, client_id)
+                try:
+                    with handler.network_monitor:
+                        await handler.onCompleteMessage(full, client_id)
+                except (ConnectionError, RuntimeError):
+                    break  # the page went while its request ran (a reload): nothing to answer
                 if waiting:
                     if not handler.isClientAuthenticated(client_id):
                         await ws.close(code=CLOSE_POLICY, message=b"not admitted")

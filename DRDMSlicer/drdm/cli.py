@@ -562,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--export-dir", default="drdm-web-exports", help="where Export writes (default ./drdm-web-exports; "
                                                                       "typed paths in the page never open it)")
     web.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
-    web.add_argument("--timeout", type=int, default=0, help="stop after N s without a connected browser (0: never)")
+    web.add_argument("--timeout", type=int, default=0, help="stop after N s without an admitted browser (0: never)")
     web.add_argument("--secret-file", help="access secret on the file's first line, 128 bits or more, file readable by "
                                            "its owner only (default: a new random one per start); the printed URL "
                                            "carries it")
