@@ -148,7 +148,8 @@ def write_results(label: str, row: dict) -> None:
                      f"{closed} | {r['declared_gib']:g} GiB in 13-byte frames | {d['rss_before_mb']:.0f} → "
                      f"{d['rss_after_mb']:.0f} | {d['close_code']} |")
     lines += ["", "Close codes: 1008 policy violation (anything but the hello before login), 1009 message too big "
-              "(over `--max-upload-mb` at its first chunk); None: the connection stayed open. "
+              "(over `--max-upload-mb` at its first chunk), 1006 the server closed the connection while the client was "
+              "still sending (its close frame was not read); None: the connection stayed open. "
               f"Machine: {platform.machine()}, {os.cpu_count()} CPUs.", ""]
     (RESULTS / "web_floods.md").write_text("\n".join(lines), encoding="utf-8")
 
