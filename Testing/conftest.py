@@ -101,3 +101,19 @@ def mrml_scene_bundle():
         app_logic.SetModuleLogic(name, logic)
         logics[name] = logic
     return types.SimpleNamespace(scene=scene, app_logic=app_logic, logics=logics)
+
+
+class TrameState(dict):
+    """The part of trame's state that drdm web's handlers use, without a server: attributes, ``update`` and
+    ``with state:``."""
+
+    __getattr__ = dict.get
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -479,14 +479,21 @@ def test_web_binds_loopback_by_default_and_refuses_a_missing_volume(tmp_path, ca
     (["--max-upload-mb", "0"], "--max-upload-mb 0: must be more than 0"),
     (["--idle-minutes", "-1"], "--idle-minutes -1: must be 0"),
     (["--data-dir", "{missing}"], "not a folder"),
+    (["--secret-file", "{shared}"], "other users can read it (mode 0644); run: chmod 600"),
+    (["--secret-file", "{weak}", "--host", "0.0.0.0"], "the secret is too weak (about 0 bits; 128 or more"),
+    (["--export-dir", "{parent}"], "it holds the data folder"),
 ])
 def test_web_refuses_bad_protection_options_before_starting(tmp_path, capsys, extra, message):
     pytest.importorskip("trame_slicer")
     sitk.WriteImage(sitk.Image(8, 8, 2, sitk.sitkFloat32), str(tmp_path / "v.nii.gz"))
     (tmp_path / "other").mkdir()
-    (tmp_path / "empty").write_text("")
+    for name, text, mode in (("empty", "", 0o600), ("shared", "Zq8vK2mW0pXr5tYb9nLc3hJd7fGs1aEu6iOo4kTz", 0o644),
+                             ("weak", "a" * 16, 0o600)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(mode)
     names = dict(other=tmp_path / "other", empty=tmp_path / "empty", missing=tmp_path / "missing",
-                 volume=tmp_path / "v.nii.gz")
+                 volume=tmp_path / "v.nii.gz", shared=tmp_path / "shared", weak=tmp_path / "weak",
+                 parent=tmp_path.parent)
     assert main(["web", str(tmp_path / "v.nii.gz"), *[e.format(**names) for e in extra]]) == 2
     error = capsys.readouterr().err
     assert message.format(**names) in error and error.count("\n") == 1, error

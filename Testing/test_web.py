@@ -254,7 +254,9 @@ def test_det_j_overlay_is_transparent_where_the_volume_is_kept(page):
     """At level 0 det J is 1 (± 0.01) everywhere: with the overlay on, the views show exactly what they show with
     it off (pixel check); a threshold of 0 colours det J = 1 too, and the views change."""
     type_into(page.find_element(By.ID, "drdm-level"), "0")
-    time.sleep(0.5)  # the level reaches the server before the click
+    wait_for(lambda: page.execute_script("return window.trame.state.get('drdm_level')") == 0, 10, "the level 0")
+    wait_for(lambda: not page.execute_script("return window.trame.state.get('trame__busy')"), 30, "an idle page")
+    time.sleep(0.5)  # the level reaches the server before the click (a loaded machine sent '' first, then 0)
     assert generate(page).endswith("done")
     jacobian = page.find_element(By.ID, "drdm-jacobian-toggle")
     assert jacobian.is_selected()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import REPO, field_only_model
+from conftest import REPO, TrameState, field_only_model
 
 pytest.importorskip("trame_slicer", reason="the web extra is not installed (pip install -e '.[web]')")
 sys.path.insert(0, str(REPO / "DRDMSlicer"))
@@ -19,21 +19,6 @@ from DRDMSlicerLib.logic import DeformationRequest  # noqa: E402
 
 from drdm_web.app import DRDMWebApp  # noqa: E402
 from drdm_web.job import GenerationJob  # noqa: E402
-
-
-class State(dict):
-    """The part of trame's state the handler uses: attributes, ``update`` and ``with state:``."""
-
-    __getattr__ = dict.get
-
-    def __setattr__(self, name, value):
-        self[name] = value
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @pytest.mark.parametrize("error, message", [
@@ -47,7 +32,7 @@ def test_generation_out_of_memory_is_shown_as_one_message(monkeypatch, error, me
     monkeypatch.setattr(logic, "deform_images", out_of_memory)
     app = object.__new__(DRDMWebApp)  # the handler needs only the state, the logic and the failure display
     app.logic = logic.DeformationLogic(scene=None)  # add_samples is never reached
-    state = State()
+    state = TrameState()
     monkeypatch.setattr(DRDMWebApp, "state", state)
     image = sitk.GetImageFromArray(np.ones((8, 16, 16), np.float32))
     request = DeformationRequest(None, None, None, image, None, field_only_model(3, 16), 40, 0, 1, "diffeomorphic", "fast")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import random
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from drdm.model_store.registry import DownloadCancelled, download_needed, fetch,
 from drdm.model_store.registry import entry as registry_entry
 from drdm.models import REFERENCE_METADATA, DRDMModel
 from drdm.noise import PRESETS
-from drdm.physical.io import read_image, read_labels
+from drdm.physical.io import InputError, read_image, read_labels
 from drdm.physical.segment_volumes import volume_change_rows
 from drdm.sampler import GenerationCancelled
 from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS
@@ -32,12 +33,19 @@ from trame_slicer import module as trame_slicer_module
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
-from .files import DEFAULT_MAX_UPLOAD_MB, DataFolder, UploadFolder, safe_name, upload_label, upload_name
+from .audit import AccessLog
+from .chunks import MESSAGE_OVERHEAD
+from .exports import ExportFolder
+from .failures import Scrubber, one_line, page_handler
+from .files import DataFolder, safe_name, shown_text
 from .job import GenerationJob
 from .models import model_choices
+from .pages import Pages, front_door
 from .panel import PageHandlers, build_page
-from .session import OneBrowserProtocol, SessionGate, page_routes
+from .session import OneBrowserProtocol, SessionGate
+from .uploads import DEFAULT_MAX_UPLOAD_MB, UploadFolder, upload_label, upload_name
 from .view_layouts import QUAD_VIEW, register_view_layouts, view_layout_for
+from .ws_guard import WebSocketGuard
 
 log = logging.getLogger("drdm.web")
 POLL_SECONDS = 0.1  # progress refresh while a generation runs
@@ -66,7 +74,8 @@ class WebSettings:
     data_dir: Path = Path(".")  # typed paths are resolved inside it
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     idle_minutes: float = 0.0  # 0: a connected browser holds the session until it disconnects
-    secret: str = ""  # the access secret wslink checks (set by ``serve``; the page URL carries it)
+    secret: str = ""  # the access secret of the printed link (set by ``serve``), exchanged for a session credential
+    access_log: str | None = None  # the access log's file (None: stderr)
 
 
 def sample_stem(sample: DeformationSample) -> str:
@@ -84,8 +93,11 @@ class DRDMWebApp(TrameApp):
     def __init__(self, settings: WebSettings | None = None, server=None) -> None:
         super().__init__(server, client_type="vue3")
         self.settings = settings or WebSettings()
-        self.data = DataFolder(self.settings.data_dir)
+        self.exports = ExportFolder(self.settings.export_dir)
+        self.data = DataFolder(self.settings.data_dir, hidden=[self.exports.path])  # exports: never typed back
         self.uploads = UploadFolder(self.settings.max_upload_mb)
+        self.audit = AccessLog(self.settings.access_log)
+        self.scrub = Scrubber((self.data.root, ""), (self.uploads.path, "upload"), (self.exports.path, "export folder"))
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
         register_rca_factories(self.slicer_app.view_manager, self.server)
@@ -103,7 +115,8 @@ class DRDMWebApp(TrameApp):
         self._sources: dict[str, Path] = {}  # "volume"/"segmentation" -> the upload behind an "upload: …" field
         self.session = 0  # bumped when a new person takes the server: older generations are dropped
         self.gate = SessionGate(self.settings.idle_minutes)
-        self._ws_handler = None
+        self.ws_guard: WebSocketGuard | None = None
+        self._model_values = {choice["value"] for choice in model_choices(self.settings.model)}
         self._init_state()
         self.ui = build_page(PageHandlers(
             server=self.server, layout_manager=self.layout_manager, load_inputs=self.load_inputs, generate=self.generate,
@@ -130,7 +143,7 @@ class DRDMWebApp(TrameApp):
             drdm_results=[], drdm_selected=None, drdm_show_deformed=True, drdm_show_jacobian=True,
             drdm_jacobian_opacity=0.5, drdm_jacobian_threshold=DEFAULT_JACOBIAN_THRESHOLD, drdm_show_grid=False,
             drdm_stats=[], drdm_selected_stem="drdm", drdm_upload=None, drdm_segmentation_upload=None,
-            drdm_exported="", drdm_generations=0, drdm_data_dir=str(self.data.root),
+            drdm_exported="", drdm_generations=0, drdm_data_dir=self.data.root.name or "/",
             drdm_max_upload_bytes=self.uploads.max_bytes, drdm_max_upload_mb=f"{self.settings.max_upload_mb:g}",
         ))
 
@@ -147,31 +160,24 @@ class DRDMWebApp(TrameApp):
         self.server.add_protocol_to_configure(self._configure_protocol)
 
     def _configure_protocol(self, protocol) -> None:
-        """wslink's authentication hook: the access secret, then one browser at a time (see ``session``)."""
+        """wslink's authentication hook: a session credential, then one browser at a time (see ``session``)."""
         protocol.registerLinkProtocol(OneBrowserProtocol(self.gate, self.start_session, self.end_session,
-                                                         self._close_client))
+                                                         self._close_client, self.audit))
 
     def _on_bind(self, web_server) -> None:
-        """The page route (app, in-use or no-access page) before the static files; holder activity for idling."""
-        web_server.app.router.add_routes(page_routes(self.gate, self.settings.secret, self.server._www,
-                                                     self.settings.idle_minutes))
-        handlers = getattr(web_server, "_ws_handlers", None) or []
-        for handler in handlers:
-            self._ws_handler = handler
-            receive = handler.onCompleteMessage
-
-            async def tracked(rpc, client_id, receive=receive):
-                self.gate.seen(client_id)
-                return await receive(rpc, client_id)
-
-            handler.onCompleteMessage = tracked
-        if not handlers and self.settings.idle_minutes:
-            log.warning("drdm web: --idle-minutes is not available with this wslink (no WebSocket handler found)")
+        """Before every route of wslink: the front door (``pages``: the secret exchanged for a credential, the app,
+        in-use or no-access page for every spelling) and the guarded WebSocket route (``ws_guard``)."""
+        self.ws_guard = WebSocketGuard(web_server, self.gate, self.audit, self.uploads.max_bytes + MESSAGE_OVERHEAD,
+                                       on_message=self.gate.seen)
+        pages = Pages(self.gate, self.settings.secret, Path(self.server._www) / "index.html",
+                      self.settings.idle_minutes, self.audit)
+        web_server.app.middlewares.append(front_door(pages, self.ws_guard))
 
     async def _close_client(self, client_id: str) -> None:
-        connection = getattr(self._ws_handler, "connections", {}).get(client_id)
-        if connection is not None:
-            await connection.close(message=b"session taken over")
+        for handler in self.ws_guard.handlers if self.ws_guard else []:
+            connection = handler.connections.get(client_id)
+            if connection is not None:
+                await connection.close(message=b"session taken over")
 
     def _on_ready(self, **_) -> None:
         if self.state.drdm_model:
@@ -181,8 +187,7 @@ class DRDMWebApp(TrameApp):
     def _load_startup_inputs(self) -> None:
         """The operator's VOLUME / --segmentation (command line): loaded at start and for each new person."""
         if self.settings.volume:
-            self._read_and_show(Path(self.settings.volume),
-                                Path(self.settings.segmentation) if self.settings.segmentation else None)
+            self._load(self.settings.volume, self.settings.segmentation or "")
 
     # -- sessions -------------------------------------------------------------------------------------
 
@@ -197,7 +202,6 @@ class DRDMWebApp(TrameApp):
 
     def end_session(self) -> None:
         """The browser holding the session disconnected: its work stays until a different person comes."""
-        log.info("drdm web: the browser disconnected; the session is free")
 
     def reset_scene(self) -> None:
         """Forget everything of the previous person: the running generation, results, inputs, uploads, state."""
@@ -234,22 +238,30 @@ class DRDMWebApp(TrameApp):
             protocol.force_push_state(*keys)
 
     def fail(self, message: str) -> None:
-        """Show an error in the status line and the alert; the scene is left as it was."""
-        log.warning("drdm web: %s", message)
+        """Show an error (one line, the server's folders replaced by what the page calls them) in the status line and
+        the alert; the scene is left as it was. The server log gets it at debug level only (it names files)."""
+        scrub = getattr(self, "scrub", None)
+        message = scrub(message) if scrub else shown_text(str(message).split("\n", 1)[0], 300)
+        log.debug("drdm web: %s", message)
         self.state.drdm_status = f"error: {message}"
         self.state.drdm_error = message
 
     # -- inputs ---------------------------------------------------------------------------------------
 
-    def source(self, what: str, typed: str) -> Path:
-        """The file behind a path field: an upload (``upload: NAME``) or a path inside the data folder;
-        ``InputError`` (one line) for a path outside it, with ``..``, or through an outward symbolic link."""
+    @contextlib.contextmanager
+    def _readable(self, what: str, typed: str) -> Iterator[tuple[Path, str, str]]:
+        """The file behind a path field for the block, as ``(path to read, its name, how the page shows it)``: an
+        upload (``upload: NAME``, in the private folder), or a private copy of a typed path inside the data folder
+        (``InputError``, one line, for a path outside it, with ``..``, through an outward link, or unusable)."""
         text = str(typed or "").strip()
         upload = self._sources.get(what)
         if upload is not None and text == upload_label(upload):
-            return upload
-        return self.data.resolve(text)
+            yield upload, upload_name(upload), text
+            return
+        with self.uploads.private_folder() as folder, self.data.private_copy(text, folder) as copy:
+            yield copy, copy.name, shown_text(text)
 
+    @page_handler("load")
     def load_inputs(self) -> None:
         """Load the volume (and segmentation) named by the path fields, replacing the current inputs; a path
         outside the data folder is refused and nothing is loaded."""
@@ -259,29 +271,27 @@ class DRDMWebApp(TrameApp):
         if not volume_path:
             self.fail("enter a volume path inside the data folder (or upload one)")
             return
+        self._load(volume_path, segmentation_path)
+
+    def _load(self, volume_path: str, segmentation_path: str) -> None:
+        """Read and show the inputs; an error names the files as the page shows them (no server paths)."""
         try:
-            volume = self.source("volume", volume_path)
-            segmentation = self.source("segmentation", segmentation_path) if segmentation_path else None
+            with contextlib.ExitStack() as stack:
+                volume, name, shown = stack.enter_context(self._readable("volume", volume_path))
+                segmentation = stack.enter_context(self._readable("segmentation", segmentation_path)) \
+                    if segmentation_path else None
+                try:
+                    image = read_image(str(volume), "volume")
+                    labels = read_labels(str(segmentation[0]), image) if segmentation else None
+                except ValueError as error:
+                    message = str(error).replace(str(volume), shown)
+                    if segmentation:
+                        message = message.replace(str(segmentation[0]), segmentation[2])
+                    raise InputError(message) from None
         except ValueError as error:
             self.fail(str(error))
             return
-        upload = self._sources.get("volume")
-        name = upload_name(volume) if volume == upload else volume.name
-        self._read_and_show(volume, segmentation, name, {str(volume): volume_path, str(segmentation): segmentation_path})
-
-    def _read_and_show(self, volume: Path, segmentation: Path | None, name: str | None = None,
-                       shown: dict[str, str] | None = None) -> None:
-        """Read and show the inputs; a read error names the files as the page shows them (no server paths)."""
-        try:
-            image = read_image(str(volume), "volume")
-            labels = read_labels(str(segmentation), image) if segmentation else None
-        except ValueError as error:
-            message = str(error)
-            for real, text in (shown or {}).items():
-                message = message.replace(real, text) if real != "None" else message
-            self.fail(message)
-            return
-        self._replace_inputs(image, labels, name or volume.name)
+        self._replace_inputs(image, labels, name)
 
     def _replace_inputs(self, image, labels, name: str) -> None:
         scene = self.slicer_app.scene  # earlier inputs stay: their results refer to them
@@ -309,23 +319,25 @@ class DRDMWebApp(TrameApp):
         if self.state.drdm_model:
             self.on_model_changed(self.state.drdm_model)  # auto and the slices choice follow the volume
 
+    @page_handler("upload")
     def on_upload(self, files, what: str) -> None:
-        """A file chosen in the browser: checked against ``--max-upload-mb``, written under a name the app makes
-        into the private upload folder, then loaded."""
+        """A file chosen in the browser: checked against ``--max-upload-mb`` (the WebSocket guard refused a larger
+        message at its first chunk already), written under a name the app makes into the private upload folder,
+        then loaded."""
         if not files:
             return
         file = files[0] if isinstance(files, list) else files
         name = safe_name(str(file.get("name", "upload")))
         content = file.get("content")
-        if isinstance(content, list):
-            content = b"".join(content)
+        parts = [bytes(part) for part in content] if isinstance(content, list) else [bytes(content or b"")]
         try:
-            self.uploads.check_size(name, max(int(file.get("size") or 0), len(content or b"")))
-            if not content:
+            self.uploads.check_size(name, max(int(file.get("size") or 0), sum(len(part) for part in parts)))
+            if not any(parts):
                 raise ValueError(f"{name}: the upload is empty")
-            target = self.uploads.write(name, bytes(content), what)
+            target = self.uploads.write(name, parts, what)
         except (OSError, ValueError) as error:
-            self.fail(str(error) if isinstance(error, ValueError) else f"{name}: the upload could not be stored ({error})")
+            self.fail(f"{name}: the upload could not be stored ({one_line(error)})" if isinstance(error, OSError)
+                      else str(error))
             return
         finally:  # the bytes are on disk now (or refused): not kept in the state
             self.state["drdm_upload" if what == "volume" else "drdm_segmentation_upload"] = None
@@ -355,12 +367,16 @@ class DRDMWebApp(TrameApp):
             return None
         return self.logic.model_for(self.volume_node, name)
 
+    @page_handler("model")
     def on_model_changed(self, name: str) -> None:
         """The level range follows the model (0 … T; the level goes to the model's first level); the note under the
         select says what ``auto`` chose and why, or that a download is needed; the slices choice is shown for a 2D
         model on a 3D volume only."""
         s = self.state
         s.drdm_error = ""
+        if name not in self._model_values:  # the state is the browser's to set: only the offered models
+            self.fail("choose a model from the list")
+            return
         try:
             choice = self.resolve_model(name)
             if choice is None:
@@ -388,6 +404,7 @@ class DRDMWebApp(TrameApp):
 
     # -- generation -----------------------------------------------------------------------------------
 
+    @page_handler("generate")
     def generate(self) -> None:
         """Check and copy the inputs here (the scene's thread), then compute on a worker thread.
 
@@ -399,6 +416,9 @@ class DRDMWebApp(TrameApp):
         s.drdm_error = ""
         if self.volume_node is None:
             self.fail("load a volume first")
+            return
+        if s.drdm_model not in self._model_values:
+            self.fail("choose a model from the list")
             return
         try:
             level, count = int(s.drdm_level), int(s.drdm_count)
@@ -446,7 +466,8 @@ class DRDMWebApp(TrameApp):
             except ValueError as error:
                 self.fail(str(error))
             except Exception as error:  # shown, never a dead server
-                log.exception("generation failed")
+                log.warning("drdm web: a generation failed (%s)", type(error).__name__)
+                log.debug("drdm web: a generation failed", exc_info=True)
                 self.fail(out_of_memory_message(error) if is_out_of_memory(error) else f"{type(error).__name__}: {error}")
             else:
                 self.samples.extend(samples)
@@ -494,6 +515,7 @@ class DRDMWebApp(TrameApp):
             self.on_model_changed(s.drdm_model)
         self.generate()
 
+    @page_handler("cancel")
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
@@ -518,6 +540,7 @@ class DRDMWebApp(TrameApp):
         sample = self.samples[int(index)]
         return sample if self.logic.is_alive(sample) else None
 
+    @page_handler("view")
     def refresh_view(self) -> None:
         """Apply the panel's view toggles to the selected result (through the logic, the view state's owner)."""
         sample = self.selected_sample()
@@ -546,38 +569,41 @@ class DRDMWebApp(TrameApp):
 
     # -- export ---------------------------------------------------------------------------------------
 
-    def _export(self, write: Callable[[DeformationSample, Path], Path]) -> Path | None:
-        """Run ``write(selected sample, export folder)``; report the written path, or the error."""
+    def _export(self, write: Callable[[DeformationSample], Path]) -> Path | None:
+        """Run ``write(selected sample)`` (it returns what it wrote in the export folder); report that export by its
+        name in the export folder, or the error (one line)."""
         sample = self.selected_sample()
         if sample is None:
             self.fail("select a result first")
             return None
         try:
-            folder = Path(self.settings.export_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            path = write(sample, folder)
+            path = write(sample)
         except (OSError, ValueError) as error:
-            self.fail(f"export failed: {error}")
+            self.fail(f"export failed: {one_line(error)}")
             return None
-        self.state.drdm_exported = str(path)
-        self.state.drdm_status = f"exported {path}: done"
+        shown = self.exports.shown(path)
+        self.state.drdm_exported = f"in the export folder: {shown}"
+        self.state.drdm_status = f"exported {shown}: done"
         return path
 
     def export_transform(self) -> Path | None:
-        """Write the selected result's transform as ITK ``.h5`` into the export folder (a name the app makes from
-        the result, never one from the page)."""
-        return self._export(lambda sample, folder: self.logic.export_transform(
-            sample.transformNode, folder / f"{sample_stem(sample)}_transform.h5"))
+        """Write the selected result's transform as ITK ``.h5`` into the export folder, under a new name made from
+        the result (``<stem>_transform.h5``, ``…-2.h5`` if taken), never one from the page."""
+        return self._export(lambda sample: self.exports.add_file(
+            f"{sample_stem(sample)}_transform.h5", lambda path: self.logic.export_transform(sample.transformNode, path)))
 
     def export_all(self) -> Path | None:
-        """Write the selected result as the CLI's sample folder into the export folder."""
-        return self._export(self.logic.export_sample_folder)
+        """Write the selected result as the CLI's sample folder into the export folder (a new name if taken)."""
+        return self._export(lambda sample: self.exports.add_folder(
+            lambda parent: self.logic.export_sample_folder(sample, parent)))
 
+    @page_handler("export")
     def download_transform(self):
         """Export, then hand the file to the browser as a download."""
         path = self.export_transform()
         return self.server.protocol.addAttachment(path.read_bytes()) if path else None
 
+    @page_handler("export")
     def download_all(self):
         """Export the sample folder, then hand it to the browser as a zip."""
         folder = self.export_all()

@@ -103,14 +103,22 @@ def printed_url(log_text: str) -> str | None:
     return found.group(1) if found else None
 
 
+class ServedURL(str):
+    """The URL ``drdm web`` printed (a ``str``); ``process`` is the server's ``subprocess.Popen``."""
+
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
-def served(arguments: list[str], log_path: str | os.PathLike, start_seconds: float = 180) -> Iterator[str]:
-    """Run ``drdm web ARGUMENTS --port <free>`` in a subprocess; yields the URL it printed (with its access
-    secret) once it listens, stops it after."""
+def served(arguments: list[str], log_path: str | os.PathLike, start_seconds: float = 180,
+           cwd: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Iterator[ServedURL]:
+    """Run ``drdm web ARGUMENTS --port <free>`` in a subprocess (in ``cwd``, with ``env``); yields the URL it
+    printed (with its access secret; its ``process`` attribute is the server's process) once it listens, stops it
+    after."""
     port = free_port()
     command = [sys.executable, "-m", "drdm", "web", *arguments, "--port", str(port)]
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         try:
             def listening() -> str | None:
                 if process.poll() is not None:
@@ -121,7 +129,9 @@ def served(arguments: list[str], log_path: str | os.PathLike, start_seconds: flo
                         return None
                 return printed_url(Path(log_path).read_text(errors="replace"))
 
-            yield wait_for_raising(listening, start_seconds, "drdm web to listen")
+            url = ServedURL(wait_for_raising(listening, start_seconds, "drdm web to listen"))
+            url.process = process
+            yield url
         finally:
             process.terminate()
             try:

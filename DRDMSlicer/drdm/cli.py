@@ -413,7 +413,8 @@ def run_web(args: argparse.Namespace) -> int:
 
     serve(args.volume, segmentation=args.segmentation, model=args.model, host=args.host, port=args.port,
           export_dir=args.export_dir, device=args.device, timeout=args.timeout, secret_file=args.secret_file,
-          data_dir=args.data_dir, max_upload_mb=args.max_upload_mb, idle_minutes=args.idle_minutes)
+          data_dir=args.data_dir, max_upload_mb=args.max_upload_mb, idle_minutes=args.idle_minutes,
+          access_log=args.access_log)
     return 0
 
 
@@ -607,16 +608,20 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                                                          "prefer an SSH tunnel to serving the network)")
     web.add_argument("--port", type=int, default=8080)
-    web.add_argument("--export-dir", default="drdm-web-exports", help="where Export writes (default ./drdm-web-exports)")
+    web.add_argument("--export-dir", default="drdm-web-exports", help="where Export writes (default ./drdm-web-exports; "
+                                                                      "typed paths in the page never open it)")
     web.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
-    web.add_argument("--timeout", type=int, default=0, help="stop after N s without a connected browser (0: never)")
-    web.add_argument("--secret-file", help="access secret on the file's first line (default: a new random one per "
-                                           "start); the printed URL carries it")
+    web.add_argument("--timeout", type=int, default=0, help="stop after N s without an admitted browser (0: never)")
+    web.add_argument("--secret-file", help="access secret on the file's first line, 128 bits or more, file readable by "
+                                           "its owner only (default: a new random one per start); the printed URL "
+                                           "carries it")
     web.add_argument("--data-dir", help="folder whose files the page may open (default: VOLUME's folder, else the "
                                         "current folder)")
     web.add_argument("--max-upload-mb", type=float, default=2048, help="largest upload from the browser (default 2048)")
     web.add_argument("--idle-minutes", type=float, default=0,
                      help="after N minutes without activity another browser may take the server (0: never)")
+    web.add_argument("--access-log", help="append the access log (time, address, admitted/refused/in use/ended) to "
+                                          "this file (default: stderr)")
     web.set_defaults(func=run_web)
 
     demo = commands.add_parser("demo", help="deform a cardiac phantom with the bundled cmr-2d model (or --model) into ./drdm-demo/")

@@ -1,0 +1,80 @@
+"""drdm web's Load handler without a server: a path swapped for an outward link between the check and the read
+loads nothing (item 7); over-long and odd paths end in one ``error:`` line (item 8)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import REPO, TrameState
+
+pytest.importorskip("trame_slicer", reason="the web extra is not installed (pip install -e '.[web]')")
+sys.path.insert(0, str(REPO / "DRDMSlicer"))
+from drdm_web.app import DRDMWebApp  # noqa: E402
+from drdm_web.files import DataFolder  # noqa: E402
+
+
+def write(path: Path, value: int) -> Path:
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((3, 8, 8), value, np.int16)), str(path))
+    return path
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """The app's Load handler on a data folder with ``sub/a.nii.gz`` (voxels 1) and ``outside/a.nii.gz`` (voxels 9);
+    what it would show is recorded instead of shown."""
+    data, outside, private = tmp_path / "data", tmp_path / "outside", tmp_path / "private"
+    (data / "sub").mkdir(parents=True)
+    outside.mkdir()
+    private.mkdir(mode=0o700)
+    write(data / "sub" / "a.nii.gz", 1)
+    write(outside / "a.nii.gz", 9)
+    app = object.__new__(DRDMWebApp)
+    app.data, app._sources, app.shown = DataFolder(data), {}, []
+    app.uploads = SimpleNamespace(private_folder=lambda: contextlib.nullcontext(private))
+    app._replace_inputs = lambda image, labels, name: app.shown.append(sitk.GetArrayFromImage(image).max())
+    monkeypatch.setattr(DRDMWebApp, "state", TrameState(drdm_segmentation_path=""))
+    return app
+
+
+def load(app, typed: str) -> str:
+    app.state.drdm_volume_path = typed
+    app.state.drdm_status = "before"
+    app.load_inputs()
+    return app.state.drdm_status
+
+
+def test_load_reads_a_file_inside(app):
+    assert load(app, "sub/a.nii.gz") == "before" and app.shown == [1]
+
+
+def test_a_folder_swapped_for_an_outward_link_after_the_check_loads_nothing(app, monkeypatch):
+    data = app.data.root
+    real_realpath = os.path.realpath
+
+    def check_then_swap(path, *args, **kwargs):  # the attacker wins the race: right after the check
+        result = real_realpath(path, *args, **kwargs)
+        if str(path).endswith("sub/a.nii.gz") and not (data / "sub").is_symlink():
+            (data / "sub").rename(data / "sub-before")
+            (data / "sub").symlink_to(data.parent / "outside")
+        return result
+
+    monkeypatch.setattr(os.path, "realpath", check_then_swap)
+    text = load(app, "sub/a.nii.gz")
+    assert 9 not in app.shown  # nothing of the outside file was read
+    assert text.startswith("error: ") and "symbolic link that leads outside" in text
+
+
+@pytest.mark.parametrize("typed", ["a" * 300 + ".nii.gz", "sub/" + "b" * 256, "x/" * 3000 + "c.nii.gz",
+                                   "sub/a.nii.gz\x00", "bad\udcff.nii.gz", "sub\n/a.nii.gz"])
+def test_unusable_paths_end_in_one_error_line(app, typed):
+    text = load(app, typed)  # no exception escapes (wslink would send its traceback to the browser)
+    assert text.startswith("error: ") and "\n" not in text and len(text) < 350, text
+    assert "Traceback" not in text and str(app.data.root) not in text and sys.prefix not in text
+    assert app.shown == []
