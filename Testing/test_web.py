@@ -174,17 +174,20 @@ def test_generate_adds_a_result_and_changes_the_view(page, server):
 
 
 def test_jacobian_and_grid_toggles_change_the_view(page):
+    """After Generate the views show the deformed anatomy alone (the det J overlay is one click away)."""
+    jacobian = page.find_element(By.ID, "drdm-jacobian-toggle")
+    assert not jacobian.is_selected()
     before = views_png(page)
-    page.find_element(By.ID, "drdm-jacobian-toggle").click()
-    view_changes(page, before, "hiding the det J overlay")
-    without_jacobian = views_png(page)
+    jacobian.click()
+    view_changes(page, before, "showing the det J overlay")
+    with_jacobian = views_png(page)
     page.find_element(By.ID, "drdm-grid-toggle").click()
-    view_changes(page, without_jacobian, "showing the deformation grid")
+    view_changes(page, with_jacobian, "showing the deformation grid")
     shot(page, "test-web-grid.png")
     with_grid = views_png(page)
     page.find_element(By.ID, "drdm-grid-toggle").click()
     page.find_element(By.ID, "drdm-jacobian-toggle").click()
-    view_changes(page, with_grid, "restoring the det J overlay")
+    view_changes(page, with_grid, "hiding the det J overlay and the grid")
 
 
 def test_exports_reproduce_the_deformed_image(page, server):
@@ -259,15 +262,44 @@ def test_det_j_overlay_is_transparent_where_the_volume_is_kept(page):
     time.sleep(0.5)  # the level reaches the server before the click (a loaded machine sent '' first, then 0)
     assert generate(page).endswith("done")
     jacobian = page.find_element(By.ID, "drdm-jacobian-toggle")
-    assert jacobian.is_selected()
+    assert not jacobian.is_selected()
     time.sleep(2)
-    with_overlay = views_png(page)
+    without_overlay = views_png(page)
     jacobian.click()
     time.sleep(3)  # any change would have arrived
-    assert views_png(page) == with_overlay
-    jacobian.click()
+    with_overlay = views_png(page)
+    assert with_overlay == without_overlay
     threshold_thumb(page).send_keys(Keys.HOME)  # threshold 0
     view_changes(page, with_overlay, "colouring det J = 1 (threshold 0)")
     shot(page, "test-web-threshold-0.png")
     threshold_thumb(page).send_keys(Keys.PAGE_UP)
+    jacobian.click()  # back to the first view: the anatomy alone
     type_into(page.find_element(By.ID, "drdm-level"), "48")
+
+
+def test_a_size_and_a_kept_segment_through_the_page(page, server):
+    """Size (mm) and Keep still reach the engine: the statistics show the size reached and no motion in the kept
+    segment; a segment id the page does not list is refused in one line."""
+    assert page.find_element(By.ID, "drdm-magnitude").is_displayed()
+    upload = page.find_element(By.CSS_SELECTOR, "#drdm-segmentation-upload, input#drdm-segmentation-upload")
+    upload.send_keys(str(server["folder"] / "oblique_labels.nii.gz"))  # the uploaded volume's label map
+    wait_for(lambda: "3 segments" in page.execute_script("return window.trame.state.get('drdm_loaded')"), 60,
+             "the label map")
+    segments = page.execute_script("return JSON.parse(JSON.stringify(window.trame.state.get('drdm_segment_items')))")
+    assert len(segments) == 3 and page.find_element(By.ID, "drdm-keep").is_displayed()
+    type_into(page.find_element(By.ID, "drdm-magnitude"), "0.5")
+    wait_for(lambda: page.execute_script("return window.trame.state.get('drdm_magnitude')") == 0.5, 10, "the size")
+    page.execute_script(f"window.trame.state.set('drdm_keep', ['{segments[0]['value']}'])")
+    wait_for(lambda: not page.execute_script("return window.trame.state.get('trame__busy')"), 30, "an idle page")
+    time.sleep(0.5)
+    assert generate(page).endswith("done"), status(page)
+    stats = page.find_element(By.ID, "drdm-stats").text
+    assert "size asked 0.50 mm" in stats and "size reached" in stats and "kept still (labels)" in stats, stats
+    kept = float(stats.split("largest |u| in kept")[1].split("mm")[0])
+    reached = float(stats.split("size reached")[1].split("mm")[0])
+    assert kept <= 0.1 and abs(reached - 0.5) <= 0.05, stats
+    page.execute_script("window.trame.state.set('drdm_keep', ['not-a-segment'])")
+    time.sleep(0.5)
+    assert "kept / deformed-only segments from the list" in generate(page)
+    page.execute_script("window.trame.state.set('drdm_keep', [])")
+    type_into(page.find_element(By.ID, "drdm-magnitude"), "")

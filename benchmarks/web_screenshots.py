@@ -59,8 +59,7 @@ def main() -> int:
                 raise RuntimeError(f"the generation failed: {text}")
             time.sleep(2)
             driver.save_screenshot(str(out / "DRDMSlicer-web-result.png"))
-            driver.find_element(By.ID, "drdm-jacobian-toggle").click()
-            driver.find_element(By.ID, "drdm-grid-toggle").click()
+            driver.find_element(By.ID, "drdm-grid-toggle").click()  # the det J overlay is off at first
             time.sleep(3)
             driver.save_screenshot(str(out / "DRDMSlicer-web-grid.png"))
             second = chromium()

@@ -23,7 +23,7 @@ from drdm.physical.io import InputError, read_image, read_labels
 from drdm.physical.segment_volumes import volume_change_rows
 from drdm.sampler import GenerationCancelled
 from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS
-from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD
+from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD, JACOBIAN_SHOWN_FIRST
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
 from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
 from DRDMSlicerLib.scene_snapshot import SceneSnapshot
@@ -50,6 +50,9 @@ from .ws_guard import WebSocketGuard
 log = logging.getLogger("drdm.web")
 POLL_SECONDS = 0.1  # progress refresh while a generation runs
 SEGMENT_COLOURS = [(0.9, 0.3, 0.3), (0.3, 0.8, 0.3), (0.3, 0.5, 0.95), (0.95, 0.8, 0.2), (0.8, 0.4, 0.9), (0.3, 0.85, 0.85)]
+OPTIONAL_STAT_KEYS = {  # rows shown only when the run has them (2D-on-3D slices; a size; regions)
+    "slices", "through_plane_roughness_ratio", "magnitude_mm", "size_reached_mm", "natural_mm", "keep", "only",
+    "margin_mm", "max_mm_in_kept", "max_mm_outside_region"}
 STAT_ROWS = (  # (label, statistics key, format)
     ("mean |u|", "mean_mm", "{:.2f} mm"), ("mean |u| (% FOV)", "mean_percent_fov", "{:.2f} %"),
     ("p95 |u|", "p95_mm", "{:.2f} mm"), ("p95 |u| (% FOV)", "p95_percent_fov", "{:.2f} %"),
@@ -57,6 +60,11 @@ STAT_ROWS = (  # (label, statistics key, format)
     ("det J max", "det_max", "{:.3f}"), ("seed", "seed", "{}"), ("level T'", "level", "{}"),
     ("mode / speed", None, None), ("slices", "slices", "{}"),
     ("through-plane / in-plane roughness", "through_plane_roughness_ratio", "{:.2f}"),
+    ("size asked", "magnitude_mm", "{:.2f} mm"), ("size reached", "size_reached_mm", "{:.2f} mm"),
+    ("the model's own size", "natural_mm", "{:.2f} mm"), ("kept still (labels)", "keep", "{}"),
+    ("deformed only (labels)", "only", "{}"), ("margin", "margin_mm", "{:g} mm"),
+    ("largest |u| in kept", "max_mm_in_kept", "{:.3f} mm"),
+    ("largest |u| outside the region", "max_mm_outside_region", "{:.3f} mm"),
     ("model", "model", "{}"), ("model sha256", "model_sha256", "{:.12}"),
     ("time", "seconds", "{:.1f} s"), ("device", "device", "{}"),
 )
@@ -140,7 +148,8 @@ class DRDMWebApp(TrameApp):
             drdm_slices=DEFAULTS.slices, drdm_slices_items=list(SLICE_MODES), drdm_slices_visible=False,
             drdm_model_note="",
             drdm_running=False, drdm_progress=0, drdm_status="ready", drdm_error="",
-            drdm_results=[], drdm_selected=None, drdm_show_deformed=True, drdm_show_jacobian=True,
+            drdm_magnitude=None, drdm_keep=[], drdm_only=[], drdm_margin=DEFAULTS.margin, drdm_segment_items=[],
+            drdm_results=[], drdm_selected=None, drdm_show_deformed=True, drdm_show_jacobian=JACOBIAN_SHOWN_FIRST,
             drdm_jacobian_opacity=0.5, drdm_jacobian_threshold=DEFAULT_JACOBIAN_THRESHOLD, drdm_show_grid=False,
             drdm_stats=[], drdm_selected_stem="drdm", drdm_upload=None, drdm_segmentation_upload=None,
             drdm_exported="", drdm_generations=0, drdm_data_dir=self.data.root.name or "/",
@@ -313,6 +322,12 @@ class DRDMWebApp(TrameApp):
                                                               f"{stem} segmentation")
         self.slicer_app.display_manager.show_volume(self.volume_node, do_reset_views=True)
         self.set_layout(view_layout_for(show_volume_planes(scene, self.volume_node)))
+        self.state.drdm_segment_items = [] if self.segmentation_node is None else [
+            {"title": segment.GetName(), "value": segment_id}
+            for segment_id in self.segmentation_node.GetSegmentation().GetSegmentIDs()
+            for segment in [self.segmentation_node.GetSegmentation().GetSegment(segment_id)]]
+        self.state.drdm_keep, self.state.drdm_only = [], []
+        self.push_state("drdm_segment_items", "drdm_keep", "drdm_only")  # reset and reloaded: the same text as before
         self.state.drdm_loaded = f"{stem}: {' × '.join(str(n) for n in image.GetSize())} voxels" + (
             f", {len(self.segmentation_node.GetSegmentation().GetSegmentIDs())} segments" if self.segmentation_node else "")
         self.state.drdm_status = f"loaded {stem}"
@@ -432,7 +447,8 @@ class DRDMWebApp(TrameApp):
             model = self.model(choice.spec, s.drdm_device)
             request = self.logic.prepare(self.volume_node, self.segmentation_node, model=model, level=level, seed=seed,
                                          count=count, mode=s.drdm_mode, speed=s.drdm_speed, device=s.drdm_device,
-                                         slices=s.drdm_slices if s.drdm_slices in SLICE_MODES else DEFAULTS.slices)
+                                         slices=s.drdm_slices if s.drdm_slices in SLICE_MODES else DEFAULTS.slices,
+                                         **self._steering())
             request.choice = choice
         except (TypeError, ValueError) as error:
             self.fail(str(error))
@@ -440,6 +456,19 @@ class DRDMWebApp(TrameApp):
         self.job = GenerationJob()
         s.update(dict(drdm_running=True, drdm_progress=0, drdm_status="generating: starting…"))
         self._task = asyncio.get_running_loop().create_task(self._run(request, self.job))
+
+    def _steering(self) -> dict:
+        """The size (empty or 0: the model's own) and the regions from the panel, as ``DeformationLogic.prepare`` takes
+        them; segment ids the loaded segmentation does not have are refused (the browser's state is not trusted)."""
+        s = self.state
+        size = s.drdm_magnitude
+        magnitude = None if size in (None, "", 0) else float(size)
+        known = {item["value"] for item in s.drdm_segment_items or []}
+        keep, only = list(s.drdm_keep or []), list(s.drdm_only or [])
+        if any(segment not in known for segment in keep + only):
+            raise ValueError("choose the kept / deformed-only segments from the list")
+        margin = DEFAULTS.margin if s.drdm_margin in (None, "") else float(s.drdm_margin)
+        return {"magnitude": magnitude, "keep": keep, "only": only, "margin": margin}
 
     async def _run(self, request, job: GenerationJob) -> None:
         """Wait for the worker with a live progress bar, then add the nodes on this thread."""
@@ -556,8 +585,8 @@ class DRDMWebApp(TrameApp):
         stats = sample.statistics
         rows = []
         for label, key, fmt in STAT_ROWS:
-            if key in ("slices", "through_plane_roughness_ratio") and key not in stats:
-                continue  # a 2D image or a 3D model: no slices
+            if key in OPTIONAL_STAT_KEYS and (stats.get(key) is None or stats.get(key) == []):
+                continue  # not part of this run (no slices, no size, no regions)
             if key is None:
                 value = f"{stats.get('mode')} / {stats.get('speed')}"
             else:

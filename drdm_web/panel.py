@@ -4,7 +4,8 @@ Ids: drdm-volume-path, drdm-load, drdm-segmentation-path, drdm-model, drdm-level
 drdm-count, drdm-mode, drdm-speed, drdm-device, drdm-generate, drdm-cancel, drdm-progress, drdm-status,
 drdm-results, drdm-jacobian-toggle, drdm-grid-toggle, drdm-stats, drdm-export-transform, drdm-export-all; also
 drdm-volume-upload, drdm-segmentation-upload, drdm-original-toggle, drdm-jacobian-opacity, drdm-legend,
-drdm-alert, drdm-jacobian-threshold, drdm-slices (shown for a 2D model on a 3D volume only), drdm-model-note.
+drdm-alert, drdm-jacobian-threshold, drdm-slices (shown for a 2D model on a 3D volume only), drdm-model-note,
+drdm-magnitude (the size in mm), drdm-keep, drdm-only and drdm-margin (shown with a segmentation).
 Served instead of the app: drdm-in-use (another browser holds the server) and
 drdm-no-access (no access secret in the URL), see ``session``.
 """
@@ -88,15 +89,34 @@ def _slices() -> None:
             html.Option("independent: each slice its own (the authors' way)", value="independent")
 
 
+def _regions() -> None:
+    """Segments kept still / alone deformed, and the margin (shown when a segmentation is loaded)."""
+    with html.Div(v_show=("drdm_segment_items.length",), classes="mb-1"):
+        v.VSelect(id="drdm-keep", label="Keep still (segments)", v_model=("drdm_keep",), items=("drdm_segment_items",),
+                  item_title="title", item_value="value", multiple=True, chips=True, closable_chips=True, **FIELD)
+        v.VSelect(id="drdm-only", label="Deform only (segments)", v_model=("drdm_only",), items=("drdm_segment_items",),
+                  item_title="title", item_value="value", multiple=True, chips=True, closable_chips=True, **FIELD)
+        v.VTextField(id="drdm-margin", label="Margin (mm)", v_model_number=("drdm_margin",), type="number",
+                     raw_attrs=['min="0"'], hint="the smooth transition around kept / deformed-only segments",
+                     persistent_hint=True, **FIELD)
+
+
 def _settings(handlers: PageHandlers) -> None:
     html.Div("Deformation", classes="text-subtitle-2 mb-1")
     v.VSelect(id="drdm-model", label="Model", v_model=("drdm_model",), items=("drdm_model_items",),
               item_title="title", item_value="value", **FIELD)
     html.Div("{{ drdm_model_note }}", id="drdm-model-note", v_show=("drdm_model_note",), classes="text-caption mb-2",
              style="word-break: break-word;")
+    v.VTextField(id="drdm-magnitude", label="Size (mm)", v_model_number=("drdm_magnitude",), type="number",
+                 raw_attrs=['min="0"', 'step="0.5"'], placeholder="auto",
+                 hint="mean |u| over the image (empty: the model's own size); one seed keeps its shape at every size",
+                 persistent_hint=True, **FIELD)
+    _regions()
     _slices()
-    v.VTextField(id="drdm-level", label="Start level T' (magnitude)", v_model_number=("drdm_level",), type="number",
-                 raw_attrs=['min="0"', ':max="drdm_level_max"'], hint=("`0 … ${drdm_level_max}`",), persistent_hint=True, **FIELD)
+    v.VTextField(id="drdm-level", label="Start level T′ (starting noise, not size)", v_model_number=("drdm_level",),
+                 type="number", raw_attrs=['min="0"', ':max="drdm_level_max"'],
+                 hint=("`0 … ${drdm_level_max}: the starting noise of the recovery; it changes the draw more than its "
+                       "size`",), persistent_hint=True, **FIELD)
     with html.Div(classes="d-flex align-center"):
         v.VTextField(id="drdm-seed", label="Seed", v_model_number=("drdm_seed",), type="number",
                      disabled=("drdm_random_seed",), **FIELD)
