@@ -73,7 +73,9 @@ def finished(driver) -> str | None:
 def generate(driver, seconds: float = 600) -> str:
     """Click Generate, wait until it started, then until it ended; returns the final status text."""
     before = status(driver)
-    driver.find_element(By.ID, "drdm-generate").click()
+    button = driver.find_element(By.ID, "drdm-generate")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
     wait_for(lambda: status(driver).startswith("generating") or (status(driver).startswith("error") and status(driver) != before),
              30, "the generation to start")
     return wait_for(lambda: finished(driver), seconds, "the generation to end")
@@ -161,6 +163,8 @@ def fix_seed(driver, seed: int, level: int) -> None:
     """Untick "random" and type ``seed`` and the start ``level`` (the same work on every run)."""
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.ID, "drdm-random-seed").click()
+    tick = driver.find_element(By.ID, "drdm-random-seed")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", tick)  # the panel scrolls (a long one)
+    tick.click()
     type_into(driver.find_element(By.ID, "drdm-seed"), str(seed))
     type_into(driver.find_element(By.ID, "drdm-level"), str(level))
