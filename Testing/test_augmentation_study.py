@@ -93,18 +93,20 @@ def test_quick_plumbing_on_a_folder_of_2d_images(tmp_path):
 
 
 def test_stacks_split_by_subject_and_bad_splits_stop(tmp_path):
-    """Stacks: each subject's labelled slices stay on one side; more training units than subjects stops clearly."""
+    """Stacks: each subject's labelled slices stay on one side; the default 3 folds × 2 shrink to what 3 subjects
+    allow (1 fold), while folds asked for that do not fit stop clearly."""
     write_subjects(tmp_path / "data", 3, stack=3)
     out = tmp_path / "study"
-    completed = run([*TINY, "--data", str(tmp_path / "data"), "--seeds", "1", "--folds", "1", "--arms", "none", "drdm",
-                     "--out", str(out)])
+    completed = run([*TINY, "--data", str(tmp_path / "data"), "--seeds", "1", "--arms", "none", "drdm", "--out", str(out)])
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "3 units: 1 fold(s) of 2 training unit(s) instead of 3 × 2" in completed.stdout
     report = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert (report["settings"]["folds"], report["settings"]["train_per_fold"]) == (1, 2)
     assert report["data"].endswith("3 labelled subjects (6 slices), split by subject")
     (fold,) = report["folds"]
     assert len(fold["train"]) == 2 and fold["test"] == sorted({"subject0", "subject1", "subject2"} - set(fold["train"]))
     assert [(p["a"], p["b"]) for p in report["pairs"]][:1] == [("drdm", "none")]
-    completed = run([*TINY, "--data", str(tmp_path / "data"), "--folds", "2", "--out", str(out)])
+    completed = run([*TINY, "--data", str(tmp_path / "data"), "--folds", "2", "--train-per-fold", "2", "--out", str(out)])
     assert completed.returncode != 0 and "need more than 4 units, found 3" in completed.stderr
 
 

@@ -21,7 +21,8 @@ Data: by default the one labelled ACDC subject in ``../shared/data/cmr`` (patien
 216 × 256 at 1.5625 mm; the 9 slices with labels are the units, split by slice); ``--data DIR --label-suffix _gt``:
 a folder of labelled 2D images or stacks, one subject per file, split by subject (a stack's labelled slices stay
 together). Fold ``f`` trains on ``--train-per-fold`` units of a fixed random order (``--split-seed``) and tests on
-every other unit; Dice per class is pooled over a test subject's slices, then averaged over test subjects.
+every other unit (fewer folds, then fewer units per fold, where the data is too small for the defaults and they were
+not set); Dice per class is pooled over a test subject's slices, then averaged over test subjects.
 
 Network: a MONAI 2D ``UNet`` trained with ``DiceCELoss`` and Adam for a fixed number of iterations, on a centre crop
 of ``--crop`` pixels (downsampled by ``--zoom``). Statistics: per arm and class the mean over runs (seeds × folds);
@@ -89,6 +90,7 @@ class Settings:
     device: str = "cpu"
     threads: int = 2
     on_the_fly: bool = False
+    explicit: tuple[str, ...] = ()  # the settings given on the command line (kept as given)
 
     @classmethod
     def for_run(cls, quick: bool) -> Settings:
@@ -156,6 +158,19 @@ def load_units(data: Path | None, label_suffix: str) -> tuple[list[Unit], str]:
     if not units:
         raise SystemExit(f"augmentation_study: no labelled images in {data} (labels: <stem>{label_suffix}.<ext>)")
     return units, f"{data}: {len(units)} labelled subjects ({sum(len(u.images) for u in units)} slices), split by subject"
+
+
+def fit_folds(settings: Settings, units: int, log: Callable[[str], None]) -> None:
+    """Fewer folds (then fewer training units per fold) where the defaults need more units than the data has: each
+    fold must keep a test unit, and no unit trains in two folds. Only for values the user did not set."""
+    folds, per_fold = settings.folds, settings.train_per_fold
+    while "folds" not in settings.explicit and settings.folds > 1 and settings.folds * settings.train_per_fold >= units:
+        settings.folds -= 1
+    if "train_per_fold" not in settings.explicit and settings.folds * settings.train_per_fold >= units:
+        settings.train_per_fold = max(1, (units - 1) // settings.folds)
+    if (folds, per_fold) != (settings.folds, settings.train_per_fold):
+        log(f"{units} units: {settings.folds} fold(s) of {settings.train_per_fold} training unit(s) instead of "
+            f"{folds} × {per_fold}")
 
 
 def folds_of(units: list[Unit], settings: Settings) -> list[dict[str, list[int]]]:
@@ -455,6 +470,7 @@ def run_study(settings: Settings, data: Path | None, label_suffix: str, work: Pa
     torch.set_num_threads(settings.threads)
     warnings.filterwarnings("ignore", message=".*folding may occur.*")  # TorchIO's 2D z-axis warning
     units, description = load_units(data, label_suffix)
+    fit_folds(settings, len(units), log)
     folds = folds_of(units, settings)
     train = {k for fold in folds for k in fold["train"]}
     write_slices(units, train, work / "slices")
@@ -638,6 +654,7 @@ def main(argv: list[str] | None = None) -> dict:
                  "elastic_draws", "bootstrap", "threads", "lr", "speed", "model", "device"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
+            settings.explicit += (name,)
     if args.arms:
         settings.arms = tuple(args.arms)
     settings.on_the_fly = args.on_the_fly

@@ -158,13 +158,11 @@ def deform_array(model: DRDMModel, array: object, spacing: Sequence[float], labe
     """
     image, label_image = image_from_array(array, spacing, labels)
     results = deform_samples(model, image, label_image, level=level, seed=seed, count=count, batch=batch, **options)
-    ndim = image.GetDimension()
     return ArrayDeformations(
         images=np.stack([sitk.GetArrayFromImage(r.image) for r in results]),
         labels=None if label_image is None else np.stack([sitk.GetArrayFromImage(r.labels) for r in results]),
         # field vectors are (x, y[, z]) mm at each voxel; with the identity direction, component j is axis ndim-1-j
-        displacement=np.stack([np.moveaxis(sitk.GetArrayFromImage(r.field), -1, 0)[::-1] for r in results]).reshape(
-            (len(results), ndim) + tuple(image.GetSize()[::-1])),
+        displacement=np.stack([np.moveaxis(sitk.GetArrayFromImage(r.field), -1, 0)[::-1] for r in results]),
         jacobian=np.stack([sitk.GetArrayFromImage(r.jacobian) for r in results]),
         statistics=[r.statistics for r in results],
         seeds=[int(r.statistics["seed"]) for r in results],
