@@ -1,7 +1,8 @@
 """drdm: the Deformation-Recovery Diffusion Model engine (PyTorch; no Slicer, no Qt).
 
 The Python API, physical-space SimpleITK images in, SimpleITK images, transforms and fields out:
-:func:`load_model`, :func:`deform_image`, :func:`synthesize`, :func:`augment`, :func:`evaluate`, :func:`train`.
+:func:`load_model`, :func:`deform_image`, :func:`synthesize`, :func:`augment`, :func:`evaluate`, :func:`train`; and
+numpy arrays in, numpy arrays out, several samples as one sampler batch: :func:`deform_array`.
 Each imports what it needs on first call, so ``import drdm`` loads neither PyTorch nor SimpleITK.
 
 The paper's building blocks, one step further down (tensors on the model's grid): :mod:`drdm.spatial` (warping,
@@ -25,12 +26,13 @@ if TYPE_CHECKING:
     import SimpleITK as sitk
 
     from .models import DRDMModel
+    from .physical.arrays import ArrayDeformations
     from .physical.deform import DeformationResult
     from .registration.evaluation import EvaluationReport
     from .registration.synthesis import SynthesisResult
     from .training.loop import TrainingResult
 
-__all__ = ["__version__", "load_model", "deform_image", "synthesize", "augment", "evaluate", "train"]
+__all__ = ["__version__", "load_model", "deform_image", "deform_array", "synthesize", "augment", "evaluate", "train"]
 
 def load_model(spec: str | os.PathLike | None = None, device: str = "auto") -> DRDMModel:
     """A DRDM model, ready to deform images.
@@ -67,8 +69,9 @@ def _model_for(model: str | os.PathLike | DRDMModel | None, image: Callable[[], 
 
 def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
                  model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = None, seed: int = 0,
-                 device: str = "auto", **options: Any) -> DeformationResult:
-    """One new, topology-preserving deformation of ``image`` (and its ``labels``), in physical space.
+                 device: str = "auto", count: int | None = None, batch: bool | None = None,
+                 **options: Any) -> DeformationResult | list[DeformationResult]:
+    """One new, topology-preserving deformation of ``image`` (and its ``labels``), in physical space; or ``count``.
 
     Args:
         image: a 2D or 3D scalar SimpleITK image, any size, spacing (mm), origin and direction.
@@ -80,6 +83,11 @@ def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
             (``magnitude`` sets the size); default: the model's first level (48 for cmr-2d).
         seed: random seed: the same seed gives the same deformation (on the CPU bit for bit).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (a loaded ``model`` is moved there).
+        count: None (default): one deformation, returned as it is; a number N: a list of N deformations, seeds
+            ``seed … seed+N-1``, run as sampler batches (as many per batch as memory allows); ``batch=False``: one
+            sampler run each. Bit for bit: ``count=N`` equals :func:`deform_array` with ``count=N``; a batched sample
+            is close to (float32 rounding through the sampler, up to about a voxel), an unbatched one identical to,
+            the single deformation with its seed (:mod:`drdm.physical.arrays`).
         options: ``mode`` (``"diffeomorphic"``, the default, or ``"reference"``), ``speed`` (``"fast"``, default,
             ``"faster"`` or ``"faithful"``), ``interpolation`` (``"linear"``, ``"bspline"``, ``"nearest"``),
             ``label_method`` (``"nearest"`` or ``"onehot"``), ``slices`` (``"coherent"`` or ``"independent"``: a 2D
@@ -89,7 +97,8 @@ def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
             still / alone deformed) and ``margin`` (mm), :mod:`drdm.physical.steering`.
 
     Returns:
-        a :class:`drdm.physical.deform.DeformationResult`, everything on the input's grid: ``image`` (deformed, the
+        a :class:`drdm.physical.deform.DeformationResult` (a list of ``count`` of them when ``count`` is given),
+        everything on the input's grid: ``image`` (deformed, the
         input's pixel type), ``labels``, ``transform`` (ITK displacement-field transform, LPS mm, a pull map:
         ``SimpleITK.Resample(image, image, transform)`` reproduces the deformed image), ``field`` (the same
         displacement as a vector image, mm), ``jacobian`` (det J image), ``statistics`` (mean/p95 |u| in mm and %
@@ -101,11 +110,54 @@ def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
         sitk.WriteImage(result.image, "deformed.nii.gz")
         sitk.WriteTransform(result.transform, "transform.h5")
     """
+    from .physical.arrays import deform_samples
     from .physical.deform import deform_image as deform
 
     loaded = _model_for(model, lambda: image, device)
     start = level if level is not None else loaded.forward_process().first_level
-    return deform(loaded, image, labels, level=start, seed=seed, **options)
+    if count is None:
+        return deform(loaded, image, labels, level=start, seed=seed, **options)
+    return deform_samples(loaded, image, labels, level=start, seed=seed, count=count, batch=batch, **options)
+
+
+def deform_array(array: Any, spacing: Sequence[float], labels: Any = None, *, count: int = 1,
+                 model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = None, seed: int = 0,
+                 device: str = "auto", batch: bool | None = None, **options: Any) -> ArrayDeformations:
+    """``count`` deformations of a numpy array (and its label map): numpy in, numpy out, 2D or 3D.
+
+    Args:
+        array: ``(y, x)`` or ``(z, y, x)`` scalar intensities (any integer or float dtype, finite).
+        spacing: mm per voxel in the same array order: ``(sy, sx)`` or ``(sz, sy, sx)``.
+        labels: an integer label map of the array's shape, or None.
+        count: the number of samples (seeds ``seed … seed+count-1``), run as one sampler batch where memory allows
+            (``batch=False``: one sampler run each).
+        model, level, seed, device, options: as in :func:`deform_image` (``mode``, ``speed``, ``interpolation``,
+            ``label_method``, ``slices``, ``slice_axis``, ``precision``, ``magnitude``, ``keep``, ``only``,
+            ``margin``, ``progress``, ``cancel``).
+
+    Returns:
+        a :class:`drdm.physical.arrays.ArrayDeformations`: ``images`` ``(count, *shape)`` (the input's dtype),
+        ``labels`` ``(count, *shape)`` or None, ``displacement`` ``(count, ndim, *shape)`` float64 in mm (channel i
+        along array axis i, pull: ``images[k](p) = array(p + displacement[k](p))``), ``jacobian`` ``(count, *shape)``
+        det J, ``statistics`` (one dict per sample), ``seeds``. A bad array (NaN, not 2D/3D, RGB, labels of another
+        shape, spacing of the wrong length) raises one :class:`drdm.errors.DRDMError` line.
+
+    Bit for bit: the same as :func:`deform_image` with the same ``seed``, ``count`` and options on
+    ``sitk.GetImageFromArray(array)`` with ``SetSpacing(spacing[::-1])`` (origin 0, identity direction); ``count=1``
+    is the single deformation :func:`deform_image` gives with that seed (:mod:`drdm.physical.arrays`).
+
+    Example::
+
+        out = drdm.deform_array(slice_yx, (1.5625, 1.5625), labels_yx, model="cmr-2d", count=8, speed="faster")
+        out.images.shape == (8, *slice_yx.shape); out.statistics[0]["mean_mm"]
+    """
+    from .physical.arrays import deform_array as deform
+    from .physical.arrays import image_from_array
+
+    image, _ = image_from_array(array, spacing, labels)
+    loaded = _model_for(model, lambda: image, device)
+    start = level if level is not None else loaded.forward_process().first_level
+    return deform(loaded, array, spacing, labels, level=start, seed=seed, count=count, batch=batch, **options)
 
 
 def synthesize(image: sitk.Image, labels: sitk.Image | None = None, *,

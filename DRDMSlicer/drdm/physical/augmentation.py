@@ -188,3 +188,61 @@ def merge_when_complete(out: Path, jobs: list[Job]) -> Path | None:
     if any(row is None for row in rows):
         return None
     return write_text(_csv_text(rows, header=True), manifest_path(out, (0, 1)))
+
+
+@dataclass(frozen=True)
+class AugmentedSample:
+    """One finished row of a manifest, its files resolved: ``original`` / ``original_labels`` (the input image and
+    labels), ``image`` / ``labels`` (the deformed copy's, in its sample folder), what made it (``level``, ``seed``,
+    ``magnitude_mm`` asked) and its size (``mean_mm``: mean |u| in mm, ``folding_fraction``: det J ≤ 0)."""
+
+    original: Path
+    original_labels: Path | None
+    image: Path
+    labels: Path | None
+    level: int
+    seed: int
+    magnitude_mm: float | None
+    mean_mm: float
+    folding_fraction: float
+
+
+def _existing(path: Path, manifest: Path, what: str, hint: str = "") -> Path:
+    if not path.is_file():
+        raise InputError(f"manifest {manifest}: {what} {path} is not there{hint}")
+    return path
+
+
+def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[AugmentedSample]:
+    """The rows of a ``drdm augment`` manifest (``manifest.csv``, or its folder), every file checked.
+
+    Copies are found in their sample folders beside the manifest (so the output folder may move); the originals'
+    paths are as ``drdm augment`` was given them: a relative one is read from ``root`` (default: the current
+    folder; pass the folder ``drdm augment`` ran in). A missing file raises one :class:`InputError` line.
+    """
+    path = Path(manifest)
+    path = path / "manifest.csv" if path.is_dir() else path
+    if not path.is_file():
+        raise InputError(f"manifest {path}: no such file (drdm augment writes OUT/manifest.csv)")
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {"image", "labels", "folder", "out_labels", "level", "seed"} <= set(rows[0]):
+        raise InputError(f"manifest {path}: not a drdm augment manifest (columns {', '.join(MANIFEST_COLUMNS)})")
+    base = Path.cwd() if root is None else Path(root)
+    hint = f" (relative input paths are read from {base}: pass root= the folder drdm augment ran in)"
+    samples = []
+    for row in rows:
+        original = Path(row["image"]) if Path(row["image"]).is_absolute() else base / row["image"]
+        original_labels = None
+        if row["labels"]:
+            original_labels = Path(row["labels"]) if Path(row["labels"]).is_absolute() else base / row["labels"]
+            _existing(original_labels, path, "labels", hint)
+        folder = path.parent / Path(row["folder"]).name
+        samples.append(AugmentedSample(
+            original=_existing(original, path, "image", hint), original_labels=original_labels,
+            image=_existing(folder / "image.nii.gz", path, "deformed image"),
+            labels=_existing(folder / "labels.nii.gz", path, "deformed labels") if row["out_labels"] else None,
+            level=int(row["level"]), seed=int(row["seed"]),
+            magnitude_mm=float(row["magnitude_mm"]) if row.get("magnitude_mm") else None,
+            mean_mm=float(row["mean_mm"]), folding_fraction=float(row["folding_fraction"])))
+    return samples
