@@ -105,8 +105,8 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
 
 def steering_options(args: argparse.Namespace) -> dict:
     """``magnitude``, ``keep``, ``only``, ``margin`` from the command line, for :func:`deform_images`."""
-    return {"magnitude": getattr(args, "magnitude", None), "keep": tuple(args.keep or ()),
-            "only": tuple(args.only or ()), "margin": args.margin}
+    return {"magnitude": getattr(args, "magnitude", None), "keep": tuple(getattr(args, "keep", None) or ()),
+            "only": tuple(getattr(args, "only", None) or ()), "margin": getattr(args, "margin", DEFAULTS.margin)}
 
 
 def _steering_text(stats: dict) -> str:
