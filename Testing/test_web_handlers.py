@@ -78,3 +78,27 @@ def test_unusable_paths_end_in_one_error_line(app, typed):
     assert text.startswith("error: ") and "\n" not in text and len(text) < 350, text
     assert "Traceback" not in text and str(app.data.root) not in text and sys.prefix not in text
     assert app.shown == []
+
+
+@pytest.mark.parametrize("state, message", [
+    (dict(drdm_keep="label_1"), "from the list"),  # a string, not a list: its characters are not segments
+    (dict(drdm_keep=[["label_1"]]), "unhashable"),  # not an id at all
+    (dict(drdm_only=["../../etc/passwd"]), "from the list"),
+    (dict(drdm_magnitude="1e999"), None), (dict(drdm_magnitude="abc"), "could not convert"),
+    (dict(drdm_margin="nan"), None),
+])
+def test_steering_values_a_raw_client_sends_are_checked(monkeypatch, state, message):
+    """The size, regions and margin come from the browser's state, which a raw WebSocket client can set to anything:
+    segment ids must be ones the page listed; numbers are parsed here and judged by the engine's settings."""
+    app = object.__new__(DRDMWebApp)
+    values = dict(drdm_magnitude=None, drdm_keep=[], drdm_only=[], drdm_margin=10,
+                  drdm_segment_items=[{"title": "label 1", "value": "label_1"}])
+    monkeypatch.setattr(DRDMWebApp, "state", TrameState({**values, **state}))
+    if message is None:  # parsed; the engine refuses it in one line (DeformationSettings)
+        from drdm.settings import DeformationSettings, SettingsError
+
+        with pytest.raises(SettingsError):
+            DeformationSettings(seed=0, **app._steering())
+        return
+    with pytest.raises((TypeError, ValueError), match=message):
+        app._steering()

@@ -28,7 +28,7 @@ from drdm.model_store.registry import load_model
 from drdm.physical.geometry import plan_working_grid
 from drdm.physical.io import image_array, read_image, spacing_array_order
 from drdm.physical.metrics import jacobian_statistics
-from drdm.physical.slice_coherence import scale_slope, slice_stack
+from drdm.physical.slice_coherence import slice_stack
 from drdm.physical.steering import SteeringError, plan_regions, steer
 from drdm.sampler import generate
 from drdm.settings import DEFAULTS
@@ -63,7 +63,7 @@ def recorded_sample(model, image: sitk.Image, seed: int, speed: str):
     process = model.forward_process()
     result = generate(model, working, start_level=process.first_level, generator=torch.Generator().manual_seed(seed),
                       mode="diffeomorphic", speed=speed, slices=stack, record_path=True)
-    return result, grid, stack, scale_slope(model.size, min(process.scales))
+    return result, grid
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -73,13 +73,13 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def size_rows(name: str, model, image: sitk.Image, seeds: list[int], speed: str) -> list[dict]:
     rows = []
     for seed in seeds:
-        result, grid, stack, slope = recorded_sample(model, image, seed, speed)
-        own = steer(result, grid, slices=stack, slope=slope)
+        result, grid = recorded_sample(model, image, seed, speed)
+        own = steer(result, grid)
         natural = own.statistics["natural_mm"]
         for size in list(SIZES_MM) + [math.floor(100 * f * natural) / 100 for f in SIZE_FACTORS]:
             started = time.perf_counter()
             try:
-                field = steer(result, grid, magnitude=size, slices=stack, slope=slope)
+                field = steer(result, grid, magnitude=size)
             except SteeringError as error:
                 rows.append({"input": name, "seed": seed, "asked_mm": size, "natural_mm": natural, "error": str(error)})
                 print(rows[-1], flush=True)
@@ -99,13 +99,13 @@ def region_rows(model, image: sitk.Image, labels: sitk.Image, seeds: list[int], 
     spacing = spacing_array_order(image)
     rows = []
     for seed in seeds:
-        result, grid, stack, slope = recorded_sample(model, image, seed, speed)
-        free = steer(result, grid, slices=stack, slope=slope).ddf
+        result, grid = recorded_sample(model, image, seed, speed)
+        free = steer(result, grid).ddf
         free_mm = _magnitude_mm(free, spacing)
         for kind, value in (("keep", 3), ("only", 2)):
             regions = plan_regions(label_array, spacing, keep=(value,) if kind == "keep" else (),
                                    only=(value,) if kind == "only" else (), margin=DEFAULTS.margin)
-            field = steer(result, grid, regions=regions, slices=stack, slope=slope)
+            field = steer(result, grid, regions=regions)
             steered_mm = _magnitude_mm(field.ddf, spacing)
             distance = distance_transform_edt(label_array != value, sampling=spacing)
             far = distance > 40 if kind == "keep" else distance < 0.5  # away from the kept / inside the only one

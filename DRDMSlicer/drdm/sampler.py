@@ -173,8 +173,8 @@ def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None
 
 
 def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: torch.Tensor,
-                             folded: torch.Tensor, slices: SliceStack | None = None, slope: float = 0.0,
-                             squarings: int = STEP_SQUARINGS) -> tuple[torch.Tensor, torch.Tensor]:
+                             folded: torch.Tensor, slices: SliceStack | None = None,
+                             slope: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Compose ``exp(step)`` onto a fold-free ``ddf`` (border padding) so that the result stays fold-free; returns
     the composed field and the velocity that was applied (``step`` times each element's final scale).
 
@@ -190,7 +190,7 @@ def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: t
     def retry(new_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if slices is not None:
             new_scale = coherent_scales(new_scale, slices, slope)
-        moved = compose(ddf, integrate(step * new_scale.reshape(shape), squarings, "border"), "border")
+        moved = compose(ddf, integrate(step * new_scale.reshape(shape), STEP_SQUARINGS, "border"), "border")
         return new_scale, moved, folds(moved)
 
     for _ in range(STEP_HALVINGS - 1):

@@ -8,6 +8,7 @@ Every front end takes its defaults from :data:`DEFAULTS`: the CLI's argparse def
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import DRDMError
@@ -80,9 +81,9 @@ class DeformationSettings:
             raise SettingsError("the number of samples must be at least 1")
         if self.level is not None and int(self.level) < 0:
             raise SettingsError(f"level {self.level} is negative")
-        if self.magnitude is not None and not float(self.magnitude) > 0:
+        if self.magnitude is not None and not 0 < float(self.magnitude) < math.inf:
             raise SettingsError(f"the size must be a positive number of mm, got {self.magnitude}")
-        if not float(self.margin) > 0:
+        if not 0 < float(self.margin) < math.inf:
             raise SettingsError(f"the margin must be a positive number of mm, got {self.margin}")
         if (self.magnitude is not None or self.keep or self.only) and self.mode != "diffeomorphic":
             raise SettingsError("a size (magnitude) or regions (keep, only) need mode 'diffeomorphic'")

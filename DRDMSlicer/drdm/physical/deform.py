@@ -26,7 +26,7 @@ from .geometry import WorkingGrid, plan_working_grid
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
 from .metrics import determinant_statistics, displacement_statistics
 from .segment_volumes import segment_volume_changes
-from .slice_coherence import scale_slope, slice_stack, through_plane_roughness
+from .slice_coherence import slice_stack, through_plane_roughness
 from .steering import Regions, SteeringError, plan_regions, steer
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
@@ -205,6 +205,8 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
     grid = _plan(model, array, spacing, level, slice_axis)
     stack = _stack(grid, slices)
     steered = magnitude is not None or regions is not None
+    if magnitude is not None and not (magnitude > 0 and np.isfinite(magnitude)):
+        raise SteeringError(f"the size must be a positive number of mm, got {magnitude}")
     if steered and mode != "diffeomorphic":
         raise SteeringError("a size (magnitude) or regions (keep, only) need mode 'diffeomorphic': the reference "
                             "sampler's fields fold, so they cannot be scaled or held still without folding")
@@ -229,8 +231,7 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
             if not steered:
                 out.append((grid.field_to_original(part.ddf).cpu(), grid, part, None))
                 continue
-            field = steer(part, grid, magnitude=magnitude, regions=regions, slices=stack,
-                          slope=scale_slope(working.shape[2], min(process.scales)))
+            field = steer(part, grid, magnitude=magnitude, regions=regions)
             part = replace(part, ddf=field.working, path=None,
                            image=warp(working, field.working, process.image_interpolation, "zeros"))
             out.append((field.ddf.cpu(), grid, part, field.statistics))
@@ -373,11 +374,6 @@ def deform_images(
         raise InputError(f"unknown label method {label_method!r}; choose one of {LABEL_METHODS}")
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if magnitude is not None and not (float(magnitude) > 0 and np.isfinite(float(magnitude))):
-        raise SteeringError(f"the size must be a positive number of mm, got {magnitude}")
-    if (magnitude is not None or keep or only) and mode != "diffeomorphic":
-        raise SteeringError("a size (magnitude) or regions (keep, only) need mode 'diffeomorphic': the reference "
-                            "sampler's fields fold, so they cannot be scaled or held still without folding")
     started = time.perf_counter()
     regions = plan_regions(None if labels is None else sitk.GetArrayViewFromImage(labels),
                            spacing_array_order(image), keep=tuple(keep), only=tuple(only), margin=float(margin))

@@ -5,8 +5,9 @@ per recovery step (:class:`drdm.sampler.DeformationPath`). Steering replays that
 
 * multiplied by one factor ``s`` (the **size**): the same ingredients in another amount, so one seed keeps its shape
   at every size, and every exponential of a scaled velocity is a diffeomorphism (compositions that would fold are
-  backed off as the sampler does), so no size folds; ``s`` is found by a bracketed secant search on the mean |u| in
-  mm over the image (or over where the deformation is allowed), which grows almost linearly with ``s``;
+  attenuated around the folding voxels, :func:`drdm.sampler._soften_locally`), so no size folds; ``s`` is found
+  by a bracketed secant search on the mean |u| in mm over the image (or over where the deformation is allowed),
+  which grows almost linearly with ``s``;
 * multiplied voxel-wise by a weight ``w(x)`` in [0, 1] (the **regions**): 0 in kept structures (``keep``) or beyond the
   chosen structures plus a margin (``only``), 1 away from them, a smooth ramp ``margin`` mm wide between. Where
   ``w = 0`` every exponential and every composition leaves a point where it is, so those points do not move at all.
@@ -30,7 +31,6 @@ import torch
 from ..errors import DRDMError
 from ..sampler import DeformationPath, GenerationResult
 from .geometry import WorkingGrid
-from .slice_coherence import SliceStack
 
 MAX_SIZE_FACTOR = 1.5  # the largest size offered: this many times the size the model gives on its own
 SIZE_TOLERANCE = 0.02  # the search stops within 2 % of the asked size (the promise is 10 %)
@@ -152,7 +152,6 @@ class _SizeMeter:
 
     def __init__(self, grid: WorkingGrid, allowed: np.ndarray | None) -> None:
         self.grid = grid
-        self.scale = torch.tensor(grid.spacing, dtype=torch.float64).reshape((1, len(grid.shape)) + (1,) * len(grid.shape))
         self.allowed = None if allowed is None else torch.from_numpy(allowed)
         if self.allowed is not None and not bool(self.allowed.any()):
             raise SteeringError("no voxel is left to deform: the kept structures (or the region) cover the whole image")
@@ -161,20 +160,25 @@ class _SizeMeter:
         return self.grid.field_to_original(working)
 
     def size(self, ddf: torch.Tensor) -> float:
-        magnitude = (ddf.to(torch.float64) * self.scale).pow(2).sum(1).sqrt()[0]
+        magnitude = _magnitude_mm(ddf, self.grid.spacing)
         return float(magnitude.mean() if self.allowed is None else magnitude[self.allowed].mean())
 
 
+def _magnitude_mm(ddf: torch.Tensor, spacing: tuple[float, ...]) -> torch.Tensor:
+    """|u| in mm per voxel, float64 ``(*shape)``, of a ``(1, ndim, *shape)`` field in voxels (spacing in array order)."""
+    scale = torch.tensor(spacing, dtype=torch.float64).reshape((1, len(spacing)) + (1,) * len(spacing))
+    return (ddf.to(torch.float64) * scale).pow(2).sum(1).sqrt()[0]
+
+
 def steer(generation: GenerationResult, grid: WorkingGrid, *, magnitude: float | None = None,
-          regions: Regions | None = None, slices: SliceStack | None = None, slope: float = 0.0) -> SteeredField:
+          regions: Regions | None = None) -> SteeredField:
     """Replay one sample's path (``generation.path``, batch of one image or one slice stack) at the asked size and
     with the regions' weight.
 
     Args:
         generation: a :func:`drdm.sampler.generate` result made with ``record_path=True`` (one sample).
         grid: its working grid. magnitude: the mean |u| in mm to reach over the allowed voxels (None: the size the
-            model gives). regions: from :func:`plan_regions`, or None. slices, slope: the sampler's slice stack
-            and fold back-off slope (a 2D model on a volume).
+            model gives). regions: from :func:`plan_regions`, or None.
 
     Returns:
         :class:`SteeredField`; raises :class:`SteeringError` for a size beyond :data:`MAX_SIZE_FACTOR` × the model's
@@ -259,8 +263,7 @@ def _search(replay, natural: tuple[torch.Tensor, torch.Tensor, float],
 
 def _held_motion(ddf: torch.Tensor, grid: WorkingGrid, regions: Regions) -> dict:
     """The largest |u| (mm) inside kept structures and beyond the only-region plus margin."""
-    scale = torch.tensor(grid.spacing, dtype=torch.float64).reshape((1, len(grid.shape)) + (1,) * len(grid.shape))
-    magnitude = (ddf.to(torch.float64) * scale).pow(2).sum(1).sqrt()[0].numpy()
+    magnitude = _magnitude_mm(ddf, grid.spacing).numpy()
     kept, beyond = regions.held_still()
     out = {}
     if kept is not None:
