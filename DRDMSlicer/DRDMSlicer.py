@@ -11,7 +11,7 @@ import slicer
 
 # The oldest Slicer this module supports. 5.10 is the first release on Python 3.12 (5.0-5.8 ship Python 3.9.10,
 # Slicer/Slicer:SuperBuild/External_python.cmake), and the engine needs Python >= 3.10 (pyproject.toml). Every Slicer
-# API used below was read at tag v5.10.0; Testing/test_module_static.py checks the GUI bindings against that tag's
+# API used below was read at tag v5.10.0; Testing/slicer_module/test_module_static.py checks the GUI bindings against that tag's
 # parameterNodeWrapper/guiConnectors.py. Checked before anything newer than Slicer 5.0 is imported, so an older
 # Slicer shows this message instead of a traceback (this file keeps to Python 3.9 syntax for that reason).
 MINIMUM_SLICER_VERSION = (5, 10)

@@ -1,7 +1,7 @@
 """Everything a lent GPU should measure, in phases of decreasing value within one time budget (issue 22; run it
 through ``bash scripts/gpu_check.sh``, which sets up PyTorch with CUDA and refuses a machine without a GPU).
 
-1. ``gpu_tests``: ``Testing/test_gpu.py`` (CUDA against CPU, graph against eager, the graph rule, TF32, AMP training).
+1. ``gpu_tests``: ``Testing/engine/test_gpu.py`` (CUDA against CPU, graph against eager, the graph rule, TF32, AMP training).
 2. ``fidelity``: the bundled cmr-2d against the public reference vectors per layout, precision exact / tf32; one
    2D 256² call per layout, eager and as a CUDA graph.
 3. ``graph``: 2D 256² samples eager against the CUDA-graph step: batch 1 (reference faithful, diffeomorphic
@@ -125,8 +125,8 @@ def sampler(dims: int, size: int, batch: int, mode: str, speed: str, graph: bool
 # -- the phases, in order of value ----------------------------------------------------------------------------------
 
 def phase_gpu_tests(ctx: Context, data: dict) -> None:
-    """``Testing/test_gpu.py`` in a subprocess (its summary line and failures recorded)."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "Testing" / "test_gpu.py")]
+    """``Testing/engine/test_gpu.py`` in a subprocess (its summary line and failures recorded)."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "Testing" / "engine" / "test_gpu.py")]
     try:
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
                               timeout=max(10.0, min(TEST_TIMEOUT_S, ctx.left())))
@@ -261,7 +261,7 @@ def phase_zero_start(ctx: Context, data: dict) -> None:
 
 
 PHASES: list[tuple[str, str, float, Callable[[Context, dict], None]]] = [  # name, title, H100 estimate s, function
-    ("gpu_tests", "GPU tests (Testing/test_gpu.py)", 60, phase_gpu_tests),
+    ("gpu_tests", "GPU tests (Testing/engine/test_gpu.py)", 60, phase_gpu_tests),
     ("fidelity", "Fidelity to the reference vectors; one network call", 20, phase_fidelity),
     ("graph", "2D 256² samples: eager against the CUDA-graph step", 8, phase_graph),
     ("throughput", "2D 256² reference faithful throughput at batch 32", 20, phase_throughput),

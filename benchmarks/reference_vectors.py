@@ -12,6 +12,7 @@ import torch
 from common import REPO, SHARED, machine_description
 
 sys.path.insert(0, str(REPO / "Testing"))
+sys.path.insert(0, str(REPO / "Testing" / "engine"))
 from drdm import spatial
 from drdm.models import load_checkpoint
 from drdm.network import RecResACNet

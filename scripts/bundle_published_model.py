@@ -2,7 +2,7 @@
 its measured recovery-error table.
 
 The weights are copied tensor for tensor (float32, so the outputs are bit-identical:
-``Testing/test_bundled_model.py``); the JSON beside them records the upstream file, its sha256, licence,
+``Testing/model_store/test_bundled_model.py``); the JSON beside them records the upstream file, its sha256, licence,
 citation and the recovery error on the ACDC sample slices, the authors' preprocessed CMR sample and held-out
 short-axis phantoms (:mod:`drdm.training.recovery_error`). Needs the checkpoint and the sample images (``../shared``)::
 

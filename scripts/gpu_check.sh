@@ -2,7 +2,7 @@
 # One-command GPU check that fits one lent device: at most 8 minutes on one H100 (budget 420 s for the measurements,
 # a hard limit of 460 s on the Python process; installing packages, when needed, comes on top). benchmarks/gpu_check.py
 # runs its phases in order of value, each written to benchmarks/results/gpu_<device>_<date>.{json,md} as it finishes
-# (a run cut off keeps what it finished): the GPU tests (Testing/test_gpu.py), fidelity to the reference vectors
+# (a run cut off keeps what it finished): the GPU tests (Testing/engine/test_gpu.py), fidelity to the reference vectors
 # (precision exact / tf32, both layouts), 2D 256² samples eager against the CUDA-graph step (batch 1, 2, 4, 8), 2D
 # reference faithful throughput at batch 32, 3D 128³ faithful and fast, the profile of one 3D 128³ recovery step,
 # tf32 against exact (speed, distance, sample statistics over seeds), training samples/s, then a 3D 64³ training run

@@ -13,7 +13,7 @@ import importlib.metadata
 from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
-TORCH_REQUIREMENT = "torch>=2.1,<3"  # the same range as pyproject.toml (Testing/test_module_static.py checks it)
+TORCH_REQUIREMENT = "torch>=2.1,<3"  # the same range as pyproject.toml (Testing/slicer_module/test_module_static.py checks it)
 SAFETENSORS_REQUIREMENT = "safetensors>=0.4"  # the project's model format
 
 

@@ -12,7 +12,7 @@ keeps autograd.
 :meth:`~_DirectConvolution.leaky` and :meth:`~_DirectConvolution.plus` fold the block's next step (a leaky ReLU,
 a residual sum) into the same oneDNN call as a post-op (``torch.ops.mkldnn._convolution_pointwise``, the fused
 operator PyTorch's own compiler emits), saving a pass over the activations; the values equal the unfused
-``mkldnn_convolution`` followed by the step (``Testing/test_network.py``). That operator is PyTorch-internal:
+``mkldnn_convolution`` followed by the step (``Testing/engine/test_network.py``). That operator is PyTorch-internal:
 where it is missing, or the first call with it fails (a changed signature in a later release), they warn once
 and run the step separately from then on.
 """

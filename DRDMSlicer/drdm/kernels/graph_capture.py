@@ -3,7 +3,7 @@
 A 2D 256² recovery step is a few hundred small kernels (two U-Net passes, warps, a composition); on a GPU their
 launches, not their arithmetic, set the pace. Replaying a captured graph launches them all at once. The replay runs
 the same kernels on the same data in the same order as the eager call it was recorded from, so the outputs are
-the eager outputs (``Testing/test_gpu.py`` compares them on a GPU).
+the eager outputs (``Testing/engine/test_gpu.py`` compares them on a GPU).
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def cardiac_short_axis_phantom(size: int = 256, seed: int = 0, noise: float = 0.
     crescent, epicardial and subcutaneous fat, dark lungs, liver, descending aorta and spine; irregular
     (harmonic) boundaries, smooth and fine texture, a partial-volume blur and acquisition noise of standard
     deviation ``noise``. The published ``cmr-2d`` model recovers its deformations (recovery error < 1,
-    ``Testing/test_bundled_model.py``), which the plain :func:`cardiac_phantom` does not do reliably.
+    ``Testing/model_store/test_bundled_model.py``), which the plain :func:`cardiac_phantom` does not do reliably.
 
     Args:
         size: side of the square grid (voxels, at least 16).

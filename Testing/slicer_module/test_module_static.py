@@ -1,5 +1,5 @@
 """DRDMSlicer.py cannot be imported outside Slicer: check it statically against the .ui, the logic and the rules of
-the oldest Slicer it supports (Testing/test_module_widget.py runs its wiring against stand-ins)."""
+the oldest Slicer it supports (Testing/slicer_module/test_module_widget.py runs its wiring against stand-ins)."""
 
 from __future__ import annotations
 

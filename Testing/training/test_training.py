@@ -21,7 +21,7 @@ from drdm.training.data import TrainingImages, geometric_augmentation, intensity
 from drdm.training.loop import train
 from drdm.training.losses import folding_penalty, recovery_losses, reference_negative_jacobian, relative_recovery_error
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--size", "32", "--width", "2", "--levels", "80", "--val-samples", "2", "--quiet", "--device", "cpu"]
 
 

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODULE_FILE = REPO / "DRDMSlicer" / "DRDMSlicer.py"
 UI_FILE = REPO / "DRDMSlicer" / "Resources" / "UI" / "DRDMSlicer.ui"
 

@@ -1,4 +1,4 @@
-"""DRDMSlicer.py's widget wiring, executed against the stand-ins of Testing/slicer_qt_fakes.py (3D Slicer itself
+"""DRDMSlicer.py's widget wiring, executed against the stand-ins of Testing/slicer_module/slicer_qt_fakes.py (3D Slicer itself
 cannot run here). Each test is one of the defects found by reading the module against Slicer's sources."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def module(monkeypatch, recorder):
 
 
 class FakeDeformation:
-    """Stands in for DRDMSlicerLib.logic.DeformationLogic (Testing/test_module_static.py checks the real one has
+    """Stands in for DRDMSlicerLib.logic.DeformationLogic (Testing/slicer_module/test_module_static.py checks the real one has
     the methods and keywords the widget uses)."""
 
     def __init__(self) -> None:
