@@ -50,7 +50,8 @@ def sampler_case(case: dict, device: torch.device) -> dict:
 
     def sample(seed: int, graph: bool, precision: str) -> torch.Tensor:
         with torch.inference_mode():
-            return generate(model, batch, start_level=level, mode=case["mode"], speed=case["speed"], cuda_graph=graph,
+            return generate(model, batch, statistics=True, start_level=level, mode=case["mode"], speed=case["speed"],
+                            cuda_graph=graph,
                             precision=precision, generator=torch.Generator().manual_seed(seed)).ddf
 
     started = time.perf_counter()
@@ -85,7 +86,7 @@ def seed_statistics(model: DRDMModel, image: torch.Tensor, seeds: int, mode: str
     batch = image.expand((seeds,) + tuple(image.shape[1:])).contiguous()
     level = 56 if model.ndims == 2 else 64
     with torch.inference_mode():
-        result = generate(model, batch, start_level=level, mode=mode, speed=speed, precision=precision,
+        result = generate(model, batch, statistics=True, start_level=level, mode=mode, speed=speed, precision=precision,
                           generator=[torch.Generator().manual_seed(seed) for seed in range(seeds)])
     means = {key: statistics.fmean(values) for key, values in result.statistics.items()}
     return {"means": means, "ddf": result.ddf}

@@ -86,7 +86,8 @@ def main() -> None:
         add("net3_out_rec1", net3(v["net3_x"], v["net3_t"], rec_num=1))
         s = v["net_x"].shape[-1]
         seed = int(v["e2e_seed"][0])
-        first = generate(model, x, v["e2e_msk"].long(), start_level=int(v["e2e_T"][0]),
+        first = generate(model, x, v["e2e_msk"].long(), mode="reference", speed="faithful", statistics=True,
+                         start_level=int(v["e2e_T"][0]),
                          generator=torch.Generator().manual_seed(seed), levels=[int(v["step_t"][0])])
         add("e2e_ddf_rand", first.ddf_random / s)
         add("step_img_in", first.image_random, True)
@@ -94,7 +95,8 @@ def main() -> None:
         add("step_ddf_out", first.ddf / s)
         stored = spatial.compose(v["e2e_ddf_rand"] * s, v["step_pre"] * s, "zeros") / s
         add("step_ddf_out", stored, label=" (from the stored step_pre)")
-        full = generate(model, x, v["e2e_msk"].long(), start_level=int(v["e2e_T"][0]),
+        full = generate(model, x, v["e2e_msk"].long(), mode="reference", speed="faithful", statistics=True,
+                        start_level=int(v["e2e_T"][0]),
                         generator=torch.Generator().manual_seed(seed))
         add("e2e_ddf_comp", full.ddf / s)
         stats = torch.tensor([[full.statistics_random[k][0] for k in ("mean_vox", "p95_vox", "folding_fraction")],

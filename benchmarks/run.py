@@ -164,7 +164,8 @@ def run_sample(case: dict, device: torch.device) -> dict:
 
     def sample() -> None:
         generators = [torch.Generator().manual_seed(next(seeds)) for _ in range(case["batch"])]
-        out = generate(model, image, start_level=56 if case["dims"] == 2 else 64, mode=case["mode"], speed=case["speed"],
+        out = generate(model, image, statistics=True, start_level=56 if case["dims"] == 2 else 64, mode=case["mode"],
+                       speed=case["speed"],
                        generator=generators, cuda_graph=case.get("cuda_graph", False))
         result["calls"] = len(out.levels) * 1  # one network call (two refinement passes) per level
         result["mean_vox"] = statistics.fmean(out.statistics["mean_vox"])
@@ -229,7 +230,7 @@ def _peer_field(library: str, dims: int, size: int, magnitude: float, seed: int)
 
 
 def run_peer(case: dict, device: torch.device) -> dict:
-    from drdm.physical.metrics import displacement_statistics
+    from drdm.field_statistics import displacement_statistics
     from drdm.spatial import folding_fraction
 
     dims, size, library = case["dims"], case["size"], case["library"]

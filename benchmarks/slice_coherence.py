@@ -24,7 +24,7 @@ from drdm.model_store.registry import load_model
 from drdm.physical.deform import deform_image
 from drdm.physical.geometry import plan_working_grid
 from drdm.physical.io import image_array, read_image, spacing_array_order
-from drdm.physical.slice_coherence import SliceStack
+from drdm.slice_stack import SliceStack
 from drdm.spatial import warp
 from drdm.training.losses import relative_recovery_error
 from drdm.training.phantoms import cardiac_phantom

@@ -24,14 +24,14 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from common import SHARED, write_results
+from drdm.field_statistics import jacobian_statistics
 from drdm.model_store.registry import load_model
 from drdm.physical.geometry import plan_working_grid
 from drdm.physical.io import image_array, read_image, spacing_array_order
-from drdm.physical.metrics import jacobian_statistics
-from drdm.physical.slice_coherence import slice_stack
 from drdm.physical.steering import SteeringError, plan_regions, steer
 from drdm.sampler import generate
 from drdm.settings import DEFAULTS
+from drdm.slice_stack import slice_stack
 from drdm.training.phantoms import cardiac_phantom
 from scipy.ndimage import distance_transform_edt
 

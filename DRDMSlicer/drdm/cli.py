@@ -18,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import out_of_memory_as_error
+from .field_statistics import determinant_statistics, displacement_statistics
 from .model_store.choice import AUTO, ModelChoice, is_auto, resolve_model
 from .model_store.registry import load_model
 from .models import DRDMModel
@@ -37,7 +38,6 @@ from .physical.io import (
     write_image,
     write_transform,
 )
-from .physical.metrics import determinant_statistics, displacement_statistics
 from .physical.qa import save_qa_figure
 from .physical.sample_folder import write_sample
 from .registration.synthesis import synthesize_pair

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from .physical.slice_coherence import THROUGH_PLANE_CELL, SliceStack, coherent_normals, coherent_scales, scale_slope
+from .slice_stack import THROUGH_PLANE_CELL, SliceStack, coherent_normals, coherent_scales, scale_slope
 from .spatial import folds, integrate, warp
 
 PRESETS: dict[str, dict] = {
@@ -89,8 +89,8 @@ class ForwardProcess:
         """The eight standard-normal tensors in reference order: 4 velocity scales, then 4 noise scales.
 
         ``slices``: the batch is ``batch // len(slices)`` stacks of neighbouring slices of a volume (2D model); each
-        tensor is drawn smooth through each stack's slices (:func:`~drdm.physical.slice_coherence.coherent_normals`, node
-        spacing :data:`~drdm.physical.slice_coherence.THROUGH_PLANE_CELL` × the scale's control cell, ``2·size/c`` working
+        tensor is drawn smooth through each stack's slices (:func:`~drdm.slice_stack.coherent_normals`, node
+        spacing :data:`~drdm.slice_stack.THROUGH_PLANE_CELL` × the scale's control cell, ``2·size/c`` working
         voxels), each slice keeping i.i.d. N(0, 1) values.
         """
         device = generator.device if generator is not None else torch.device("cpu")
@@ -163,7 +163,7 @@ class ForwardProcess:
         ``factor`` (per batch element: ``K · S / (2G)``, so the first-order size equals the reference's
         stretched field) and integrated on the image grid by scaling and squaring. Where the result folds
         (:func:`~drdm.spatial.folds`), that element's velocity is scaled by 0.8 and integrated again; with
-        ``slices``, the neighbouring slices' scales follow smoothly (:func:`~drdm.physical.slice_coherence.coherent_scales`).
+        ``slices``, the neighbouring slices' scales follow smoothly (:func:`~drdm.slice_stack.coherent_scales`).
         """
         return self.diffeomorphic_field_and_velocity(velocity, factor, size, slices)[0]
 

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .field_statistics import field_statistics
 from .kernels.graph_capture import captured_or_eager
 from .models import DRDMModel
 from .network import convolution_precision
 from .noise import DIFFEOMORPHIC_SQUARINGS
-from .physical.metrics import field_statistics
-from .physical.slice_coherence import SliceStack, coherent_scales, scale_slope
 from .settings import MODES, PRECISIONS, SPEEDS, use_cuda_graph
+from .slice_stack import SliceStack, coherent_scales, scale_slope
 from .spatial import (
     DIFFERENCE_SCHEMES,
     compose,
@@ -103,8 +103,8 @@ class GenerationResult:
         image: ``(N, 1, *spatial)`` input deformed by ``ddf``.
         image_random: input deformed by ``ddf_random``.
         labels, labels_random: deformed integer labels (``None`` without labels).
-        statistics: :func:`drdm.physical.metrics.field_statistics` of ``ddf`` (one value per batch element).
-        statistics_random: the same for ``ddf_random``.
+        statistics: :func:`drdm.field_statistics.field_statistics` of ``ddf`` (one value per batch element), with
+            ``generate(statistics=True)``; else empty. statistics_random: the same for ``ddf_random``.
         cuda_graph: whether the recovery step was recorded as a CUDA graph (a failed capture warns and runs eagerly).
         precision: the network's float32 arithmetic, ``"exact"`` or ``"tf32"`` (see :func:`generate`).
         path: the :class:`DeformationPath` of the samples (``generate(record_path=True)``, diffeomorphic), else None.
@@ -181,7 +181,7 @@ def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: t
     ``candidate`` is the full step's composition and ``folded`` its :func:`~drdm.spatial.folds`. A batch element
     whose composition folds has its step halved and retried; after :data:`STEP_HALVINGS` tries in all that
     element keeps its previous field. With ``slices`` (stacks of neighbouring slices), the neighbours' step
-    scales follow within ``slope`` per working voxel (:func:`~drdm.physical.slice_coherence.coherent_scales`), so no slice
+    scales follow within ``slope`` per working voxel (:func:`~drdm.slice_stack.coherent_scales`), so no slice
     is torn from the next.
     """
     shape = (-1,) + (1,) * (ddf.dim() - 1)
@@ -315,18 +315,19 @@ def generate(
     *,
     start_level: int,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    mode: str = "reference",
+    mode: str,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     rec_num: int = 2,
     levels: list[int] | None = None,
     label_method: str = "nearest",
     image_interpolation: str | None = None,
-    speed: str = "faithful",
+    speed: str,
     cuda_graph: bool | None = None,
     slices: SliceStack | None = None,
     precision: str = "exact",
     record_path: bool = False,
+    statistics: bool = False,
 ) -> GenerationResult:
     """Deform ``image`` (and ``labels``) with a new DRDM deformation.
 
@@ -343,13 +344,15 @@ def generate(
             splits the batch into ``G`` equal consecutive groups, group ``k`` drawn from generator ``k``: the
             samples of one batched call equal ``G`` separate calls (one generator each) up to the float32
             rounding of batched convolutions (below 1e-3 voxels in the tests).
-        mode: ``"reference"`` or ``"diffeomorphic"`` (see module docstring).
+        mode: ``"reference"`` (the authors' sampler) or ``"diffeomorphic"`` (see module docstring); no default: the
+            front ends decide it (:data:`drdm.settings.DEFAULTS`).
         progress: called as ``progress(step, total)`` after every recovery step.
         cancel: polled before every step; returning True raises :class:`GenerationCancelled`.
         rec_num: refinement passes per network call (reference: 2).
         levels: recovery time steps in order (default ``T-1 … 0``, the reference's 80 steps).
         image_interpolation: image warp mode (default: the model preset's, cubic for CMR).
-        speed: ``"faithful"`` (the reference schedule: ``levels`` and ``rec_num`` as given) or ``"fast"``
+        speed (no default,
+            like ``mode``): ``"faithful"`` (the reference schedule: ``levels`` and ``rec_num`` as given) or ``"fast"``
             (every fourth level of the reference schedule, 20 network calls instead of 80; ``levels`` must then be
             ``None``: a ValueError says so).
             Measured on the CMR sample (diffeomorphic mode, T' = 56, 16 seeds): 4.0× faster, mean/p95 |u|
@@ -368,10 +371,13 @@ def generate(
         slices: the images are neighbouring slices of one volume (2D model; every generator group one stack of
             ``len(slices)`` slices at ``slices.positions``, working voxels): the random field is smooth through the
             slices with each slice's 2D statistics kept, and fold back-offs are shared smoothly between
-            neighbours (:mod:`drdm.physical.slice_coherence`). ``None``: independent images (the authors' way).
+            neighbours (:mod:`drdm.slice_stack`). ``None``: independent images (the authors' way).
         record_path: keep the :class:`DeformationPath` (the velocities composed, diffeomorphic mode only) in
             ``result.path``, so the sample can be replayed at another size or with a spatial weight
             (:mod:`drdm.physical.steering`); the fields themselves are unchanged.
+        statistics: also summarise the fields on the model grid (``result.statistics``, ``statistics_random``:
+            :func:`drdm.field_statistics.field_statistics`); off by default, because the physical layer measures the
+            field once, on the input's own grid.
 
     Returns:
         :class:`GenerationResult` (fields in voxels).
@@ -432,6 +438,7 @@ def generate(
     return GenerationResult(
         ddf=ddf, ddf_random=ddf_random, image=current, image_random=image_random,
         labels=moved_labels, labels_random=moved_labels_random, start_level=int(start_level), mode=mode,
-        levels=levels, statistics=field_statistics(ddf), statistics_random=field_statistics(ddf_random),
+        levels=levels, statistics=field_statistics(ddf) if statistics else {},
+        statistics_random=field_statistics(ddf_random) if statistics else {},
         cuda_graph=graph, precision=precision, path=path,
     )

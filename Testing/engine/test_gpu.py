@@ -15,9 +15,9 @@ def test_generate_on_cuda_matches_cpu():
 
     model = field_only_model(2, 64)
     image, labels = cardiac_phantom(64, 2)
-    cpu = generate(model, image, labels, start_level=40, generator=torch.Generator().manual_seed(0), speed="fast")
+    cpu = generate(model, image, labels, mode="reference", start_level=40, generator=torch.Generator().manual_seed(0), speed="fast")
     model.to("cuda")
-    gpu = generate(model, image.cuda(), labels.cuda(), start_level=40, generator=torch.Generator().manual_seed(0),
+    gpu = generate(model, image.cuda(), labels.cuda(), mode="reference", start_level=40, generator=torch.Generator().manual_seed(0),
                    speed="fast")
     assert torch.allclose(gpu.ddf.cpu(), cpu.ddf, atol=1e-3)
 
@@ -69,12 +69,13 @@ def test_the_default_follows_the_graph_rule_and_gives_the_eager_sample():
 
     model = load_model_spec("cmr-2d").to("cuda")
     image = cardiac_short_axis_phantom(256, seed=0)[0].cuda()
-    auto, eager = (generate(model, image, start_level=48, speed="fast", cuda_graph=choice,
+    auto, eager = (generate(model, image, mode="reference", start_level=48, speed="fast", cuda_graph=choice,
                             generator=torch.Generator().manual_seed(7)) for choice in (None, False))
     assert auto.cuda_graph and not eager.cuda_graph
     assert torch.equal(auto.ddf, eager.ddf)
     three = untrained_model(3, size=32).to("cuda")
-    result = generate(three, cardiac_phantom(32, 3)[0].cuda(), start_level=20, levels=[1, 0], mode="diffeomorphic",
+    result = generate(three, cardiac_phantom(32, 3)[0].cuda(), speed="faithful", start_level=20, levels=[1, 0],
+                      mode="diffeomorphic",
                       generator=torch.Generator().manual_seed(0))
     assert not result.cuda_graph
 

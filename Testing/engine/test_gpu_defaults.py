@@ -97,14 +97,16 @@ def test_the_sampler_asks_the_rule_with_its_batch_and_dimensionality(small_model
 
     monkeypatch.setattr(drdm.sampler, "use_cuda_graph", spy)
     image = small_image.expand(3, -1, -1, -1).contiguous()
-    result = generate(small_model, image, start_level=20, levels=[1, 0], generator=torch.Generator().manual_seed(0))
-    generate(small_model, image, start_level=20, levels=[1, 0], generator=torch.Generator().manual_seed(0), cuda_graph=True)
+    result = generate(small_model, image, mode="reference", speed="faithful", start_level=20, levels=[1, 0],
+                      generator=torch.Generator().manual_seed(0))
+    generate(small_model, image, mode="reference", speed="faithful", start_level=20, levels=[1, 0],
+             generator=torch.Generator().manual_seed(0), cuda_graph=True)
     assert asked == [(None, "cpu", 2, 3), (True, "cpu", 2, 3)]
     assert result.cuda_graph is False  # never on the CPU
 
 
 def test_precisions_give_identical_samples_on_the_cpu(small_model, small_image):
-    runs = [generate(small_model, small_image, start_level=30, levels=[3, 2, 1, 0], mode="diffeomorphic",
+    runs = [generate(small_model, small_image, speed="faithful", start_level=30, levels=[3, 2, 1, 0], mode="diffeomorphic",
                      generator=torch.Generator().manual_seed(5), precision=precision) for precision in PRECISIONS]
     assert torch.equal(runs[0].ddf, runs[1].ddf) and torch.equal(runs[0].image, runs[1].image)
     assert [r.precision for r in runs] == list(PRECISIONS)
@@ -125,7 +127,8 @@ def test_precision_sets_tf32_around_the_network_and_restores_it(small_model, sma
     before = (not expected[0], not expected[1])
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     try:
-        generate(small_model, small_image, start_level=20, levels=[1, 0], generator=torch.Generator().manual_seed(0),
+        generate(small_model, small_image, mode="reference", speed="faithful", start_level=20, levels=[1, 0],
+                 generator=torch.Generator().manual_seed(0),
                  precision=precision)
         after = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     finally:
@@ -139,7 +142,7 @@ def test_unknown_precision_is_refused_everywhere(small_model, small_image):
     from drdm.physical.io import InputError
 
     with pytest.raises(ValueError, match="unknown precision"):
-        generate(small_model, small_image, start_level=20, levels=[0], precision="fp16")
+        generate(small_model, small_image, mode="reference", speed="faithful", start_level=20, levels=[0], precision="fp16")
     with pytest.raises(SettingsError, match="unknown precision"):
         DeformationSettings(precision="half")
     with pytest.raises(InputError, match="unknown precision"):

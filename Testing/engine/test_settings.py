@@ -67,4 +67,4 @@ def test_low_level_sampler_refuses_contradictory_arguments():
 
     model = field_only_model(2, 16)
     with pytest.raises(ValueError, match="levels only with speed 'faithful'"):
-        generate(model, torch.zeros(1, 1, 16, 16), start_level=10, speed="fast", levels=[3, 2, 1])
+        generate(model, torch.zeros(1, 1, 16, 16), mode="reference", start_level=10, speed="fast", levels=[3, 2, 1])

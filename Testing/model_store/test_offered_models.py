@@ -85,7 +85,8 @@ def test_random_field_only_is_the_diffeomorphic_forward_field_without_network(em
     image = evaluation_phantoms(2, model.size, count=1)[1][0][None]
     labels = (image > 0.5).long()
     calls = []
-    result = generate(model, image, labels, start_level=48, generator=torch.Generator().manual_seed(5),
+    result = generate(model, image, labels, speed="faithful", statistics=True, start_level=48,
+                      generator=torch.Generator().manual_seed(5),
                       mode="diffeomorphic", progress=lambda *a: calls.append(a))
     expected, _ = model.forward_process().sample(48, model.size, 1, torch.Generator().manual_seed(5), diffeomorphic=True)
     assert torch.equal(result.ddf, expected) and torch.equal(result.ddf_random, expected)
@@ -94,7 +95,7 @@ def test_random_field_only_is_the_diffeomorphic_forward_field_without_network(em
     assert float(result.ddf.abs().mean()) > 1.0  # it does deform
     assert result.labels is not None and set(result.labels.unique().tolist()) <= {0, 1}
     with pytest.raises(ValueError, match="random field only"):
-        generate(model, image, start_level=48, mode="reference")
+        generate(model, image, speed="faithful", statistics=True, start_level=48, mode="reference")
     assert recovery_error(model, [image[0]], levels=(10, 70)) == {10: 1.0, 70: 1.0}
 
 

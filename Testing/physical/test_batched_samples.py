@@ -24,16 +24,16 @@ def model():
 def test_generator_groups_equal_separate_runs(model, mode):
     image, _ = cardiac_phantom(32, 2, seed=3)
     seeds = [5, 9, 11]
-    alone = [generate(model, image, start_level=40, levels=[6, 3, 0], mode=mode,
+    alone = [generate(model, image, speed="faithful", start_level=40, levels=[6, 3, 0], mode=mode,
                       generator=torch.Generator().manual_seed(s)) for s in seeds]
-    batched = generate(model, image.expand(3, -1, -1, -1), start_level=40, levels=[6, 3, 0], mode=mode,
+    batched = generate(model, image.expand(3, -1, -1, -1), speed="faithful", start_level=40, levels=[6, 3, 0], mode=mode,
                        generator=[torch.Generator().manual_seed(s) for s in seeds])
     for k, one in enumerate(alone):
         assert torch.equal(batched.ddf_random[k:k + 1], one.ddf_random)  # the same random stream per sample
         assert (batched.ddf[k:k + 1] - one.ddf).abs().max() <= TOLERANCE_VOX
     assert not torch.allclose(batched.ddf[0], batched.ddf[1])  # different seeds, different samples
     with pytest.raises(ValueError, match="equal groups"):
-        generate(model, image.expand(3, -1, -1, -1), start_level=40, levels=[0],
+        generate(model, image.expand(3, -1, -1, -1), mode="reference", speed="faithful", start_level=40, levels=[0],
                  generator=[torch.Generator(), torch.Generator()])
 
 

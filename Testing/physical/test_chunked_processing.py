@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from drdm.field_statistics import displacement_statistics
 from drdm.physical.deform import estimate_memory_bytes, resample_in_slabs
 from drdm.physical.geometry import plan_working_grid
 from drdm.physical.io import displacement_image, displacement_transform
-from drdm.physical.metrics import displacement_statistics
 from drdm.spatial import jacobian_determinant, jacobian_determinant_slabs
 
 

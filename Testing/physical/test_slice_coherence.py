@@ -14,7 +14,8 @@ from drdm.models import random_field_model
 from drdm.noise import ForwardProcess
 from drdm.physical.deform import deform_image
 from drdm.physical.qa import central_views
-from drdm.physical.slice_coherence import SliceStack, coherent_normals, coherent_scales, slice_stack, through_plane_roughness
+from drdm.physical.slice_coherence import through_plane_roughness
+from drdm.slice_stack import SliceStack, coherent_normals, coherent_scales, slice_stack
 
 
 def near_isotropic_volume(slices: int = 16, size: int = 48, spacing: float = 1.2, oblique: bool = True) -> sitk.Image:

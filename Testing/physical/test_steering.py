@@ -59,7 +59,7 @@ def test_recording_the_path_changes_nothing_and_replays_the_field(cmr):
     assert len(recorded.path.velocities) == 1 + len(recorded.levels)
     assert float((recorded.path.field() - recorded.ddf).abs().max()) < 1e-3
     with pytest.raises(ValueError, match="diffeomorphic"):
-        generate(cmr, image, start_level=48, mode="reference", record_path=True)
+        generate(cmr, image, speed="faithful", start_level=48, mode="reference", record_path=True)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

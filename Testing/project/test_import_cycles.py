@@ -130,3 +130,44 @@ def test_no_module_imports_the_package_root():
 def test_the_building_blocks_stay_below_the_model_store():
     graph = import_graph()
     assert not {"drdm.model_store.registry", "drdm.model_store.files"} & graph["drdm.models"]
+
+
+BUILDING_BLOCKS = ("drdm.spatial", "drdm.noise", "drdm.network", "drdm.sampler", "drdm.models", "drdm.settings",
+                   "drdm.errors", "drdm.kernels", "drdm.field_statistics", "drdm.slice_stack")
+ROOMS_ABOVE = ("drdm.physical", "drdm.registration", "drdm.training", "drdm.model_store", "drdm.transforms", "drdm.cli")
+
+
+def in_room(module: str, rooms: tuple[str, ...]) -> bool:
+    return any(module == room or module.startswith(room + ".") for room in rooms)
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others (any depth)."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for dep in graph[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+def test_the_layer_checker_follows_imports_at_any_depth(tmp_path, monkeypatch):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from . import b\n")
+    (package / "b.py").write_text("from . import c\n")
+    (package / "c.py").write_text("")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGES", {"pkg": package})
+    assert reachable(import_graph(), "pkg.a") == {"pkg.b", "pkg.c"}
+
+
+def test_building_blocks_import_no_room_above_them():
+    """The paper's building blocks (and settings, errors, kernels) import nothing from physical, registration,
+    training, model_store, transforms or the CLI, at any depth."""
+    graph = import_graph()
+    blocks = [name for name in graph if in_room(name, BUILDING_BLOCKS)]
+    assert len(blocks) >= 10
+    upward = {name: sorted(dep for dep in reachable(graph, name) if in_room(dep, ROOMS_ABOVE)) for name in blocks}
+    assert {name: deps for name, deps in upward.items() if deps} == {}

@@ -17,16 +17,17 @@ import SimpleITK as sitk
 import torch
 
 from ..errors import MEMORY_ADVICE, OutOfMemory
+from ..field_statistics import determinant_statistics, displacement_statistics
 from ..models import DRDMModel
 from ..registration.inverse import inverse_consistency, invert_displacement
 from ..sampler import GenerationResult, generate
 from ..settings import DEFAULTS, PRECISIONS
+from ..slice_stack import slice_stack
 from ..spatial import jacobian_determinant_slabs, warp
 from .geometry import WorkingGrid, plan_working_grid
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
-from .metrics import determinant_statistics, displacement_statistics
 from .segment_volumes import segment_volume_changes
-from .slice_coherence import slice_stack, through_plane_roughness
+from .slice_coherence import through_plane_roughness
 from .steering import Regions, SteeringError, plan_regions, steer
 
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..field_statistics import determinant_statistics
 from ..physical.io import (
     InputError,
     displacement_image,
@@ -29,10 +30,9 @@ from ..physical.io import (
     read_labels,
     staged_directory,
 )
-from ..physical.metrics import determinant_statistics, dice
 from ..spatial import jacobian_determinant
 from .inverse import invert_displacement
-from .metrics import end_point_error, error_statistics, hausdorff95
+from .metrics import dice, end_point_error, error_statistics, hausdorff95
 from .predicted_transforms import field_on_grid, read_predicted_transform, read_time
 
 PAIR_FILES = ("fixed.nii.gz", "moving.nii.gz", "transform.h5")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..physical.metrics import displacement_statistics
+from ..field_statistics import displacement_statistics
 from ..spatial import compose, warp
 
 INVERSE_ITERATIONS = 100

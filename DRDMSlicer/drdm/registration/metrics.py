@@ -1,4 +1,4 @@
-"""Scores of one predicted transform against a ground truth (Dice: :func:`drdm.physical.metrics.dice`): end-point error
+"""Scores of one predicted transform against a ground truth (Dice: :func:`dice`): end-point error
 and 95 % Hausdorff distance (the numerical inverse for the direction check: :mod:`drdm.registration.inverse`).
 
 Fields are ITK displacement images on the fixed grid (vectors in LPS mm); masks and label maps are numpy arrays
@@ -7,8 +7,11 @@ in array order on the same grid.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 
 def end_point_error(predicted: sitk.Image, truth: sitk.Image) -> np.ndarray:
@@ -52,3 +55,21 @@ def hausdorff95(a: np.ndarray, b: np.ndarray, reference: sitk.Image) -> float:
     to_b, to_a = _boundary_distance(b, reference), _boundary_distance(a, reference)
     directed = [np.percentile(to_b[_surface(a, reference)], 95), np.percentile(to_a[_surface(b, reference)], 95)]
     return float(max(directed))
+
+
+def dice(a: torch.Tensor, b: torch.Tensor, labels: Sequence[int] | None = None) -> dict[int, float]:
+    """Dice overlap per label value between two integer label maps of the same shape.
+
+    ``labels`` defaults to every non-zero value present in either map. A label absent from both maps
+    scores 1.0.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"label maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if labels is None:
+        labels = sorted(int(v) for v in torch.unique(torch.cat([a.flatten(), b.flatten()])) if int(v) != 0)
+    scores = {}
+    for value in labels:
+        in_a, in_b = a == value, b == value
+        total = int(in_a.sum()) + int(in_b.sum())
+        scores[int(value)] = 1.0 if total == 0 else 2.0 * int((in_a & in_b).sum()) / total
+    return scores

@@ -1,4 +1,5 @@
-"""Statistics of deformation fields and label maps: folding, Jacobian range, displacement size, Dice.
+"""Statistics of deformation fields: folding, Jacobian range, displacement size (a building block: the sampler and the
+physical layer both summarise fields with it).
 
 All functions take displacement fields ``(N, ndim, *spatial)`` in voxels (channel i along array axis i)
 and return one value per batch element.
@@ -11,11 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..spatial import folding_fraction, interior, jacobian_determinant
+from .spatial import folding_fraction, interior, jacobian_determinant
 
 __all__ = [
     "folding_fraction", "jacobian_statistics", "determinant_statistics", "displacement_statistics",
-    "field_statistics", "dice",
+    "field_statistics",
 ]
 
 
@@ -108,21 +109,3 @@ def _p95(values: torch.Tensor) -> list[float]:
 def field_statistics(ddf: torch.Tensor, spacing: Sequence[float] | None = None) -> dict[str, list[float]]:
     """:func:`displacement_statistics` and :func:`jacobian_statistics` in one dictionary."""
     return {**displacement_statistics(ddf, spacing), **jacobian_statistics(ddf)}
-
-
-def dice(a: torch.Tensor, b: torch.Tensor, labels: Sequence[int] | None = None) -> dict[int, float]:
-    """Dice overlap per label value between two integer label maps of the same shape.
-
-    ``labels`` defaults to every non-zero value present in either map. A label absent from both maps
-    scores 1.0.
-    """
-    if a.shape != b.shape:
-        raise ValueError(f"label maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
-    if labels is None:
-        labels = sorted(int(v) for v in torch.unique(torch.cat([a.flatten(), b.flatten()])) if int(v) != 0)
-    scores = {}
-    for value in labels:
-        in_a, in_b = a == value, b == value
-        total = int(in_a.sum()) + int(in_b.sum())
-        scores[int(value)] = 1.0 if total == 0 else 2.0 * int((in_a & in_b).sum()) / total
-    return scores

@@ -1,11 +1,12 @@
-"""drdm.physical.metrics: displacement statistics in voxels, mm and % FOV; Jacobian statistics; Dice."""
+"""drdm.field_statistics: displacement statistics in voxels, mm and % FOV; Jacobian statistics; Dice."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from drdm.physical import metrics
+from drdm import field_statistics as metrics
+from drdm.registration.metrics import dice
 
 
 def test_displacement_statistics_units():
@@ -48,10 +49,10 @@ def test_dice():
     a[:5] = 1
     b[:4] = 1
     a[6:, :] = 2
-    assert metrics.dice(a, b) == {1: pytest.approx(2 * 40 / 90), 2: 0.0}
-    assert metrics.dice(a, a, labels=[1, 2, 9]) == {1: 1.0, 2: 1.0, 9: 1.0}
+    assert dice(a, b) == {1: pytest.approx(2 * 40 / 90), 2: 0.0}
+    assert dice(a, a, labels=[1, 2, 9]) == {1: 1.0, 2: 1.0, 9: 1.0}
     with pytest.raises(ValueError):
-        metrics.dice(a, b[:5])
+        dice(a, b[:5])
 
 
 def test_spacing_length_checked():
