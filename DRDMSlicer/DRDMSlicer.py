@@ -2,7 +2,6 @@
 
 import logging
 import os
-import random
 import sys
 import time
 
@@ -38,7 +37,8 @@ from typing import Annotated  # noqa: E402  (after the version check, on purpose
 
 import vtk  # noqa: E402
 from drdm.model_store.choice import AUTO, slices_choice_applies  # noqa: E402  (torch-free: the auto rule, no voxels read)
-from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS  # noqa: E402  (torch-free: the one set of defaults)
+from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS, DeformationSettings  # noqa: E402  (torch-free: the one set of defaults)
+from DRDMSlicerLib.progress import ProgressClock  # noqa: E402  (pure Python: the one time-left estimate)
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
 from slicer.i18n import tr as _  # noqa: E402
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: E402
@@ -97,7 +97,7 @@ class DRDMSlicerParameterNode:
     autoLevel: bool = DEFAULTS.level is None  # the model's first level (DeformationSettings.start_level)
     # used when autoLevel is off; a run with autoLevel on shows the level it used here
     level: Annotated[int, WithinRange(0, MAX_LEVEL)] = DEFAULTS.level or 0  # an int on a ctkSliderWidget: new in Slicer 5.10
-    count: Annotated[int, WithinRange(1, 100)] = 1
+    count: Annotated[int, WithinRange(1, 100)] = DEFAULTS.count
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     randomSeed: bool = True
     mode: Annotated[str, Choice(list(MODES))] = DEFAULTS.mode
@@ -302,21 +302,18 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         params = self._parameterNode
         if not params or not params.inputVolume:
             return
-        if params.randomSeed:
-            params.seed = random.randrange(2**31 - 1)
         inputVolume = params.inputVolume
         self._cancelRequested = False
         self._running = True
         self.updateButtons()
-        started = time.monotonic()
+        clock = ProgressClock()
 
         def progress(step: int, total: int) -> None:
             self.ui.progressBar.maximum = total
             self.ui.progressBar.value = step
-            elapsed = time.monotonic() - started
-            remaining = elapsed / max(step, 1) * (total - step)
+            clock.update(step, total)
             self.ui.statusLabel.text = _("Step {step}/{total}, about {seconds:.0f} s left").format(
-                step=step, total=total, seconds=remaining)
+                step=step, total=total, seconds=clock.seconds_left() or 0.0)
             slicer.app.processEvents()  # keeps the UI responsive and lets Cancel (and a scene close) through
 
         try:
@@ -328,12 +325,14 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             try:
                 if isinstance(model, str):
                     self.logic.ensureModel(model, progress=self.downloadProgress, cancel=lambda: self._cancelRequested)
+                settings = DeformationSettings(  # the one settings object of this click (seed None: drawn once)
+                    level=None if params.autoLevel else params.level, seed=None if params.randomSeed else params.seed,
+                    count=params.count, mode=params.mode, speed=params.speed, device=params.device,
+                    slices=params.slices, magnitude=params.magnitude or None, margin=params.margin)
                 samples = self.logic.generate(
-                    inputVolume, params.inputSegmentation, model=model,
-                    level=None if params.autoLevel else params.level, seed=params.seed, count=params.count,
-                    mode=params.mode, speed=params.speed, device=params.device, slices=params.slices,
-                    magnitude=params.magnitude or None, keep=self.regionSegments(self.ui.keepSegmentSelector),
-                    only=self.regionSegments(self.ui.onlySegmentSelector), margin=params.margin,
+                    inputVolume, params.inputSegmentation, model=model, settings=settings,
+                    keep=self.regionSegments(self.ui.keepSegmentSelector),
+                    only=self.regionSegments(self.ui.onlySegmentSelector),
                     progress=progress, cancel=lambda: self._cancelRequested)
             except (GenerationCancelled, DownloadCancelled):
                 self.ui.statusLabel.text = _("Cancelled; no output was added and nothing was downloaded.")
@@ -341,12 +340,14 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._samples = samples
             self._sourceVolume = inputVolume
             self.updateResultList()
+            if params.randomSeed and samples:  # show the seed that was drawn: typing it in repeats the run
+                params.seed = int(samples[0].statistics["seed"])
             used = int(samples[0].statistics["level"]) if samples else None
             if params.autoLevel and used is not None and 0 <= used <= MAX_LEVEL:  # show the level "auto" meant
                 params.level = used
             line = samples[0].model_line if samples else ""
             self.ui.statusLabel.text = _("{count} deformation(s) in {seconds:.1f} s; {size}{model}").format(
-                count=len(samples), seconds=time.monotonic() - started, size=self.sizeLine(samples), model=line)
+                count=len(samples), seconds=time.monotonic() - clock.started, size=self.sizeLine(samples), model=line)
             self.updateView()
         except Exception as error:  # shown to the user, never a traceback; the logic adds nodes only at the end
             # (bad input, a wrong model, CUDA out of memory: the logic words them as ValueError)
@@ -489,16 +490,13 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
 
         return load_model_spec(path)
 
-    def generate(self, volumeNode, segmentationNode=None, *, model, level=DEFAULTS.level, seed, count=1,
-                 mode=DEFAULTS.mode, speed=DEFAULTS.speed, device=DEFAULTS.device, slices=DEFAULTS.slices,
-                 magnitude=DEFAULTS.magnitude, keep=DEFAULTS.keep, only=DEFAULTS.only, margin=DEFAULTS.margin,
+    def generate(self, volumeNode, segmentationNode=None, *, model, settings=DEFAULTS, keep=(), only=(),
                  progress=None, cancel=None):
-        """:meth:`DRDMSlicerLib.logic.DeformationLogic.generate`: ``level`` None is the model's first level,
-        ``magnitude`` the size in mm (None: the model's own), ``keep``/``only`` segment IDs of ``segmentationNode``."""
-        return self.deformation.generate(volumeNode, segmentationNode, model=model, level=level, seed=seed,
-                                         count=count, mode=mode, speed=speed, device=device, slices=slices,
-                                         magnitude=magnitude, keep=keep, only=only, margin=margin,
-                                         progress=progress, cancel=cancel)
+        """:meth:`DRDMSlicerLib.logic.DeformationLogic.generate`: ``settings`` a
+        :class:`drdm.settings.DeformationSettings` (level None: the model's first level; magnitude the size in mm,
+        None: the model's own), ``keep``/``only`` segment IDs of ``segmentationNode``."""
+        return self.deformation.generate(volumeNode, segmentationNode, model=model, settings=settings, keep=keep,
+                                         only=only, progress=progress, cancel=cancel)
 
     def export_transform(self, transformNode, path):
         return self.deformation.export_transform(transformNode, path)
@@ -530,7 +528,7 @@ class DRDMSlicerTest(ScriptedLoadableModuleTest):
         torch.nn.init.zeros_(model.network.conv_out.weight)  # recovery off: the random field alone
         torch.nn.init.zeros_(model.network.conv_out.bias)
         logic = DRDMSlicerLogic()
-        [sample] = logic.generate(volume, model=model, level=79, seed=1, mode="diffeomorphic")
+        [sample] = logic.generate(volume, model=model, settings=DeformationSettings(level=79, seed=1))
         deformed = slicer.util.arrayFromVolume(sample.volumeNode)
         self.assertEqual(deformed.shape, slicer.util.arrayFromVolume(volume).shape)
         self.assertGreater(float(np.abs(deformed - slicer.util.arrayFromVolume(volume)).max()), 0.01)

@@ -29,6 +29,7 @@ def measure(way: str, count: int, speed: str, level: int) -> dict:
     from drdm.model_store.registry import load_model_spec
     from drdm.physical.deform import deform_image, deform_images
     from drdm.physical.io import read_image
+    from drdm.settings import DeformationSettings
 
     model = load_model_spec("cmr-2d")
     volume = read_image(SHARED / "data" / "cmr" / "patient001_frame01.nii.gz")
@@ -36,10 +37,11 @@ def measure(way: str, count: int, speed: str, level: int) -> dict:
     seeds = list(range(count))
     start = time.perf_counter()
     if way == "batched":
-        results = deform_images(model, image, level=level, seeds=seeds, mode="diffeomorphic", speed=speed,
-                                batch=True)
+        results = deform_images(model, image, settings=DeformationSettings(level=level, seed=seeds[0], count=len(seeds),
+                                                                           speed=speed), batch=True)
     else:
-        results = [deform_image(model, image, level=level, seed=s, mode="diffeomorphic", speed=speed) for s in seeds]
+        results = [deform_image(model, image, settings=DeformationSettings(level=level, seed=s, mode="diffeomorphic",
+            speed=speed)) for s in seeds]
     seconds = time.perf_counter() - start
     path = REPO / "benchmarks" / "results" / f".batched_{way}.pt"
     torch.save(torch.cat([r.ddf for r in results]), path)

@@ -45,6 +45,7 @@ def main() -> None:
     from drdm.model_store.registry import load_model_spec
     from drdm.physical.deform import check_memory, deform_image, estimate_memory_bytes
     from drdm.physical.geometry import plan_working_grid
+    from drdm.settings import DeformationSettings
 
     model = load_model_spec(args.model)
     image = ct_like_volume(tuple(args.shape))
@@ -53,7 +54,7 @@ def main() -> None:
     estimate = estimate_memory_bytes(grid)
     check_memory(grid)
     start = time.perf_counter()
-    result = deform_image(model, image, level=40, seed=0, speed=args.speed)
+    result = deform_image(model, image, settings=DeformationSettings(level=40, seed=0, speed=args.speed))
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     voxels = int(np.prod(args.shape))

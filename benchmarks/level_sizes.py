@@ -20,6 +20,7 @@ from common import SHARED, write_results
 from drdm.model_store.registry import load_model
 from drdm.physical.deform import deform_image
 from drdm.physical.io import read_image
+from drdm.settings import DeformationSettings  # noqa: E402
 from drdm.training.phantoms import cardiac_phantom
 
 CMR = SHARED / "data" / "cmr"
@@ -49,7 +50,8 @@ def main() -> None:
     for model_name, input_name, image in cases:
         model = load_model(model_name, "cpu")
         for level in args.levels:
-            sizes = [deform_image(model, image, level=level, seed=seed, speed=args.speed).statistics["mean_mm"]
+            sizes = [deform_image(model, image, settings=DeformationSettings(level=level, seed=seed,
+                speed=args.speed)).statistics["mean_mm"]
                      for seed in range(args.seeds)]
             rows.append({"model": model_name, "input": input_name, "level": level, "mean_mm": sizes})
             print(rows[-1], flush=True)

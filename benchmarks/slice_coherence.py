@@ -24,6 +24,7 @@ from drdm.model_store.registry import load_model
 from drdm.physical.deform import deform_image
 from drdm.physical.geometry import plan_working_grid
 from drdm.physical.io import image_array, read_image, spacing_array_order
+from drdm.settings import DeformationSettings  # noqa: E402
 from drdm.slice_stack import SliceStack
 from drdm.spatial import warp
 from drdm.training.losses import relative_recovery_error
@@ -52,8 +53,8 @@ def run_case(model, image: sitk.Image, speed: str, seeds: list[int]) -> dict:
     for seed in seeds:
         for slices in ("independent", "coherent") if seed % 2 else ("coherent", "independent"):
             started = time.perf_counter()
-            result = deform_image(model, image, level=model.forward_process().first_level, seed=seed, speed=speed,
-                                  slices=slices)
+            result = deform_image(model, image, settings=DeformationSettings(level=model.forward_process().first_level,
+                seed=seed, speed=speed, slices=slices))
             seconds = time.perf_counter() - started
             s = result.statistics
             rows[slices].append({"seed": seed, "ratio": s["through_plane_roughness_ratio"],

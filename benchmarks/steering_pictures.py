@@ -21,6 +21,7 @@ from drdm.model_store.registry import load_model  # noqa: E402
 from drdm.physical.deform import deform_image  # noqa: E402
 from drdm.physical.io import read_image, read_labels  # noqa: E402
 from drdm.physical.qa import _draw_grid, _held_overlay  # noqa: E402
+from drdm.settings import DeformationSettings  # noqa: E402
 
 CMR = SHARED / "data" / "cmr"
 OUT = REPO / "Resources" / "Screenshots"
@@ -64,8 +65,9 @@ def main() -> None:
     original = sitk.GetArrayFromImage(image)[SLICE].astype(np.float32)
     label_array = sitk.GetArrayFromImage(labels)[SLICE]
     window = tuple(np.percentile(original, [0.5, 99.5]))
-    own = deform_image(model, image, labels, level=48, seed=args.seed, speed=args.speed)
-    sized = [deform_image(model, image, labels, level=48, seed=args.seed, speed=args.speed, magnitude=size)
+    own = deform_image(model, image, labels, settings=DeformationSettings(level=48, seed=args.seed, speed=args.speed))
+    sized = [deform_image(model, image, labels, settings=DeformationSettings(level=48, seed=args.seed, speed=args.speed,
+        magnitude=size))
              for size in args.sizes]
 
     figure, axes = plt.subplots(1, 2 + len(sized), figsize=(3.2 * (2 + len(sized)), 3.6))
@@ -83,8 +85,10 @@ def main() -> None:
     figure.savefig(OUT / "DRDMSlicer-sizes.png", dpi=80, bbox_inches="tight")
     plt.close(figure)
 
-    kept = deform_image(model, image, labels, level=48, seed=args.seed, speed=args.speed, keep=[3], magnitude=5.0)
-    free = deform_image(model, image, labels, level=48, seed=args.seed, speed=args.speed, magnitude=5.0)
+    kept = deform_image(model, image, labels, settings=DeformationSettings(level=48, seed=args.seed, speed=args.speed,
+        keep=[3], magnitude=5.0))
+    free = deform_image(model, image, labels, settings=DeformationSettings(level=48, seed=args.seed, speed=args.speed,
+        magnitude=5.0))
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.6))
     _panel(axes[0], original, "original (cyan: LV kept still)", held=kept.held[SLICE], labels=label_array,
            window=window)

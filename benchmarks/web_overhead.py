@@ -42,6 +42,7 @@ def direct_seconds(volume: Path, model: str, level: int, seed: int, speed: str) 
     """``DeformationLogic.generate`` on a fresh slicer-core scene, timed like the page's status line."""
     import slicer
     from drdm.physical.io import read_image
+    from drdm.settings import DeformationSettings
     from DRDMSlicerLib.logic import DeformationLogic
     from DRDMSlicerLib.mrml import volume_from_sitk
 
@@ -49,7 +50,7 @@ def direct_seconds(volume: Path, model: str, level: int, seed: int, speed: str) 
     node = volume_from_sitk(scene, read_image(volume), "volume")
     logic = DeformationLogic(scene)
     started = time.perf_counter()
-    logic.generate(node, model=model, level=level, seed=seed, speed=speed, mode="diffeomorphic", device="cpu")
+    logic.generate(node, model=model, settings=DeformationSettings(level=level, seed=seed, speed=speed, device="cpu"))
     return time.perf_counter() - started
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import random
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from drdm.noise import PRESETS
 from drdm.physical.io import InputError, read_image, read_labels
 from drdm.physical.segment_volumes import volume_change_rows
 from drdm.sampler import GenerationCancelled
-from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS
+from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS, DeformationSettings
 from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD, JACOBIAN_SHOWN_FIRST
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
 from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
@@ -436,20 +435,21 @@ class DRDMWebApp(TrameApp):
             self.fail("choose a model from the list")
             return
         try:
-            level, count = int(s.drdm_level), int(s.drdm_count)
-            if s.drdm_random_seed:
-                s.drdm_seed = random.randrange(2**31 - 1)
-            seed = int(s.drdm_seed)
+            steering = self._steering()
+            settings = DeformationSettings(  # the one settings object of this click (seed None: drawn once)
+                level=int(s.drdm_level), seed=None if s.drdm_random_seed else int(s.drdm_seed), count=int(s.drdm_count),
+                mode=s.drdm_mode, speed=s.drdm_speed, device=s.drdm_device,
+                slices=s.drdm_slices if s.drdm_slices in SLICE_MODES else DEFAULTS.slices,
+                magnitude=steering.pop("magnitude"), margin=steering.pop("margin"))
             choice = self.resolve_model(s.drdm_model)
             if download_needed(choice.spec):
                 self._start_download(choice.spec)
                 return
             model = self.model(choice.spec, s.drdm_device)
-            request = self.logic.prepare(self.volume_node, self.segmentation_node, model=model, level=level, seed=seed,
-                                         count=count, mode=s.drdm_mode, speed=s.drdm_speed, device=s.drdm_device,
-                                         slices=s.drdm_slices if s.drdm_slices in SLICE_MODES else DEFAULTS.slices,
-                                         **self._steering())
+            request = self.logic.prepare(self.volume_node, self.segmentation_node, model=model, settings=settings,
+                                         **steering)
             request.choice = choice
+            s.drdm_seed = request.seed  # the seed drawn shows in the panel: typing it in repeats the run
         except (TypeError, ValueError) as error:
             self.fail(str(error))
             return

@@ -7,7 +7,7 @@ scene exactly as it was.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from drdm.model_store.registry import DEFAULT_BUNDLED_MODEL, load_model
 from drdm.models import DRDMModel
 from drdm.physical.deform import DeformationResult, deform_images
 from drdm.physical.io import staged_directory
-from drdm.physical.sample_folder import write_sample
+from drdm.physical.sample_folder import sample_name, sample_title, write_sample
 from drdm.physical.segment_volumes import volume_change_rows
 from drdm.physical.steering import SteeringError
 from drdm.settings import DEFAULTS, DeformationSettings
@@ -74,18 +74,41 @@ class DeformationRequest:
     image: sitk.Image
     labels: sitk.Image | None
     model: DRDMModel
-    level: int
-    seed: int
-    count: int
-    mode: str
-    speed: str
-    slices: str = DEFAULTS.slices
+    settings: DeformationSettings  # concrete for the model (level and seed set); keep/only: label values, segment k
+    # of ``segments`` is label k + 1
     choice: ModelChoice | None = None  # how the model was chosen (``auto``: with its reason)
-    precision: str = DEFAULTS.precision  # the network's float32 arithmetic on a GPU: "exact" or "tf32"
-    magnitude: float | None = DEFAULTS.magnitude  # the size in mm (mean |u|); None: the model's own size
-    keep: tuple[int, ...] = DEFAULTS.keep  # label values (segment k of ``segments`` is label k + 1) kept still
-    only: tuple[int, ...] = DEFAULTS.only  # label values that alone (with ``margin``) are deformed
-    margin: float = DEFAULTS.margin  # mm
+
+    @property
+    def level(self) -> int:
+        return int(self.settings.level)
+
+    @property
+    def seed(self) -> int:
+        return int(self.settings.seed)
+
+    @property
+    def count(self) -> int:
+        return self.settings.count
+
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
+
+    @property
+    def speed(self) -> str:
+        return self.settings.speed
+
+    @property
+    def magnitude(self) -> float | None:
+        return self.settings.magnitude
+
+    @property
+    def keep(self) -> tuple[int, ...]:
+        return self.settings.keep
+
+    @property
+    def only(self) -> tuple[int, ...]:
+        return self.settings.only
 
     def segment_names(self, labels: tuple[int, ...]) -> list[str]:
         """The names of the segments behind label values (label k is the k-th segment of ``segments``)."""
@@ -210,44 +233,35 @@ class DeformationLogic:
 
     # -- main entry point ---------------------------------------------------------------------------
 
-    def generate(self, volumeNode, segmentationNode=None, *, model, level: int | None = DEFAULTS.level, seed: int,
-                 count: int = 1, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
-                 progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
-                 device: str = DEFAULTS.device, slices: str = DEFAULTS.slices, precision: str = DEFAULTS.precision,
-                 magnitude: float | None = DEFAULTS.magnitude, keep=DEFAULTS.keep, only=DEFAULTS.only,
-                 margin: float = DEFAULTS.margin) -> list[DeformationSample]:
-        """Generate ``count`` deformations (seeds ``seed``, ``seed + 1``, …) of ``volumeNode``.
+    def generate(self, volumeNode, segmentationNode=None, *, model, settings: DeformationSettings = DEFAULTS,
+                 keep: Sequence[str] = (), only: Sequence[str] = (), progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None) -> list[DeformationSample]:
+        """Generate ``settings.count`` deformations (seeds ``seed``, ``seed + 1``, …; None: drawn once) of ``volumeNode``.
 
-        ``magnitude``: the size in mm, the mean |u| over the volume (over where the deformation is allowed with
-        ``keep``/``only``), reached within 10 % (the search aims at 1 %) up to 1.5× the model's own size, one seed
-        keeping its shape at every size; ``None``: the model's own size. ``keep``: segments of ``segmentationNode``
-        (IDs or names) that are not deformed; ``only``: the segments that alone, with ``margin`` mm around them, are
-        deformed (:mod:`drdm.physical.steering`). ``level``: the start level T′, the starting noise of the recovery,
-        which changes the draw more than its size; ``None``: the model's first level.
+        ``settings`` (:class:`drdm.settings.DeformationSettings`, built once by the front end): ``magnitude``, the
+        size in mm, the mean |u| over the volume (over where the deformation is allowed with ``keep``/``only``),
+        reached within 10 % (the search aims at 1 %) up to 1.5× the model's own size, one seed keeping its shape at
+        every size (``None``: the model's own size); ``margin``; ``level``, the start level T′, the starting noise of
+        the recovery, which changes the draw more than its size (``None``: the model's first level); ``mode``,
+        ``speed``, ``device``, ``slices``, ``precision``. Its ``keep``/``only`` label values are replaced by the
+        segments named here: ``keep``, segments of ``segmentationNode`` (IDs or names) that are not deformed;
+        ``only``, the segments that alone, with ``margin`` mm around them, are deformed (:mod:`drdm.physical.steering`).
 
         ``progress(step, total)`` counts recovery steps over all samples; ``cancel()`` returning True stops the
         run with :class:`drdm.sampler.GenerationCancelled` and no node is added. Bad input and running out of
         memory raise ``ValueError`` (the engine's :class:`drdm.errors.DRDMError`) with a message for the user; the
-        scene is then unchanged too. ``model`` may be ``"auto"`` (:func:`drdm.model_store.choice.choose_model`);
-        ``slices``: a 2D model on a 3D volume, ``"coherent"`` (one deformation smooth through the slices) or
-        ``"independent"`` (each slice its own, the authors' way); ``precision``: ``"exact"`` (TF32 off) or ``"tf32"``
-        on a GPU (:class:`drdm.settings.DeformationSettings`). The CUDA-graph recovery step follows the engine's rule
-        (:func:`drdm.settings.cuda_graph_by_rule`).
+        scene is then unchanged too. ``model`` may be ``"auto"`` (:func:`drdm.model_store.choice.choose_model`).
+        The CUDA-graph recovery step follows the engine's rule (:func:`drdm.settings.cuda_graph_by_rule`).
 
         The three phases are public for front ends that compute off the main thread (the scene is not
         thread-safe): :meth:`prepare` and :meth:`add_samples` on the scene's thread, :meth:`compute` anywhere.
         """
-        request = self.prepare(volumeNode, segmentationNode, model=model, level=level, seed=seed, count=count,
-                               mode=mode, speed=speed, device=device, slices=slices, precision=precision,
-                               magnitude=magnitude, keep=keep, only=only, margin=margin)
+        request = self.prepare(volumeNode, segmentationNode, model=model, settings=settings, keep=keep, only=only)
         return self.add_samples(request, self.compute(request, progress=progress, cancel=cancel))
 
     @out_of_memory_as_error()  # loading the model on the GPU and copying the volume can run out of memory too
-    def prepare(self, volumeNode, segmentationNode=None, *, model, level: int | None = DEFAULTS.level, seed: int,
-                count: int = 1, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, device: str = DEFAULTS.device,
-                slices: str = DEFAULTS.slices, precision: str = DEFAULTS.precision,
-                magnitude: float | None = DEFAULTS.magnitude, keep=DEFAULTS.keep, only=DEFAULTS.only,
-                margin: float = DEFAULTS.margin) -> DeformationRequest:
+    def prepare(self, volumeNode, segmentationNode=None, *, model, settings: DeformationSettings = DEFAULTS,
+                keep: Sequence[str] = (), only: Sequence[str] = ()) -> DeformationRequest:
         """Check the input and copy what the computation needs out of the scene (call on the scene's thread).
 
         Everything checkable before the run is checked here, before the model is loaded: the settings
@@ -257,9 +271,7 @@ class DeformationLogic:
         self._check_volume(volumeNode)
         segments = self._segments(segmentationNode) if segmentationNode is not None else None
         keep_labels, only_labels = self.region_labels(segmentationNode, segments, keep, only)
-        settings = DeformationSettings(level=level, seed=seed, count=count, mode=mode, speed=speed, device=device,
-                                       slices=slices, precision=precision, magnitude=magnitude, keep=keep_labels,
-                                       only=only_labels, margin=margin)
+        settings = settings.but(keep=keep_labels, only=only_labels)
         image = volume_to_sitk(volumeNode)
         labels = None
         if segments is not None:
@@ -274,12 +286,9 @@ class DeformationLogic:
             labels = sitk.GetImageFromArray(array)
             labels.CopyInformation(image)
         choice = self.model_for(volumeNode, model)
-        loaded = load_model(model if isinstance(model, DRDMModel) else choice.spec, device)
-        level = settings.start_level(loaded.num_steps, loaded.forward_process().first_level)
-        return DeformationRequest(volumeNode, segmentationNode, segments, image, labels, loaded, int(level), int(seed),
-                                  int(count), mode, speed, slices, choice, settings.precision,
-                                  None if settings.magnitude is None else float(settings.magnitude), settings.keep,
-                                  settings.only, float(settings.margin))
+        loaded = load_model(model if isinstance(model, DRDMModel) else choice.spec, settings.device)
+        return DeformationRequest(volumeNode, segmentationNode, segments, image, labels, loaded,
+                                  settings.for_model(loaded), choice)
 
     @staticmethod
     def compute(request: DeformationRequest, progress: Callable[[int, int], None] | None = None,
@@ -291,11 +300,8 @@ class DeformationLogic:
         at count 8 but moves a sample by up to 0.83 voxels against its lone run).
         """
         with out_of_memory_as_error():  # DRDMError (a ValueError) for bad input and for memory alike
-            results = deform_images(request.model, request.image, request.labels, level=request.level,
-                                    seeds=[request.seed + k for k in range(request.count)], mode=request.mode,
-                                    speed=request.speed, progress=progress, cancel=cancel, slices=request.slices,
-                                    precision=request.precision, magnitude=request.magnitude, keep=request.keep,
-                                    only=request.only, margin=request.margin)
+            results = deform_images(request.model, request.image, request.labels, settings=request.settings,
+                                    progress=progress, cancel=cancel)
         return results
 
     def add_samples(self, request: DeformationRequest, results: list[DeformationResult]) -> list[DeformationSample]:
@@ -310,8 +316,7 @@ class DeformationLogic:
         scene, volumeNode = self.scene, request.volumeNode
         seed = result.statistics["seed"]
         # as the CLI names its sample folders: one seed at several sizes gives several results
-        setting = f"T{request.level}" if request.magnitude is None else f"{request.magnitude:g}mm"
-        base = f"{volumeNode.GetName()} DRDM {setting} seed{seed}"
+        base = sample_name(f"{volumeNode.GetName()} DRDM", request.level, seed, request.magnitude, separator=" ")
         volume = new_volume_like(scene, volumeNode, sitk.GetArrayFromImage(result.image), f"{base} volume")
         transform = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"{base} transform")
         set_pull_field(transform, result.ddf, volumeNode)
@@ -485,13 +490,9 @@ class DeformationLogic:
         stats = sample.statistics
         name = sample.inputVolumeNode.GetName() if sample.inputVolumeNode is not None else "volume"
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        size = stats.get("magnitude_mm")  # the CLI's folder names: the size when one was asked, else the level
-        setting = f"T{stats['level']}" if size is None else f"{size:g}mm"
-        final = Path(folder) / f"{stem}_{setting}_seed{stats['seed']}"
+        final = Path(folder) / sample_name(stem, stats["level"], stats["seed"], stats.get("magnitude_mm"))
         with staged_directory(final) as staging:
-            write_sample(staging, sample.inputImage, sample.inputLabels, sample.result,
-                         f"{name}: T'={stats['level']}, seed {stats['seed']}, {stats['mode']}/{stats['speed']}, "
-                         f"model {stats['model']}")
+            write_sample(staging, sample.inputImage, sample.inputLabels, sample.result, sample_title(name, stats))
         return final
 
     def export_all(self, samples: list[DeformationSample], folder: str | os.PathLike) -> list[Path]:

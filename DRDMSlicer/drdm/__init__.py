@@ -1,7 +1,8 @@
 """drdm: the Deformation-Recovery Diffusion Model engine (PyTorch; no Slicer, no Qt).
 
 The Python API, physical-space SimpleITK images in, SimpleITK images, transforms and fields out:
-:func:`load_model`, :func:`deform_image`, :func:`synthesize`, :func:`augment`, :func:`evaluate`, :func:`train`; and
+:func:`load_model`, :func:`deform_image`, :func:`synthesize`, :func:`augment`, :func:`evaluate`, :func:`jacobian`,
+:func:`train`; and
 numpy arrays in, numpy arrays out, several samples as one sampler batch: :func:`deform_array`.
 Each imports what it needs on first call, so ``import drdm`` loads neither PyTorch nor SimpleITK.
 
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .settings import DEFAULTS
+from .settings import DEFAULTS, settings_from
 from .settings import VERSION as __version__
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from .registration.synthesis import SynthesisResult
     from .training.loop import TrainingResult
 
-__all__ = ["__version__", "load_model", "deform_image", "deform_array", "synthesize", "augment", "evaluate", "train"]
+__all__ = ["__version__", "load_model", "deform_image", "deform_array", "synthesize", "augment", "evaluate", "jacobian",
+           "train"]
 
 def load_model(spec: str | os.PathLike | None = None, device: str = "auto") -> DRDMModel:
     """A DRDM model, ready to deform images.
@@ -68,8 +70,9 @@ def _model_for(model: str | os.PathLike | DRDMModel | None, image: Callable[[], 
 
 
 def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
-                 model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = None, seed: int = 0,
-                 device: str = "auto", count: int | None = None, batch: bool | None = None,
+                 model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = DEFAULTS.level,
+                 seed: int | None = DEFAULTS.seed, device: str = DEFAULTS.device, count: int | None = None,
+                 batch: bool | None = None,
                  **options: Any) -> DeformationResult | list[DeformationResult]:
     """One new, topology-preserving deformation of ``image`` (and its ``labels``), in physical space; or ``count``.
 
@@ -81,7 +84,8 @@ def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
             when fetched, else ``random-field-3d``).
         level: the start level T′ of the recovery: the starting noise, which changes the draw more than its size
             (``magnitude`` sets the size); default: the model's first level (48 for cmr-2d).
-        seed: random seed: the same seed gives the same deformation (on the CPU bit for bit).
+        seed: random seed: the same seed gives the same deformation (on the CPU bit for bit); None (default): drawn
+            at random (:func:`drdm.settings.draw_seed`) and recorded in ``statistics["seed"]``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (a loaded ``model`` is moved there).
         count: None (default): one deformation, returned as it is; a number N: a list of N deformations, seeds
             ``seed … seed+N-1``, run as sampler batches (as many per batch as memory allows); ``batch=False``: one
@@ -113,16 +117,17 @@ def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,
     from .physical.arrays import deform_samples
     from .physical.deform import deform_image as deform
 
+    settings, run = settings_from({**options, "level": level, "seed": seed, "device": device, "count": count or 1})
     loaded = _model_for(model, lambda: image, device)
-    start = level if level is not None else loaded.forward_process().first_level
     if count is None:
-        return deform(loaded, image, labels, level=start, seed=seed, **options)
-    return deform_samples(loaded, image, labels, level=start, seed=seed, count=count, batch=batch, **options)
+        return deform(loaded, image, labels, settings=settings, **run)
+    return deform_samples(loaded, image, labels, settings=settings, batch=batch, **run)
 
 
-def deform_array(array: Any, spacing: Sequence[float], labels: Any = None, *, count: int = 1,
-                 model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = None, seed: int = 0,
-                 device: str = "auto", batch: bool | None = None, **options: Any) -> ArrayDeformations:
+def deform_array(array: Any, spacing: Sequence[float], labels: Any = None, *, count: int = DEFAULTS.count,
+                 model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = DEFAULTS.level,
+                 seed: int | None = DEFAULTS.seed, device: str = DEFAULTS.device, batch: bool | None = None,
+                 **options: Any) -> ArrayDeformations:
     """``count`` deformations of a numpy array (and its label map): numpy in, numpy out, 2D or 3D.
 
     Args:
@@ -154,16 +159,16 @@ def deform_array(array: Any, spacing: Sequence[float], labels: Any = None, *, co
     from .physical.arrays import deform_array as deform
     from .physical.arrays import image_from_array
 
+    settings, run = settings_from({**options, "level": level, "seed": seed, "device": device, "count": count})
     image, _ = image_from_array(array, spacing, labels)
     loaded = _model_for(model, lambda: image, device)
-    start = level if level is not None else loaded.forward_process().first_level
-    return deform(loaded, array, spacing, labels, level=start, seed=seed, count=count, batch=batch, **options)
+    return deform(loaded, array, spacing, labels, settings=settings, batch=batch, **run)
 
 
 def synthesize(image: sitk.Image, labels: sitk.Image | None = None, *,
-               model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = None,
-               level_syn: int | None = None, seed: int = 0, device: str = "auto", mode: str = DEFAULTS.mode,
-               speed: str = DEFAULTS.speed, **options: Any) -> SynthesisResult:
+               model: str | os.PathLike | DRDMModel | None = "auto", level: int | None = DEFAULTS.level,
+               level_syn: int | None = None, seed: int | None = DEFAULTS.seed, device: str = DEFAULTS.device,
+               mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, **options: Any) -> SynthesisResult:
     """A registration pair with its ground-truth transform (Algorithm 4), as ``drdm synthesize`` makes each pair.
 
     moving = φ_aug(image), fixed = φ_syn∘φ_aug(image); φ_syn is the ground truth.
@@ -171,7 +176,7 @@ def synthesize(image: sitk.Image, labels: sitk.Image | None = None, *,
     Args:
         image, labels, model, device: as in :func:`deform_image`.
         level: T′ of φ_aug (default: the model's first level); ``level_syn``: T′ of φ_syn (default: ``level``).
-        seed: φ_aug uses ``seed``, φ_syn ``seed + 1``.
+        seed: φ_aug uses ``seed``, φ_syn ``seed + 1``; None (default): drawn at random and recorded.
         mode, speed: as in :func:`deform_image` (defaults: diffeomorphic, fast); options: ``interpolation``,
             ``label_method``, ``slices``, ``precision``, ``progress``, ``magnitude``, ``keep``, ``only``, ``margin``
             (each applied to both deformations).
@@ -189,16 +194,16 @@ def synthesize(image: sitk.Image, labels: sitk.Image | None = None, *,
     """
     from .registration.synthesis import synthesize_pair
 
+    settings, run = settings_from({**options, "level": level, "seed": seed, "device": device, "mode": mode,
+                                   "speed": speed})
     loaded = _model_for(model, lambda: image, device)
-    level_aug = level if level is not None else loaded.forward_process().first_level
-    return synthesize_pair(loaded, image, labels, level_aug=level_aug,
-                           level_syn=level_syn if level_syn is not None else level_aug, seed=seed, mode=mode,
-                           speed=speed, **options)
+    return synthesize_pair(loaded, image, labels, settings=settings, level_syn=level_syn, **run)
 
 
 def augment(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
             model: str | os.PathLike | DRDMModel | None = "auto", label_suffix: str | None = None,
-            levels: Sequence[int] | None = None, per_level: int = 1, seed: int = 0, device: str = "auto",
+            levels: Sequence[int] | None = None, per_level: int = 1, seed: int | None = DEFAULTS.seed,
+            device: str = DEFAULTS.device,
             shard: tuple[int, int] = (0, 1), qa: bool = True, **options: Any) -> Path:
     """Augment a data set into a folder (Algorithm 3), as ``drdm augment`` does: the same loop and the same files.
 
@@ -211,7 +216,8 @@ def augment(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
         label_suffix: labels are ``<image stem><label_suffix>.<ext>`` beside each image (e.g. ``"_gt"``); None: no labels.
         levels: start levels T′ (default: the model's first level); ``per_level``: samples per image and level (or
             per size with ``magnitudes=[…]``, sizes in mm instead of levels: folders ``<stem>_<size>mm_seed<seed>``);
-            ``seed``: job ``j`` uses ``seed + j``; ``shard``: ``(i, n)`` runs only jobs ``j`` with ``j mod n == i``.
+            ``seed``: job ``j`` uses ``seed + j`` (None: from :data:`drdm.settings.AUGMENT_BASE_SEED`, 0, so that a
+            resumed run numbers its jobs alike); ``shard``: ``(i, n)`` runs only jobs ``j`` with ``j mod n == i``.
         options: ``mode``, ``speed``, ``interpolation``, ``label_method``, ``slices``, ``precision``, ``magnitudes``,
             ``keep``, ``only``, ``margin``, ``progress(done, total)``, ``report(line)`` (default ``print``).
 
@@ -228,9 +234,32 @@ def augment(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
 
     pairs = find_inputs(inputs, label_suffix)
     folder = check_writable(out)
+    settings, run = settings_from({**options, "seed": seed, "device": device})
     loaded = _model_for(model, lambda: read_image(pairs[0][0]), device)
-    return augment_data_set(loaded, pairs, folder, levels=levels, per_level=per_level, seed=seed, shard=shard, qa=qa,
-                            **options)
+    return augment_data_set(loaded, pairs, folder, settings=settings, levels=levels, per_level=per_level, shard=shard,
+                            qa=qa, **run)
+
+
+def jacobian(transform: str | os.PathLike, reference: sitk.Image) -> tuple[sitk.Image, dict]:
+    """det J map and statistics of any ITK displacement-field transform on ``reference``'s grid (``drdm jacobian``).
+
+    Args:
+        transform: an ``.h5``/``.tfm`` displacement-field transform (e.g. a sample's ``transform.h5``) or a
+            displacement vector image.
+        reference: the image whose grid the map is computed on.
+
+    Returns:
+        ``(det J image, statistics)``: the map (float32, ``reference``'s grid) and mean/p95/max |u| in voxels, mm and %
+        of the field of view, folding fraction and det J range, the figures ``stats.json`` holds.
+
+    Example::
+
+        det, stats = drdm.jacobian("sample/transform.h5", sitk.ReadImage("image.nii.gz"))
+        stats["folding_fraction"] == 0.0
+    """
+    from .physical.field_summary import transform_jacobian
+
+    return transform_jacobian(transform, reference)
 
 
 def evaluate(pairs_dir: str | os.PathLike, predicted: str, out: str | os.PathLike) -> EvaluationReport:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -18,32 +18,37 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import out_of_memory_as_error
-from .field_statistics import determinant_statistics, displacement_statistics
 from .model_store.choice import AUTO, ModelChoice, is_auto, resolve_model
 from .model_store.registry import load_model
 from .models import DRDMModel
 from .physical.augment_data_set import augment_data_set
-from .physical.augmentation import find_inputs, parse_shard
-from .physical.deform import INTERPOLATORS, LABEL_METHODS, add_inverse, deform_images
+from .physical.augmentation import find_inputs, image_stem, parse_shard
+from .physical.deform import add_inverse, deform_images
+from .physical.field_summary import transform_jacobian
 from .physical.io import (
     InputError,
     check_writable,
-    displacement_transform,
-    displacement_voxels,
-    read_displacement_transform,
     read_image,
     read_labels,
-    spacing_array_order,
     staged_directory,
     write_image,
-    write_transform,
 )
-from .physical.qa import save_qa_figure
-from .physical.sample_folder import write_sample
+from .physical.sample_folder import sample_name, sample_title, write_sample
 from .registration.synthesis import synthesize_pair
 from .sampler import GenerationCancelled
-from .settings import DEFAULTS, DEVICES, MODES, PRECISIONS, SLICE_MODES, SPEEDS, VERSION
-from .spatial import jacobian_determinant
+from .settings import (
+    DEFAULTS,
+    DEVICES,
+    INTERPOLATIONS,
+    LABEL_METHODS,
+    MODES,
+    PRECISIONS,
+    SETTING_NAMES,
+    SLICE_MODES,
+    SPEEDS,
+    VERSION,
+    DeformationSettings,
+)
 from .training.phantoms import cardiac_phantom, cardiac_short_axis_phantom
 from .training.torchrun import process_device, torchrun_shard
 
@@ -65,36 +70,21 @@ def progress_bar(description: str, unit: str = "step"):
     return update
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMModel, args: argparse.Namespace,
                      stem: str, out: Path) -> list[Path]:
     """Run ``count`` deformations and write one folder each; returns the folders."""
-    level = args.level if args.level is not None else model.forward_process().first_level
-    base_seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    seeds = [base_seed + k for k in range(args.count)]
-    results = deform_images(model, image, labels, level=level, seeds=seeds, mode=args.mode, speed=args.speed,
-                            interpolation=args.interpolation, label_method=args.label_method,
-                            slice_axis=args.slice_axis, batch=True if getattr(args, "batched", False) else None,
-                            slices=getattr(args, "slices", DEFAULTS.slices), precision=args.precision,
-                            progress=progress_bar("sample 1" if args.count == 1 else f"samples 1-{args.count}"),
-                            **steering_options(args))
+    settings = settings_from_args(args).for_model(model)
+    level = settings.level
+    results = deform_images(model, image, labels, settings=settings, slice_axis=args.slice_axis,
+                            batch=True if getattr(args, "batched", False) else None,
+                            progress=progress_bar("sample 1" if args.count == 1 else f"samples 1-{args.count}"))
     folders = []
-    for seed, result in zip(seeds, results):
+    for seed, result in zip(settings.seeds(), results):
         if getattr(args, "inverse", False):
             add_inverse(result, image)
-        size = getattr(args, "magnitude", None)
-        final = out / (f"{stem}_T{level}_seed{seed}" if size is None else f"{stem}_{size:g}mm_seed{seed}")
+        final = out / sample_name(stem, level, seed, settings.magnitude)
         with staged_directory(final) as staging:
-            title = f"{stem}: T'={level}, seed {seed}, {args.mode}/{args.speed}, model {model.name}"
-            title += "" if size is None else f", size {size:g} mm"
-            write_sample(staging, image, labels, result, title)
+            write_sample(staging, image, labels, result, sample_title(stem, result.statistics))
         s = result.statistics
         print(f"{final}: mean |u| {s['mean_mm']:.2f} mm ({s['mean_percent_fov']:.1f} % FOV), p95 {s['p95_mm']:.2f} mm, "
               f"folding {100 * s['folding_fraction']:.3f} %, det J [{s['det_min']:.3f}, {s['det_max']:.3f}], "
@@ -103,10 +93,11 @@ def generate_samples(image: sitk.Image, labels: sitk.Image | None, model: DRDMMo
     return folders
 
 
-def steering_options(args: argparse.Namespace) -> dict:
-    """``magnitude``, ``keep``, ``only``, ``margin`` from the command line, for :func:`deform_images`."""
-    return {"magnitude": getattr(args, "magnitude", None), "keep": tuple(getattr(args, "keep", None) or ()),
-            "only": tuple(getattr(args, "only", None) or ()), "margin": getattr(args, "margin", DEFAULTS.margin)}
+def settings_from_args(args: argparse.Namespace) -> DeformationSettings:
+    """The one :class:`DeformationSettings` of a command, from its flags (a flag a command lacks: the default)."""
+    values = {name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name, None) is not None}
+    values["keep"], values["only"] = tuple(values.get("keep", ())), tuple(values.get("only", ()))
+    return DeformationSettings(**values)
 
 
 def _steering_text(stats: dict) -> str:
@@ -153,7 +144,7 @@ def run_generate(args: argparse.Namespace) -> int:
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
     model = load_model_for(image, args)
-    generate_samples(image, labels, model, args, _stem(Path(args.image)), out)
+    generate_samples(image, labels, model, args, image_stem(Path(args.image)), out)
     return 0
 
 
@@ -178,12 +169,9 @@ def run_augment(args: argparse.Namespace) -> int:
         model = load_model_for(read_image(pairs[0][0]), args)
     else:
         model = load_model(args.model, process_device(args.device))
-    written = augment_data_set(model, pairs, out, levels=args.levels, per_level=args.per_level,
-                               seed=args.seed if args.seed is not None else 0, shard=shard, mode=args.mode,
-                               speed=args.speed, interpolation=args.interpolation, label_method=args.label_method,
-                               slices=args.slices, precision=args.precision, qa=not args.no_qa,
-                               progress=progress_bar("augment", unit="sample"), magnitudes=args.magnitudes,
-                               keep=tuple(args.keep or ()), only=tuple(args.only or ()), margin=args.margin)
+    written = augment_data_set(model, pairs, out, settings=settings_from_args(args), levels=args.levels,
+                               per_level=args.per_level, shard=shard, qa=not args.no_qa,
+                               progress=progress_bar("augment", unit="sample"), magnitudes=args.magnitudes)
     print(f"manifest: {written}")
     return 0
 
@@ -195,43 +183,20 @@ def run_synthesize(args: argparse.Namespace) -> int:
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
     model = load_model_for(image, args)
-    first = model.forward_process().first_level
-    level_aug = args.level if args.level is not None else first
-    level_syn = args.level_syn if args.level_syn is not None else level_aug
-    base_seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    stem = _stem(Path(args.image))
     rank, world = torchrun_shard() or (0, 1)
     if world > 1 and args.seed is None:
         raise InputError("under torchrun, give --seed: every process must number the pairs alike")
+    settings = settings_from_args(args).for_model(model)
+    level_aug = settings.level
+    level_syn = args.level_syn if args.level_syn is not None else level_aug
+    stem = image_stem(Path(args.image))
     for k in range(rank, args.count, world):  # under torchrun: pair k is made by process k mod WORLD_SIZE
-        seed = base_seed + 2 * k
+        seed = settings.seed + 2 * k
         final = out / f"{stem}_pair_T{level_aug}-{level_syn}_seed{seed}"
-        with staged_directory(final) as staging:
-            pair = synthesize_pair(model, image, labels, level_aug=level_aug, level_syn=level_syn, seed=seed,
-                                   mode=args.mode, speed=args.speed, interpolation=args.interpolation,
-                                   label_method=args.label_method, slices=args.slices, precision=args.precision,
-                                   progress=progress_bar(f"pair {k + 1}/{args.count}"), **steering_options(args))
-            write_image(pair.moving, staging / "moving.nii.gz")
-            write_image(pair.fixed, staging / "fixed.nii.gz")
-            if labels is not None:
-                write_image(pair.moving_labels, staging / "moving_labels.nii.gz")
-                write_image(pair.fixed_labels, staging / "fixed_labels.nii.gz")
-            syn = pair.synthesis
-            write_transform(syn.transform, staging / "transform.h5")
-            if args.inverse:
-                add_inverse(syn, image)
-                write_transform(displacement_transform(syn.inverse_field), staging / "transform_inverse.h5")
-            write_image(syn.field, staging / "ddf.nii.gz")
-            write_image(syn.jacobian, staging / "jacobian.nii.gz")
-            stats = {"ground_truth": syn.statistics, "augmentation": pair.augmentation.statistics,
-                     "direction": "transform.h5 maps fixed-grid points to moving-image points: "
-                                  "Resample(moving, fixed, transform) reproduces fixed"}
-            (staging / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-            save_qa_figure(staging / "qa.png", sitk.GetArrayFromImage(pair.moving), sitk.GetArrayFromImage(pair.fixed),
-                           syn.ddf[0].numpy(), sitk.GetArrayFromImage(syn.jacobian), spacing_array_order(image),
-                           labels=sitk.GetArrayFromImage(pair.moving_labels) if labels is not None else None,
-                           deformed_labels=sitk.GetArrayFromImage(pair.fixed_labels) if labels is not None else None,
-                           slice_axis=syn.grid.slice_axis, title=f"{stem}: moving (left) and fixed (second), seed {seed}")
+        pair = synthesize_pair(model, image, labels, settings=settings.but(seed=seed, count=1), level_syn=level_syn,
+                               progress=progress_bar(f"pair {k + 1}/{args.count}"))
+        pair.save(final, inverse=args.inverse, title=f"{stem}: moving (left) and fixed (second), seed {seed}")
+        syn = pair.synthesis
         s = syn.statistics
         print(f"{final}: ground truth mean |u| {s['mean_mm']:.2f} mm, folding {100 * s['folding_fraction']:.3f} %"
               f"{_inverse_text(s)}")
@@ -241,15 +206,9 @@ def run_synthesize(args: argparse.Namespace) -> int:
 def run_jacobian(args: argparse.Namespace) -> int:
     """``drdm jacobian``: det J map and statistics of any ITK displacement-field transform."""
     reference = read_image(args.reference, "reference image")
-    field = read_displacement_transform(args.transform)
-    ddf = displacement_voxels(field, reference)
-    det = jacobian_determinant(ddf)
-    stats = {k: v[0] for k, v in displacement_statistics(ddf, spacing_array_order(reference)).items()}
-    stats.update({k: v[0] for k, v in determinant_statistics(det).items()})
     out = Path(args.out)
     check_writable(out.parent)
-    image = sitk.GetImageFromArray(det[0].float().numpy())
-    image.CopyInformation(reference)
+    image, stats = transform_jacobian(args.transform, reference)
     write_image(image, out)
     print(json.dumps(stats, indent=2))
     print(f"det J map written to {out}", file=sys.stderr)
@@ -388,7 +347,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = check_writable(args.out)
     kind = "learned recovery" if model.learned else "random field only, no learned recovery"
     print(f"model: {model.name} ({model.ndims}D, grid {model.size}, preset {model.noise_preset}, {kind})")
-    args.count, args.interpolation, args.label_method, args.slice_axis = 1, "linear", "nearest", None
+    args.count, args.slice_axis = 1, None
     stem = "phantom"
     for old in out.glob(f"{stem}_T*"):
         if old.is_dir() and (old / "stats.json").is_file():  # a previous demo run: replace it
@@ -486,14 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(gen)
     _add_slices_option(gen)
     _add_steering_options(gen)
-    gen.add_argument("--count", type=int, default=1, help="number of samples (seeds seed, seed+1, ...)")
+    gen.add_argument("--count", type=int, default=DEFAULTS.count, help="number of samples (seeds seed, seed+1, ...)")
     gen.add_argument("--batched", action="store_true",
                      help="on the CPU too, run the samples as sampler batches (measured 1.4x samples/s at count 8, "
                           "2D 256²); a sample then differs from a lone run of its seed by float rounding that the "
                           "sampler carries (up to about 1 voxel). On CUDA samples are always batched")
-    gen.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear",
+    gen.add_argument("--interpolation", choices=INTERPOLATIONS, default=DEFAULTS.interpolation,
                      help="SimpleITK interpolator of the written image (the transform reproduces it)")
-    gen.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
+    gen.add_argument("--label-method", choices=LABEL_METHODS, default=DEFAULTS.label_method)
     gen.add_argument("--slice-axis", type=int, choices=(0, 1, 2),
                      help="2D model on a 3D volume: array axis (0=z, 1=y, 2=x) to slice; default the largest spacing")
     gen.add_argument("--inverse", action="store_true", help=INVERSE_HELP)
@@ -509,8 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     aug.add_argument("--levels", type=int, nargs="+",
                      help="start levels T' (default: the model's first level); the starting noise, not the size")
     aug.add_argument("--per-level", type=int, default=1, help="samples per image and level")
-    aug.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")
-    aug.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
+    aug.add_argument("--interpolation", choices=INTERPOLATIONS, default=DEFAULTS.interpolation)
+    aug.add_argument("--label-method", choices=LABEL_METHODS, default=DEFAULTS.label_method)
     aug.add_argument("--shard", default="0/1", help="i/n: run only jobs j with j mod n == i")
     aug.add_argument("--no-qa", action="store_true", help="skip the QA pictures")
     aug.add_argument("--out", required=True)
@@ -523,9 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_slices_option(syn)
     _add_steering_options(syn)
     syn.add_argument("--level-syn", type=int, help="level of the ground-truth deformation (default: --level)")
-    syn.add_argument("--count", type=int, default=1)
-    syn.add_argument("--interpolation", choices=sorted(INTERPOLATORS), default="linear")
-    syn.add_argument("--label-method", choices=LABEL_METHODS, default="nearest")
+    syn.add_argument("--count", type=int, default=DEFAULTS.count)
+    syn.add_argument("--interpolation", choices=INTERPOLATIONS, default=DEFAULTS.interpolation)
+    syn.add_argument("--label-method", choices=LABEL_METHODS, default=DEFAULTS.label_method)
     syn.add_argument("--inverse", action="store_true", help=INVERSE_HELP)
     syn.add_argument("--out", required=True)
     syn.set_defaults(func=run_synthesize)
@@ -631,6 +590,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FLAG_OF_ARGUMENT = {"ndims": "dims"}  # engine argument names the command line spells otherwise
+
+
+def in_flag_words(message: str, args: argparse.Namespace) -> str:
+    """An engine message in the command line's words: each backquoted argument name (```ndims```, ```out```) that is
+    one of this command's options becomes its flag (``--dims``, ``--out``); other marks just lose their quotes."""
+    def flag(match: re.Match) -> str:
+        name = match.group(1)
+        if name in FLAG_OF_ARGUMENT or name in vars(args):
+            return "--" + FLAG_OF_ARGUMENT.get(name, name).replace("_", "-")
+        return name
+
+    return re.sub(r"`([a-z_]+)`", flag, message)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -645,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         with out_of_memory_as_error():
             return args.func(args)
     except ValueError as error:  # every DRDMError (InputError, CheckpointError, OutOfMemory, ...) is a ValueError
-        print(f"drdm: error: {error}", file=sys.stderr)
+        print(f"drdm: error: {in_flag_words(str(error), args)}", file=sys.stderr)
         return 2
     except (GenerationCancelled, KeyboardInterrupt):
         print("\ndrdm: cancelled; unfinished outputs were removed", file=sys.stderr)

@@ -3,6 +3,9 @@
 Every error a user can fix (bad input, an unusable model, a failed download, not enough memory) is a
 :class:`DRDMError` whose message says what went wrong in one line; front ends show the message, never a
 traceback. ``DRDMError`` is a ``ValueError`` so that callers written against ``ValueError`` keep working.
+
+A message names the caller's arguments as Python calls them, in backquotes (```ndims` must be 2 or 3``); a front end
+that calls them otherwise rewrites the marked names into its own words (the command line: ``--dims``).
 """
 
 from __future__ import annotations

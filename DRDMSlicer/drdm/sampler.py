@@ -29,7 +29,7 @@ from .kernels.graph_capture import captured_or_eager
 from .models import DRDMModel
 from .network import convolution_precision
 from .noise import DIFFEOMORPHIC_SQUARINGS
-from .settings import MODES, PRECISIONS, SPEEDS, use_cuda_graph
+from .settings import MODES, PRECISIONS, SPEEDS, check_level, look_up_option, use_cuda_graph
 from .slice_stack import SliceStack, coherent_scales, scale_slope
 from .spatial import (
     DIFFERENCE_SCHEMES,
@@ -163,13 +163,11 @@ def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None
             raise ValueError("labels must be an integer tensor (N, 1, *spatial)")
         if labels.shape != (image.shape[0], 1) + tuple(image.shape[2:]):
             raise ValueError(f"labels shape {tuple(labels.shape)} does not match image shape {tuple(image.shape)}")
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    look_up_option(mode, MODES, "mode")
     if not model.learned and mode != "diffeomorphic":
         raise ValueError(f"model {model.name!r} is the random field only (no learned recovery), which is always "
                          "diffeomorphic: use mode 'diffeomorphic' (the reference mode needs a learned model)")
-    if not 0 <= int(start_level) <= 2 * model.num_steps:
-        raise ValueError(f"start_level must lie in [0, {2 * model.num_steps}], got {start_level}")
+    check_level(start_level, model.num_steps)
 
 
 def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: torch.Tensor,
@@ -296,8 +294,7 @@ def _random_field(process, start_level: int, size: int, batch: int,
 def _recovery_levels(model: DRDMModel, speed: str, levels: list[int] | None) -> list[int]:
     """The recovery time steps in order for ``speed`` (``levels`` only with ``"faithful"``); none for a random-field
     model."""
-    if speed not in LADDER:
-        raise ValueError(f"unknown speed {speed!r}; choose one of {SPEEDS}")
+    look_up_option(speed, SPEEDS, "speed")
     if speed != "faithful":
         if levels is not None:
             raise ValueError(f"speed {speed!r} chooses its own recovery levels: pass levels only with speed 'faithful'")
@@ -387,8 +384,7 @@ def generate(
     interpolation = image_interpolation or process.image_interpolation
     padding = process.composition_padding if mode == "reference" else "border"
     diffeomorphic = mode == "diffeomorphic"
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    look_up_option(precision, PRECISIONS, "precision")
     levels = _recovery_levels(model, speed, levels)
     if record_path and not diffeomorphic:
         raise ValueError("record_path needs mode 'diffeomorphic' (the reference sampler composes raw displacements)")

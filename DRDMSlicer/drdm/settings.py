@@ -9,7 +9,10 @@ Every front end takes its defaults from :data:`DEFAULTS`: the CLI's argparse def
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from .errors import DRDMError
 
@@ -19,11 +22,43 @@ SPEEDS = ("faithful", "fast", "faster")
 DEVICES = ("auto", "cpu", "cuda")
 SLICE_MODES = ("coherent", "independent")  # 2D model on a 3D volume: one smooth field, or the authors' per-slice way
 PRECISIONS = ("exact", "tf32")  # float32 arithmetic of the network on a GPU: TF32 off (the reference) or allowed
+INTERPOLATIONS = ("linear", "bspline", "nearest")  # how the deformed image is resampled (SimpleITK interpolators)
+LABEL_METHODS = ("nearest", "onehot")  # how label maps are warped: nearest neighbour, or per-label linear + arg-max
+SEED_RANGE = 2**31  # a drawn seed lies in 0 … SEED_RANGE - 1 (fits every front end's integer field)
 GRAPH_MAX_BATCH = 4  # the CUDA-graph recovery step is chosen for 2D sampler batches up to this size (see cuda_graph_by_rule)
 
 
 class SettingsError(DRDMError):
     """Settings that cannot be used together or at all; the message says why in one line."""
+
+
+def look_up_option(value: object, choices: Sequence[str], what: str) -> str:
+    """``value`` when it is one of ``choices``, else :class:`SettingsError` ``unknown <what> 'x'; choose one of a, b``:
+    the one message every front end shows for a word it does not know."""
+    if isinstance(value, str) and value in choices:
+        return value
+    raise SettingsError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+
+
+def check_level(level: int, num_steps: int) -> int:
+    """The one level-range rule: a start level T′ lies in 0 … ``num_steps`` (the model's T); else SettingsError."""
+    if not 0 <= int(level) <= int(num_steps):
+        raise SettingsError(f"level {level} is out of range: choose 0 to {num_steps}")
+    return int(level)
+
+
+def draw_seed() -> int:
+    """The one random seed draw (a seed left unset): uniform in 0 … 2³¹ − 1, recorded with every result."""
+    return secrets.randbelow(SEED_RANGE)
+
+
+class LevelledModel(Protocol):
+    """What the settings need from a model (:class:`drdm.models.DRDMModel` has it): its number of levels T and
+    its forward process, whose ``first_level`` is the default start level."""
+
+    num_steps: int
+
+    def forward_process(self): ...  # noqa: ANN201 (torch-free here: the process's type lives in drdm.noise)
 
 
 @dataclass(frozen=True)
@@ -51,6 +86,9 @@ class DeformationSettings:
             by scaling the sample's velocities (:mod:`drdm.physical.steering`); ``None``: the model's own size.
         keep: label values of structures that are not deformed. only: label values of the structures that alone
             (with ``margin``) are deformed. margin: the smooth transition around them, mm.
+        interpolation: how the deformed image is resampled: ``"linear"`` (the default), ``"bspline"`` or ``"nearest"``.
+        label_method: how label maps are warped: ``"nearest"`` (the default) or ``"onehot"`` (per-label linear
+            resampling and arg-max).
     """
 
     level: int | None = None
@@ -65,20 +103,23 @@ class DeformationSettings:
     keep: tuple[int, ...] = ()
     only: tuple[int, ...] = ()
     margin: float = 10.0
+    interpolation: str = "linear"
+    label_method: str = "nearest"
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise SettingsError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.speed not in SPEEDS:
-            raise SettingsError(f"unknown speed {self.speed!r}; choose one of {', '.join(SPEEDS)}")
-        if self.device not in DEVICES:
-            raise SettingsError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if self.slices not in SLICE_MODES:
-            raise SettingsError(f"unknown slices {self.slices!r}; choose one of {', '.join(SLICE_MODES)}")
-        if self.precision not in PRECISIONS:
-            raise SettingsError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if int(self.count) < 1:
-            raise SettingsError("the number of samples must be at least 1")
+        look_up_option(self.mode, MODES, "mode")
+        look_up_option(self.speed, SPEEDS, "speed")
+        look_up_option(self.device, DEVICES, "device")
+        look_up_option(self.slices, SLICE_MODES, "slices")
+        look_up_option(self.precision, PRECISIONS, "precision")
+        look_up_option(self.interpolation, INTERPOLATIONS, "interpolation")
+        look_up_option(self.label_method, LABEL_METHODS, "label method")
+        object.__setattr__(self, "keep", tuple(int(value) for value in self.keep))
+        object.__setattr__(self, "only", tuple(int(value) for value in self.only))
+        if isinstance(self.count, bool) or not isinstance(self.count, int) and not str(self.count).isdigit() \
+                or int(self.count) < 1:
+            raise SettingsError(f"count must be a whole number of samples, at least 1, got {self.count!r}")
+        object.__setattr__(self, "count", int(self.count))
         if self.level is not None and int(self.level) < 0:
             raise SettingsError(f"level {self.level} is negative")
         if self.magnitude is not None and not 0 < float(self.magnitude) < math.inf:
@@ -90,14 +131,37 @@ class DeformationSettings:
 
     def start_level(self, num_steps: int, first_level: int) -> int:
         """The start level for a model with ``num_steps`` levels (``first_level`` when none was chosen);
-        raises :class:`SettingsError` outside 0 … ``num_steps``."""
-        level = first_level if self.level is None else int(self.level)
-        if not 0 <= level <= num_steps:
-            raise SettingsError(f"level {level} is out of range: choose 0 to {num_steps}")
-        return level
+        raises :class:`SettingsError` outside 0 … ``num_steps`` (:func:`check_level`)."""
+        return check_level(first_level if self.level is None else int(self.level), num_steps)
+
+    def for_model(self, model: LevelledModel) -> DeformationSettings:
+        """These settings made concrete for ``model``: the level (the model's first level when unset, range
+        checked) and the seed (:func:`draw_seed` when unset, once: every sample of the request counts from it)."""
+        level = self.start_level(model.num_steps, model.forward_process().first_level)
+        return replace(self, level=level, seed=draw_seed() if self.seed is None else int(self.seed))
+
+    def seeds(self) -> list[int]:
+        """The seeds of the ``count`` samples: ``seed … seed + count − 1`` (the seed must be set: :meth:`for_model`)."""
+        if self.seed is None:
+            raise SettingsError("no seed yet: settings.for_model(model) draws one")
+        return [int(self.seed) + k for k in range(int(self.count))]
+
+    def but(self, **changes: object) -> DeformationSettings:
+        """A copy with ``changes`` (checked like any new settings)."""
+        return replace(self, **changes)
 
 
 DEFAULTS = DeformationSettings()
+SETTING_NAMES = tuple(DeformationSettings.__dataclass_fields__)
+
+
+def settings_from(options: dict[str, object]) -> tuple[DeformationSettings, dict[str, object]]:
+    """The :class:`DeformationSettings` named in a caller's keyword ``options`` (the others at their defaults), and
+    the options that are not settings (``progress``, ``cancel``, ``slice_axis``, …), for the Python API."""
+    chosen = {name: value for name, value in options.items() if name in SETTING_NAMES}
+    return DeformationSettings(**chosen), {name: value for name, value in options.items() if name not in SETTING_NAMES}
+AUGMENT_BASE_SEED = 0  # drdm augment / drdm.augment number their jobs from this seed when none is given: a data
+# set's jobs must be numbered alike at every run, or a resumed run would not find the samples it already made
 
 
 def slices_option_applies(model_ndims: int, shape: tuple[int, ...] | list[int]) -> bool:

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from conftest import REPO
 from drdm import cli
 
-API = ("load_model", "deform_image", "synthesize", "augment", "evaluate", "train")
+API = ("load_model", "deform_image", "deform_array", "synthesize", "augment", "evaluate", "jacobian", "train")
 
 
 def disc(size: int = 48, spacing: float = 1.5) -> tuple[sitk.Image, sitk.Image]:

@@ -195,6 +195,10 @@ def test_jacobian_command_on_written_transform(tmp_path, model3d_path, capsys):
     assert np.abs(ours - written).max() < 1e-4
     stored = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
     assert abs(printed["mean_mm"] - stored["mean_mm"]) < 1e-6
+    import drdm  # the command and the Python API are one code path
+
+    det, stats = drdm.jacobian(folder / "transform.h5", sitk.ReadImage(str(image_path)))  # the grid as written
+    assert np.array_equal(sitk.GetArrayFromImage(det), ours) and stats == printed
 
 
 # -- bad inputs: one clear line, exit 2, nothing written, inputs untouched ----------------------------------
@@ -520,3 +524,19 @@ def test_batched_count_runs_the_samples_as_one_batch(tmp_path, model3d_path, mon
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
     assert asked == [True, None]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["v_T30_seed7", "v_T30_seed8"]
+
+
+def test_engine_errors_name_arguments_and_the_command_line_names_its_flags(tmp_path, capsys):
+    """The engine names the caller's argument (``ndims``, ``out``); ``drdm`` turns the names it has into its flags."""
+    import argparse
+
+    from drdm.cli import in_flag_words
+    from drdm.training.config import TrainingConfig
+
+    with pytest.raises(ValueError, match="^`ndims` must be 2 or 3, got 4$"):
+        TrainingConfig(out=str(tmp_path), ndims=4).check()
+    args = argparse.Namespace(out="o", resume=False, val_fraction=0.1)
+    assert in_flag_words("`ndims` 4; pass `resume` or choose another `out`; `val_fraction`; `mode`", args) == \
+        "--dims 4; pass --resume or choose another --out; --val-fraction; mode"
+    assert main(["train", "--out", str(tmp_path / "run"), "--size", "12", "--steps", "1"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--size must be a multiple of 8 and at least 16, got 12")

@@ -97,8 +97,8 @@ def test_the_sampler_asks_the_rule_with_its_batch_and_dimensionality(small_model
 
     monkeypatch.setattr(drdm.sampler, "use_cuda_graph", spy)
     image = small_image.expand(3, -1, -1, -1).contiguous()
-    result = generate(small_model, image, mode="reference", speed="faithful", start_level=20, levels=[1, 0],
-                      generator=torch.Generator().manual_seed(0))
+    result = generate(small_model, image, mode="reference", speed="faithful", start_level=20,
+                      levels=[1, 0], generator=torch.Generator().manual_seed(0))
     generate(small_model, image, mode="reference", speed="faithful", start_level=20, levels=[1, 0],
              generator=torch.Generator().manual_seed(0), cuda_graph=True)
     assert asked == [(None, "cpu", 2, 3), (True, "cpu", 2, 3)]
@@ -106,8 +106,9 @@ def test_the_sampler_asks_the_rule_with_its_batch_and_dimensionality(small_model
 
 
 def test_precisions_give_identical_samples_on_the_cpu(small_model, small_image):
-    runs = [generate(small_model, small_image, speed="faithful", start_level=30, levels=[3, 2, 1, 0], mode="diffeomorphic",
-                     generator=torch.Generator().manual_seed(5), precision=precision) for precision in PRECISIONS]
+    runs = [generate(small_model, small_image, speed="faithful", mode="diffeomorphic",
+                     precision=precision, start_level=30, levels=[3, 2, 1, 0],
+                         generator=torch.Generator().manual_seed(5)) for precision in PRECISIONS]
     assert torch.equal(runs[0].ddf, runs[1].ddf) and torch.equal(runs[0].image, runs[1].image)
     assert [r.precision for r in runs] == list(PRECISIONS)
     assert runs[0].ddf.abs().max() > 0
@@ -127,9 +128,8 @@ def test_precision_sets_tf32_around_the_network_and_restores_it(small_model, sma
     before = (not expected[0], not expected[1])
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     try:
-        generate(small_model, small_image, mode="reference", speed="faithful", start_level=20, levels=[1, 0],
-                 generator=torch.Generator().manual_seed(0),
-                 precision=precision)
+        generate(small_model, small_image, mode="reference", speed="faithful",
+                 precision=precision, start_level=20, levels=[1, 0], generator=torch.Generator().manual_seed(0))
         after = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
@@ -138,15 +138,12 @@ def test_precision_sets_tf32_around_the_network_and_restores_it(small_model, sma
 
 
 def test_unknown_precision_is_refused_everywhere(small_model, small_image):
-    from drdm.physical.deform import deform_image
-    from drdm.physical.io import InputError
-
+    """The sampler refuses it; above it the one settings object does, with the one vocabulary message."""
     with pytest.raises(ValueError, match="unknown precision"):
-        generate(small_model, small_image, mode="reference", speed="faithful", start_level=20, levels=[0], precision="fp16")
-    with pytest.raises(SettingsError, match="unknown precision"):
+        generate(small_model, small_image, mode="reference", speed="faithful", precision="fp16",
+                 start_level=20, levels=[0])
+    with pytest.raises(SettingsError, match="^unknown precision 'half'; choose one of exact, tf32$"):
         DeformationSettings(precision="half")
-    with pytest.raises(InputError, match="unknown precision"):
-        deform_image(small_model, sitk.GetImageFromArray(np.ones((32, 32), np.float32)), level=10, seed=0, precision="x")
 
 
 def test_every_front_end_defaults_to_exact_precision_and_the_graph_rule():
@@ -156,9 +153,10 @@ def test_every_front_end_defaults_to_exact_precision_and_the_graph_rule():
     from drdm.physical.deform import compute_fields, deform_image, deform_images
 
     assert DEFAULTS.precision == "exact"
-    for function in (deform_image, deform_images, compute_fields):
+    for function in (deform_image, deform_images, compute_fields):  # below the front ends: the settings object
         parameters = inspect.signature(function).parameters
-        assert parameters["precision"].default == DEFAULTS.precision and parameters["cuda_graph"].default is None
+        assert "precision" not in parameters and parameters["settings"].default is inspect.Parameter.empty
+        assert parameters["cuda_graph"].default is None
     assert inspect.signature(generate).parameters["cuda_graph"].default is None
     parser = build_parser()
     for command in (["generate", "x.nii.gz"], ["augment", "x.nii.gz"], ["synthesize", "x.nii.gz"]):
@@ -172,7 +170,8 @@ def test_deform_image_records_precision_and_graph_in_its_statistics(small_model)
     from drdm.physical.deform import deform_image
 
     image = sitk.GetImageFromArray(cardiac_phantom(40, 2, seed=2)[0][0, 0].numpy())
-    results = {precision: deform_image(small_model, image, level=20, seed=3, speed="faster", precision=precision)
+    results = {precision: deform_image(small_model, image, settings=DeformationSettings(level=20, seed=3, speed="faster",
+        precision=precision))
                for precision in PRECISIONS}
     for precision, result in results.items():
         assert result.statistics["precision"] == precision and result.statistics["cuda_graph"] is False
@@ -208,10 +207,12 @@ def test_deformation_logic_passes_the_precision_to_the_engine():
     volume.SetAndObserveImageData(data)
     logic = DeformationLogic(scene)
     model = untrained_model(3, size=16)
-    request = logic.prepare(volume, model=model, level=20, seed=0, speed="faster", device="cpu", precision="tf32")
-    assert request.precision == "tf32"
+    request = logic.prepare(volume, settings=DeformationSettings(level=20, seed=0, speed="faster", device="cpu",
+        precision="tf32"), model=model)
+    assert request.settings.precision == "tf32"
     (result,) = DeformationLogic.compute(request)
     assert result.statistics["precision"] == "tf32" and result.statistics["cuda_graph"] is False
-    assert logic.prepare(volume, model=model, level=20, seed=0, device="cpu").precision == DEFAULTS.precision
+    assert logic.prepare(volume, settings=DeformationSettings(level=20, seed=0, device="cpu"),
+                         model=model).settings.precision == DEFAULTS.precision
     with pytest.raises(ValueError, match="unknown precision"):
-        logic.prepare(volume, model=model, level=20, seed=0, device="cpu", precision="fp8")
+        logic.prepare(volume, settings=DeformationSettings(level=20, seed=0, device="cpu", precision="fp8"), model=model)

@@ -176,8 +176,9 @@ def test_bad_mode_and_levels(small_model, small_inputs):
     image, _ = small_inputs
     with pytest.raises(ValueError, match="unknown mode"):
         generate(small_model, image, speed="faithful", statistics=True, start_level=10, mode="magic")
-    with pytest.raises(ValueError, match="start_level"):
-        generate(small_model, image, mode="reference", speed="faithful", statistics=True, start_level=-3)
+    for level in (-3, small_model.num_steps + 1):  # the one level rule (drdm.settings.check_level): 0 … T
+        with pytest.raises(ValueError, match=f"level {level} is out of range: choose 0 to {small_model.num_steps}"):
+            generate(small_model, image, mode="reference", speed="faithful", start_level=level)
     with pytest.raises(ValueError, match="recovery levels"):
         generate(small_model, image, mode="reference", speed="faithful", statistics=True, start_level=3, levels=[80])
 

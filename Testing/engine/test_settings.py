@@ -52,12 +52,13 @@ def test_every_front_end_takes_its_defaults_from_settings():
 
     args = build_parser().parse_args(["generate", "x.nii.gz", "--out", "o"])
     assert (args.mode, args.speed, args.device) == (DEFAULTS.mode, DEFAULTS.speed, DEFAULTS.device)
-    parameters = inspect.signature(deform_image).parameters
-    assert (parameters["mode"].default, parameters["speed"].default) == (DEFAULTS.mode, DEFAULTS.speed)
+    parameters = inspect.signature(deform_image).parameters  # below the front ends: the settings object, no defaults
+    assert "mode" not in parameters and parameters["settings"].default is inspect.Parameter.empty
     module = ast.parse((REPO / "DRDMSlicer" / "DRDMSlicer.py").read_text(encoding="utf-8"))
     node = next(n for n in module.body if isinstance(n, ast.ClassDef) and n.name == "DRDMSlicerParameterNode")
     defaults = {s.target.id: ast.unparse(s.value) for s in node.body if isinstance(s, ast.AnnAssign) and s.value}
     assert (defaults["mode"], defaults["speed"], defaults["device"]) == ("DEFAULTS.mode", "DEFAULTS.speed", "DEFAULTS.device")
+    assert defaults["count"] == "DEFAULTS.count" and defaults["autoLevel"] == "DEFAULTS.level is None"
 
 
 def test_low_level_sampler_refuses_contradictory_arguments():

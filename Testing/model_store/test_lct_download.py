@@ -14,6 +14,7 @@ import pytest
 import torch
 from drdm.model_store import registry
 from drdm.models import untrained_model
+from drdm.settings import DeformationSettings  # noqa: E402
 
 
 @pytest.fixture()
@@ -120,7 +121,7 @@ def test_converted_model_deforms_a_volume(stand_in, monkeypatch):
     torch.nn.init.zeros_(model.network.conv_out.bias)
     image = sitk.GetImageFromArray(np.random.default_rng(0).random((12, 14, 16)).astype(np.float32))
     image.SetSpacing((1.0, 1.1, 1.3))
-    result = deform_image(model, image, level=64, seed=0, speed="faster")
+    result = deform_image(model, image, settings=DeformationSettings(level=64, seed=0, speed="faster"))
     assert result.statistics["model"] == "lct-3d" and result.statistics["folding_fraction"] == 0.0
     assert float(result.ddf.abs().max()) > 0
 

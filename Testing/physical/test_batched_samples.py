@@ -10,6 +10,7 @@ from drdm.models import untrained_model
 from drdm.physical.deform import deform_image, deform_images, estimate_memory_bytes, samples_per_chunk
 from drdm.physical.geometry import plan_working_grid
 from drdm.sampler import generate
+from drdm.settings import DeformationSettings  # noqa: E402
 from drdm.training.phantoms import cardiac_phantom
 
 TOLERANCE_VOX = 1e-3  # float32 rounding of batched convolutions, carried through the compositions (seen: 3e-4)
@@ -56,11 +57,11 @@ def test_deform_images_equal_deform_image(model, monkeypatch, limit):
         monkeypatch.setenv("DRDM_MEMORY_LIMIT_BYTES", str(10 * estimate_memory_bytes(grid)))
         assert samples_per_chunk(grid, 3) == 3
     steps = []
-    many = deform_images(model, image, level=30, seeds=[1, 2, 3], mode="diffeomorphic", speed="fast",
+    many = deform_images(model, image, settings=DeformationSettings(level=30, seed=1, count=3, speed="fast"),
                          progress=lambda done, total: steps.append((done, total)), batch=True)
     assert steps[-1] == (60, 60) and [d for d, _ in steps] == sorted(d for d, _ in steps)
     for seed, result in zip([1, 2, 3], many):
-        alone = deform_image(model, image, level=30, seed=seed, mode="diffeomorphic", speed="fast")
+        alone = deform_image(model, image, settings=DeformationSettings(level=30, seed=seed, mode="diffeomorphic", speed="fast"))
         assert result.statistics["seed"] == seed
         assert (result.ddf - alone.ddf).abs().max() <= TOLERANCE_VOX
         assert result.image.GetSize() == image.GetSize() and result.image.GetSpacing() == image.GetSpacing()
@@ -69,6 +70,8 @@ def test_deform_images_equal_deform_image(model, monkeypatch, limit):
 def test_cpu_default_runs_one_by_one_bit_identical(model):
     """On the CPU ``count > 1`` is not batched by default (no measured gain): each sample is the lone run's bytes."""
     image = _volume()
-    many = deform_images(model, image, level=30, seeds=[4, 5], mode="reference", speed="fast")
+    many = deform_images(model, image, settings=DeformationSettings(level=30, seed=4, count=2, mode="reference",
+                                                                    speed="fast"))
     for seed, result in zip([4, 5], many):
-        assert torch.equal(result.ddf, deform_image(model, image, level=30, seed=seed, mode="reference", speed="fast").ddf)
+        assert torch.equal(result.ddf, deform_image(model, image, settings=DeformationSettings(level=30, seed=seed,
+            mode="reference", speed="fast")).ddf)

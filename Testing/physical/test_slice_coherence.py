@@ -15,6 +15,7 @@ from drdm.noise import ForwardProcess
 from drdm.physical.deform import deform_image
 from drdm.physical.qa import central_views
 from drdm.physical.slice_coherence import through_plane_roughness
+from drdm.settings import DeformationSettings  # noqa: E402
 from drdm.slice_stack import SliceStack, coherent_normals, coherent_scales, slice_stack
 
 
@@ -99,7 +100,7 @@ def test_volume_is_smooth_through_the_slices_by_default(name, tmp_path):
     model = random_field_model(name)
     results = {}
     for slices in ("coherent", "independent"):
-        result = deform_image(model, image, level=48, seed=4, slices=slices)
+        result = deform_image(model, image, settings=DeformationSettings(level=48, seed=4, slices=slices))
         results[slices] = result
         assert result.statistics["slices"] == slices
         assert float(result.ddf[0, 0].abs().max()) == 0.0  # through-plane displacement stays zero (slice axis z)
@@ -110,7 +111,7 @@ def test_volume_is_smooth_through_the_slices_by_default(name, tmp_path):
     independent = results["independent"].statistics
     assert coherent["through_plane_roughness_ratio"] <= 1.5 < 3 < independent["through_plane_roughness_ratio"]
     assert 0.6 < coherent["mean_mm"] / independent["mean_mm"] < 1.6
-    default = deform_image(model, image, level=48, seed=4)
+    default = deform_image(model, image, settings=DeformationSettings(level=48, seed=4))
     assert torch.equal(default.ddf, results["coherent"].ddf)
     json.dumps(coherent)  # stats.json-ready
 
@@ -131,7 +132,7 @@ def test_learned_recovery_on_a_volume_is_coherent():
     """A 2D network (zero output: the recovery loop, halvings and composition run) keeps coherent noise coherent."""
     image = near_isotropic_volume(slices=8, size=32, oblique=False)
     model = field_only_model(2, 32, seed=1)
-    result = deform_image(model, image, level=48, seed=0, speed="faster")
+    result = deform_image(model, image, settings=DeformationSettings(level=48, seed=0, speed="faster"))
     assert result.statistics["through_plane_roughness_ratio"] < 1.5
     assert result.statistics["folding_fraction"] == 0.0
 
@@ -140,17 +141,17 @@ def test_2d_images_ignore_slices():
     array = near_isotropic_volume(slices=1, size=32, oblique=False)
     image = sitk.GetImageFromArray(sitk.GetArrayFromImage(array)[0])
     model = random_field_model("random-field-2d")
-    a = deform_image(model, image, level=40, seed=2, slices="coherent")
-    b = deform_image(model, image, level=40, seed=2, slices="independent")
+    a = deform_image(model, image, settings=DeformationSettings(level=40, seed=2, slices="coherent"))
+    b = deform_image(model, image, settings=DeformationSettings(level=40, seed=2, slices="independent"))
     assert torch.equal(a.ddf, b.ddf) and "slices" not in a.statistics
 
 
 def test_unknown_slices_is_a_clear_error():
-    from drdm.physical.io import InputError
+    from drdm.errors import DRDMError
 
-    with pytest.raises(InputError, match="unknown slices"):
-        deform_image(random_field_model("random-field-2d"), near_isotropic_volume(slices=4, size=16), level=10, seed=0,
-                     slices="smooth")
+    with pytest.raises(DRDMError, match="^unknown slices 'smooth'; choose one of coherent, independent$"):
+        deform_image(random_field_model("random-field-2d"), near_isotropic_volume(slices=4, size=16),
+            settings=DeformationSettings(level=10, seed=0, slices="smooth"))
 
 
 def test_qa_shows_a_through_plane_reslice():

@@ -13,6 +13,7 @@ from drdm.cli import main
 from drdm.physical.deform import deform_image
 from drdm.physical.steering import SteeringError
 from drdm.sampler import generate
+from drdm.settings import DeformationSettings  # noqa: E402
 
 
 def _disc_image(shape: tuple[int, ...], spacing: float, centre_shift: int = 0) -> tuple[sitk.Image, sitk.Image]:
@@ -65,11 +66,11 @@ def test_recording_the_path_changes_nothing_and_replays_the_field(cmr):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_size_is_reached_keeps_the_shape_and_never_folds(cmr, seed):
     image, labels = _disc_image((112, 112), 1.8)
-    own = deform_image(cmr, image, labels, level=48, seed=seed, speed="faster")
+    own = deform_image(cmr, image, labels, settings=DeformationSettings(level=48, seed=seed, speed="faster"))
     natural = own.statistics["mean_mm"]
     fields = {}
     for size in (0.5, 3.0, 1.2 * natural):
-        result = deform_image(cmr, image, labels, level=48, seed=seed, speed="faster", magnitude=size)
+        result = deform_image(cmr, image, labels, settings=DeformationSettings(level=48, seed=seed, speed="faster", magnitude=size))
         stats = result.statistics
         assert abs(stats["mean_mm"] - size) <= 0.1 * size, (size, stats["mean_mm"])
         assert abs(stats["mean_mm"] - size) <= 0.025 * size  # the search stops within 2 %
@@ -86,17 +87,17 @@ def test_size_on_a_stack_with_coherent_slices_and_with_a_3d_model():
     stack, _ = _disc_image((6, 48, 48), 1.0)
     stack.SetSpacing((1.0, 1.0, 6.0))
     model2d = field_only_model(2, 64)
-    own = deform_image(model2d, stack, level=40, seed=0)
-    result = deform_image(model2d, stack, level=40, seed=0, magnitude=0.5 * own.statistics["mean_mm"])
+    own = deform_image(model2d, stack, settings=DeformationSettings(level=40, seed=0))
+    result = deform_image(model2d, stack, settings=DeformationSettings(level=40, seed=0, magnitude=0.5 * own.statistics["mean_mm"]))
     assert result.statistics["mean_mm"] == pytest.approx(0.5 * own.statistics["mean_mm"], rel=0.05)
     assert result.statistics["through_plane_roughness_ratio"] < 2.0  # still one smooth field through the slices
     assert _cosine(result.ddf, own.ddf) > 0.95
 
     volume, _ = _disc_image((24, 24, 24), 2.0)
     model3d = field_only_model(3, 32)
-    own3 = deform_image(model3d, volume, level=60, seed=1)
+    own3 = deform_image(model3d, volume, settings=DeformationSettings(level=60, seed=1))
     target = 1.3 * own3.statistics["mean_mm"]
-    result3 = deform_image(model3d, volume, level=60, seed=1, magnitude=target)
+    result3 = deform_image(model3d, volume, settings=DeformationSettings(level=60, seed=1, magnitude=target))
     assert result3.statistics["mean_mm"] == pytest.approx(target, rel=0.05)
     assert result3.statistics["folding_fraction"] == 0.0
     assert _cosine(result3.ddf, own3.ddf) > 0.95
@@ -104,8 +105,8 @@ def test_size_on_a_stack_with_coherent_slices_and_with_a_3d_model():
 
 def test_kept_structures_do_not_move_and_the_rest_keeps_its_size(cmr):
     image, labels = _disc_image((112, 112), 1.8)
-    own = deform_image(cmr, image, labels, level=48, seed=4, speed="faster")
-    kept = deform_image(cmr, image, labels, level=48, seed=4, speed="faster", keep=[1])
+    own = deform_image(cmr, image, labels, settings=DeformationSettings(level=48, seed=4, speed="faster"))
+    kept = deform_image(cmr, image, labels, settings=DeformationSettings(level=48, seed=4, speed="faster", keep=[1]))
     label_array = sitk.GetArrayFromImage(labels)
     inside = label_array == 1
     assert _magnitude_mm(kept)[inside].max() <= 0.1
@@ -122,7 +123,8 @@ def test_kept_structures_do_not_move_and_the_rest_keeps_its_size(cmr):
 
 def test_only_region_deforms_and_the_size_refers_to_it(cmr):
     image, labels = _disc_image((112, 112), 1.8)
-    result = deform_image(cmr, image, labels, level=48, seed=5, speed="faster", only=[2], margin=12.0, magnitude=2.0)
+    result = deform_image(cmr, image, labels, settings=DeformationSettings(level=48, seed=5, speed="faster", only=[2],
+        margin=12.0, magnitude=2.0))
     stats = result.statistics
     label_array = sitk.GetArrayFromImage(labels)
     from scipy.ndimage import distance_transform_edt
@@ -140,10 +142,12 @@ def test_regions_work_on_a_stack_and_in_3d():
     stack, stack_labels = _disc_image((6, 48, 48), 1.0)
     for item in (stack, stack_labels):
         item.SetSpacing((1.0, 1.0, 6.0))
-    result = deform_image(field_only_model(2, 64), stack, stack_labels, level=40, seed=0, keep=[1], margin=6.0)
+    result = deform_image(field_only_model(2, 64), stack, stack_labels, settings=DeformationSettings(level=40, seed=0,
+        keep=[1], margin=6.0))
     assert _magnitude_mm(result)[sitk.GetArrayFromImage(stack_labels) == 1].max() <= 0.1
     volume, volume_labels = _disc_image((24, 24, 24), 2.0)
-    result3 = deform_image(field_only_model(3, 32), volume, volume_labels, level=60, seed=1, only=[1], margin=8.0)
+    result3 = deform_image(field_only_model(3, 32), volume, volume_labels, settings=DeformationSettings(level=60, seed=1,
+        only=[1], margin=8.0))
     from scipy.ndimage import distance_transform_edt
 
     distance = distance_transform_edt(sitk.GetArrayFromImage(volume_labels) != 1, sampling=2.0)
@@ -159,19 +163,24 @@ def test_regions_work_on_a_stack_and_in_3d():
     (dict(magnitude=3.0, mode="reference"), "need mode 'diffeomorphic'"),
 ])
 def test_bad_steering_is_one_clear_error(options, message):
+    """Refused by the settings object (a size or margin that is not positive, regions in reference mode) or by the
+    steering (labels), in one line either way."""
+    from drdm.errors import DRDMError
+
     image, labels = _disc_image((48, 48), 2.0)
-    with pytest.raises(SteeringError, match=message):
-        deform_image(field_only_model(2, 64), image, labels, level=40, seed=0, **options)
+    with pytest.raises(DRDMError, match=message) as raised:
+        deform_image(field_only_model(2, 64), image, labels, settings=DeformationSettings(level=40, seed=0, **options))
+    assert "\n" not in str(raised.value)
 
 
 def test_regions_need_labels_and_sizes_have_a_limit():
     image, _ = _disc_image((48, 48), 2.0)
     model = field_only_model(2, 64)
     with pytest.raises(SteeringError, match="needs a label map"):
-        deform_image(model, image, None, level=40, seed=0, keep=[1])
-    own = deform_image(model, image, level=40, seed=0).statistics["mean_mm"]
+        deform_image(model, image, None, settings=DeformationSettings(level=40, seed=0, keep=[1]))
+    own = deform_image(model, image, settings=DeformationSettings(level=40, seed=0)).statistics["mean_mm"]
     with pytest.raises(SteeringError, match=r"beyond reach .* up to (\d+\.\d+) mm") as caught:
-        deform_image(model, image, level=40, seed=0, magnitude=3 * own)
+        deform_image(model, image, settings=DeformationSettings(level=40, seed=0, magnitude=3 * own))
     assert f"{1.5 * own:.2f}" in str(caught.value)
 
 

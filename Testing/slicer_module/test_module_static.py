@@ -244,7 +244,7 @@ def test_version_check_comes_before_newer_slicer_apis(tree):
 # -- the defects found by the read-through ------------------------------------------------------------------------------
 
 # importable before PyTorch is installed (test_settings.py and test_model_choice.py prove it)
-TORCH_FREE_ENGINE_MODULES = {"drdm.settings", "drdm.model_store.choice"}
+TORCH_FREE_ENGINE_MODULES = {"drdm.settings", "drdm.model_store.choice", "DRDMSlicerLib.progress"}  # pure Python
 
 
 def test_engine_imported_lazily(tree):
@@ -470,3 +470,13 @@ def test_size_comes_first_and_regions_are_per_segment(tree):
     assert ui_property(widgets["levelSlider"], "maximum") == max_level
     assert "WithinRange(0, MAX_LEVEL)" in ast.unparse(parameter_fields(tree)["level"])
     assert defaults["showJacobian"] is False and ui_property(widgets["showJacobianCheckBox"], "checked") is False
+
+
+def test_the_torch_free_modules_the_module_imports_at_load_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import drdm.settings, drdm.model_store.choice, DRDMSlicerLib.progress; "
+            "print(sorted(m for m in ('torch', 'SimpleITK', 'numpy', 'slicer') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -246,7 +246,7 @@ def test_imported_model_is_listed_chosen_and_generated_with_the_chosen_device(wi
     widget.logic.deformation.alive = list(widget.logic.samples)
     widget.onGenerate()
     [(_, volume, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
-    assert kwargs["model"] is model and kwargs["device"] == "auto"
+    assert kwargs["model"] is model and kwargs["settings"].device == "auto"
     assert widget.ui.statusLabel.text.endswith("; model: cmr-2d (auto: stack of thick slices)")  # how it was chosen
     assert not [c for c in widget.logic.calls if c[0] == "ensureModel"]  # a loaded model needs no download
     assert widget.logic.deformation.shown and not recorder.errors
@@ -389,7 +389,7 @@ def test_download_choice_is_fetched_with_cancel_and_generated_with_slices(widget
     widget.onGenerate()
     assert ("ensureModel", "lct-3d") in widget.logic.calls
     [(_, _, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
-    assert kwargs["model"] == "lct-3d" and kwargs["slices"] == "independent"
+    assert kwargs["model"] == "lct-3d" and kwargs["settings"].slices == "independent"
 
 
 # -- issue 26: size, regions, level, the first view ------------------------------------------------------------------
@@ -428,7 +428,8 @@ def test_size_regions_margin_and_auto_level_reach_generate(widget, module):
     widget.logic.deformation.alive = list(widget.logic.samples)
     widget.onGenerate()
     [(_, _, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
-    assert kwargs["level"] is None and kwargs["magnitude"] == 3.0 and kwargs["margin"] == 4.0
+    settings = kwargs["settings"]  # the one settings object the widget builds from the panel
+    assert settings.level is None and settings.magnitude == 3.0 and settings.margin == 4.0
     assert kwargs["keep"] == ["Segment_1", "Segment_3"] and kwargs["only"] == []
     assert node.level == 64  # the slider shows the level "auto" meant
     assert ui.statusLabel.text.startswith("1 deformation(s) in ") and "; size 3.02 mm (asked 3 mm); model: " in \
@@ -442,10 +443,13 @@ def test_auto_size_and_a_chosen_level(widget, module):
     ui.autoLevelCheckBox.checked = False  # the user turns auto off (bound to autoLevel in Slicer)
     node.autoLevel, node.level = False, 20
     assert ui.levelSlider.enabled
-    widget.logic.samples = [make_sample("r0", level=20)]
+    widget.logic.samples = [make_sample("r0", level=20, seed=123456)]
+    assert node.randomSeed
     widget.onGenerate()
     [(_, _, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
-    assert kwargs["level"] == 20 and kwargs["magnitude"] is None  # size 0 shows "auto": the model's own size
+    settings = kwargs["settings"]
+    assert settings.level == 20 and settings.magnitude is None  # size 0 shows "auto": the model's own size
+    assert settings.seed is None and node.seed == 123456  # drawn once by the settings; the panel shows it
     assert kwargs["keep"] == kwargs["only"] == [] and node.level == 20
     assert "size" not in ui.statusLabel.text
     ui.autoLevelCheckBox.checked = True

@@ -16,6 +16,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy  # noqa: E402
 
 sys.path.insert(0, str(REPO / "DRDMSlicer"))
 from drdm.sampler import GenerationCancelled  # noqa: E402
+from drdm.settings import DeformationSettings  # noqa: E402
 from DRDMSlicerLib.logic import DeformationLogic  # noqa: E402
 from DRDMSlicerLib.mrml import set_pull_field, volume_array  # noqa: E402
 
@@ -114,8 +115,8 @@ def test_oblique_volume_outputs_and_hardening(scene, scene_bundle, field_only_3d
     nodes_before = scene.GetNumberOfNodes()
     logic = DeformationLogic(scene)
     calls = []
-    [sample] = logic.generate(volume, segmentation, model=field_only_3d, level=79, seed=3, mode="diffeomorphic",
-                              progress=lambda s, n: calls.append((s, n)))
+    [sample] = logic.generate(volume, segmentation, settings=DeformationSettings(level=79, seed=3, mode="diffeomorphic"),
+                              model=field_only_3d, progress=lambda s, n: calls.append((s, n)))
     assert calls[-1][0] == calls[-1][1]
     assert scene.GetNumberOfNodes() > nodes_before
     # deformed volume on the input grid
@@ -185,7 +186,8 @@ def test_mrb_round_trip(scene, scene_bundle, field_only_3d, tmp_path):
     labels = np.zeros(volume_array(volume).shape, dtype=np.int32)
     labels[3:9, 4:12, 4:12] = 1
     segmentation = add_segmentation(scene, volume, labels, [("organ", (1.0, 0.0, 0.0))])
-    [sample] = DeformationLogic(scene).generate(volume, segmentation, model=field_only_3d, level=60, seed=0)
+    [sample] = DeformationLogic(scene).generate(volume, segmentation, settings=DeformationSettings(level=60, seed=0),
+                                                model=field_only_3d)
     bundle = tmp_path / "scene.mrb"
     assert scene.WriteToMRB(str(bundle))
     u_before = slicer.util.arrayFromGridTransform(sample.transformNode).copy()
@@ -223,14 +225,15 @@ def test_cancel_leaves_scene_unchanged(scene, field_only_3d):
         return len(polls) > 3
 
     with pytest.raises(GenerationCancelled):
-        DeformationLogic(scene).generate(volume, model=field_only_3d, level=60, seed=0, count=2, cancel=cancel)
+        DeformationLogic(scene).generate(volume, settings=DeformationSettings(level=60, seed=0, count=2), model=field_only_3d,
+                                         cancel=cancel)
     assert scene.GetNumberOfNodes() == before
 
 
 @pytest.mark.parametrize("case", ["no volume", "4D volume", "model dimension", "empty segmentation", "bad model file"])
 def test_errors_leave_scene_unchanged(scene, field_only_3d, case, tmp_path):
     volume = oblique_volume(scene, (12, 16, 16))
-    args, kwargs = [volume], dict(model=field_only_3d, level=40, seed=0)
+    args, kwargs = [volume], dict(model=field_only_3d, settings=DeformationSettings(level=40, seed=0))
     if case == "no volume":
         args = [None]
     elif case == "4D volume":
@@ -270,7 +273,7 @@ def test_out_of_memory_is_a_clear_error_and_leaves_the_scene(scene, field_only_3
     volume = oblique_volume(scene, (12, 16, 16))
     before = scene.GetNumberOfNodes()
     with pytest.raises(OutOfMemory) as raised:
-        DeformationLogic(scene).generate(volume, model=field_only_3d, level=40, seed=0)
+        DeformationLogic(scene).generate(volume, settings=DeformationSettings(level=40, seed=0), model=field_only_3d)
     assert str(raised.value) == f"{message}: {MEMORY_ADVICE}" and isinstance(raised.value, ValueError)
     assert scene.GetNumberOfNodes() == before
 
@@ -282,7 +285,7 @@ def test_engine_errors_reach_the_caller_unwrapped(scene, field_only_3d):
 
     flat = add_volume(scene, np.random.default_rng(0).random((1, 32, 32)), (1, 1, 1), (0, 0, 0), np.eye(3), "slice")
     with pytest.raises(InputError, match="3D model cannot deform a 2D image") as raised:
-        DeformationLogic(scene).generate(flat, model=field_only_3d, level=40, seed=0)
+        DeformationLogic(scene).generate(flat, settings=DeformationSettings(level=40, seed=0), model=field_only_3d)
     assert isinstance(raised.value, DRDMError) and isinstance(raised.value, ValueError)
 
 
@@ -295,7 +298,8 @@ def test_cmr_sample_with_published_model(scene, scene_bundle, cmr_model):
     direction = np.array(image.GetDirection()).reshape(3, 3)
     ras = np.diag([-1.0, -1.0, 1.0])
     volume = add_volume(scene, array, image.GetSpacing(), tuple(ras @ np.array(image.GetOrigin())), ras @ direction, "cmr")
-    [sample] = DeformationLogic(scene).generate(volume, model=cmr_model, level=56, seed=1, mode="diffeomorphic")
+    [sample] = DeformationLogic(scene).generate(volume, settings=DeformationSettings(level=56, seed=1, mode="diffeomorphic"),
+                                                model=cmr_model)
     deformed = volume_array(sample.volumeNode)
     hardened = harden_onto_input_grid(scene, scene_bundle.logics, volume, sample.transformNode)
     inside = (slice(None), slice(2, -2), slice(2, -2))
@@ -322,7 +326,7 @@ def test_view_state_has_one_owner(scene, field_only_3d):
         composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
         composite.SetLayoutName(name)
     logic = DeformationLogic(scene)
-    [sample] = logic.generate(volume, model=field_only_3d, level=40, seed=0, mode="diffeomorphic")
+    [sample] = logic.generate(volume, settings=DeformationSettings(level=40, seed=0, mode="diffeomorphic"), model=field_only_3d)
     composites = [scene.GetNodesByClass("vtkMRMLSliceCompositeNode").GetItemAsObject(i) for i in range(2)]
     # after Generate: the deformed anatomy alone (the det J overlay would hide it), the overlay one call away
     assert all(c.GetBackgroundVolumeID() == sample.volumeNode.GetID() and not c.GetForegroundVolumeID()
@@ -362,13 +366,13 @@ def test_slices_choice_and_auto_model_on_a_volume(scene, monkeypatch, tmp_path):
     model = random_field_model("random-field-2d")
     ratios = {}
     for slices in ("coherent", "independent"):
-        (sample,) = logic.generate(volume, model=model, level=48, seed=3, slices=slices)
+        (sample,) = logic.generate(volume, settings=DeformationSettings(level=48, seed=3, slices=slices), model=model)
         ratios[slices] = sample.statistics["through_plane_roughness_ratio"]
         table = sample.tableNode.GetTable()
         rows = {table.GetValue(r, 0).ToString(): table.GetValue(r, 1).ToString() for r in range(table.GetNumberOfRows())}
         assert rows["slices"] == slices and float(rows["through_plane_roughness_ratio"]) == pytest.approx(ratios[slices], rel=1e-5)
     assert ratios["coherent"] <= 1.5 < 3 < ratios["independent"]
-    request = logic.prepare(volume, model="auto", level=10, seed=0)
+    request = logic.prepare(volume, settings=DeformationSettings(level=10, seed=0), model="auto")
     assert request.model.name == "random-field-3d"
     assert request.model_line.startswith("model: random-field-3d (auto: near-isotropic 3D volume")
     assert "drdm models fetch lct-3d" in request.model_line
@@ -432,7 +436,7 @@ def test_scene_snapshot_removes_everything_added_since(scene, field_only_3d):
     snapshot = SceneSnapshot(scene)
     volume = oblique_volume(scene, (12, 16, 16))
     logic = DeformationLogic(scene)
-    [sample] = logic.generate(volume, model=field_only_3d, level=40, seed=0, mode="diffeomorphic")
+    [sample] = logic.generate(volume, settings=DeformationSettings(level=40, seed=0, mode="diffeomorphic"), model=field_only_3d)
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     assert sh.GetItemName(sample.folderItemID)
     assert snapshot.restore() > 5
@@ -496,13 +500,13 @@ def test_size_in_mm_is_reached_with_the_same_shape(scene, random_field_2d):
     volume, segmentation, _ = region_stack(scene)
     logic = DeformationLogic(scene)
     for seed in (0, 1):
-        [own] = logic.generate(volume, model=random_field_2d, seed=seed, speed="faster")
+        [own] = logic.generate(volume, settings=DeformationSettings(seed=seed, speed="faster"), model=random_field_2d)
         natural = displacement_mm(own).mean()
         assert own.statistics["mean_mm"] == pytest.approx(natural, rel=1e-4)
         u_own = slicer.util.arrayFromGridTransform(own.transformNode)
         for target in (0.5, round(0.5 * natural, 2), round(1.1 * natural, 2)):
-            [sample] = logic.generate(volume, segmentation, model=random_field_2d, seed=seed, speed="faster",
-                                      magnitude=target)
+            [sample] = logic.generate(volume, segmentation, settings=DeformationSettings(seed=seed, speed="faster",
+                                      magnitude=target), model=random_field_2d)
             reached = displacement_mm(sample).mean()
             assert abs(reached - target) <= 0.1 * target, (seed, target, reached)
             assert sample.statistics["size_reached_mm"] == pytest.approx(reached, rel=1e-4)
@@ -521,11 +525,11 @@ def test_level_defaults_to_the_models_first_level(scene, random_field_2d):
     volume, _, _ = region_stack(scene)
     logic = DeformationLogic(scene)
     first = random_field_2d.forward_process().first_level
-    request = logic.prepare(volume, model=random_field_2d, seed=0)
+    request = logic.prepare(volume, settings=DeformationSettings(seed=0), model=random_field_2d)
     assert request.level == first and request.magnitude is None and request.keep == request.only == ()
-    [sample] = logic.generate(volume, model=random_field_2d, seed=0, speed="faster")
+    [sample] = logic.generate(volume, settings=DeformationSettings(seed=0, speed="faster"), model=random_field_2d)
     assert sample.statistics["level"] == first and table_rows(sample)["level"] == str(first)
-    assert logic.prepare(volume, model=random_field_2d, level=12, seed=0).level == 12
+    assert logic.prepare(volume, settings=DeformationSettings(level=12, seed=0), model=random_field_2d).level == 12
 
 
 def test_kept_segment_does_not_move(scene, random_field_2d):
@@ -533,10 +537,10 @@ def test_kept_segment_does_not_move(scene, random_field_2d):
     voxels allowed to move, motion elsewhere; chosen by name or by segment ID alike."""
     volume, segmentation, labels = region_stack(scene)
     logic = DeformationLogic(scene)
-    results = [logic.generate(volume, segmentation, model=random_field_2d, seed=2, speed="faster", magnitude=2.0,
-                              keep=[chosen], margin=4.0)[0] for chosen in ("bone", "bone")]
-    [by_id] = logic.generate(volume, segmentation, model=random_field_2d, seed=2, speed="faster", magnitude=2.0,
-                             keep=["organ_id"], margin=4.0)
+    results = [logic.generate(volume, segmentation, settings=DeformationSettings(seed=2, speed="faster", magnitude=2.0,
+                              margin=4.0), model=random_field_2d, keep=[chosen])[0] for chosen in ("bone", "bone")]
+    [by_id] = logic.generate(volume, segmentation, settings=DeformationSettings(seed=2, speed="faster", magnitude=2.0,
+                             margin=4.0), model=random_field_2d, keep=["organ_id"])
     for sample, kept in ((results[0], 1), (by_id, 2)):
         u = displacement_mm(sample)
         assert u[labels == kept].max() <= 0.1
@@ -554,8 +558,8 @@ def test_kept_segment_of_an_oblique_volume_with_a_3d_model(scene, field_only_3d)
     labels = np.zeros(volume_array(volume).shape, dtype=np.int32)
     labels[4:8, 5:11, 5:11] = 1
     segmentation = add_segmentation(scene, volume, labels, [("lesion", (0.2, 0.8, 0.3))])
-    [sample] = DeformationLogic(scene).generate(volume, segmentation, model=field_only_3d, level=60, seed=1,
-                                                keep=["lesion"], margin=3.0)
+    [sample] = DeformationLogic(scene).generate(volume, segmentation, settings=DeformationSettings(level=60, seed=1,
+                                                margin=3.0), model=field_only_3d, keep=["lesion"])
     u = displacement_mm(sample)
     assert u[labels == 1].max() <= 0.1 < u.max()
     assert sample.statistics["max_mm_in_kept"] <= 0.1
@@ -564,8 +568,8 @@ def test_kept_segment_of_an_oblique_volume_with_a_3d_model(scene, field_only_3d)
 def test_only_region_moves_alone(scene, random_field_2d):
     """Beyond the deform-only segment plus the margin |u| ≤ 0.1 mm; inside it the anatomy moves."""
     volume, segmentation, labels = region_stack(scene)
-    [sample] = DeformationLogic(scene).generate(volume, segmentation, model=random_field_2d, seed=4, speed="faster",
-                                                only=["organ"], margin=5.0)
+    [sample] = DeformationLogic(scene).generate(volume, segmentation, settings=DeformationSettings(seed=4, speed="faster",
+                                                margin=5.0), model=random_field_2d, only=["organ"])
     u = displacement_mm(sample)
     organ = labels == 2
     assert u[distance_mm(organ) >= 5.0].max() <= 0.1
@@ -595,9 +599,10 @@ def test_size_and_region_errors_leave_the_scene_unchanged(scene, random_field_2d
     segmentation_arg = None if case == "keep without a segmentation" else segmentation
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     before, items_before = scene.GetNumberOfNodes(), sh.GetNumberOfItems()
-    with pytest.raises(DRDMError) as raised:
-        DeformationLogic(scene).generate(volume, segmentation_arg, model=random_field_2d, seed=0, speed="faster",
-                                         **kwargs)
+    segments = {name: kwargs.pop(name) for name in ("keep", "only") if name in kwargs}
+    with pytest.raises(DRDMError) as raised:  # the settings the front end builds, or the logic, refuse in one line
+        DeformationLogic(scene).generate(volume, segmentation_arg, model=random_field_2d,
+                                         settings=DeformationSettings(seed=0, speed="faster", **kwargs), **segments)
     assert message in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
     assert isinstance(raised.value, ValueError)
     assert scene.GetNumberOfNodes() == before and sh.GetNumberOfItems() == items_before
@@ -605,8 +610,8 @@ def test_size_and_region_errors_leave_the_scene_unchanged(scene, random_field_2d
 
 def test_a_sample_at_a_size_exports_under_its_size(scene, random_field_2d, tmp_path):
     volume, segmentation, _ = region_stack(scene)
-    [sample] = DeformationLogic(scene).generate(volume, segmentation, model=random_field_2d, seed=5, speed="faster",
-                                                magnitude=1.5, keep=["bone"])
+    [sample] = DeformationLogic(scene).generate(volume, segmentation, settings=DeformationSettings(seed=5, speed="faster",
+                                                magnitude=1.5), model=random_field_2d, keep=["bone"])
     folder = DeformationLogic.export_sample_folder(sample, tmp_path)
     assert folder.name == "stack_1.5mm_seed5"
     import json

@@ -46,7 +46,7 @@ def test_set_up_refuses_impossible_settings_and_an_existing_run(tmp_path):
         set_up(_config(tmp_path, amp="fp16"), resume=False)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / STATE_FILE).write_bytes(b"")
-    with pytest.raises(ValueError, match="pass --resume"):
+    with pytest.raises(ValueError, match="pass `resume`"):  # the Python words; the CLI says --resume
         set_up(_config(tmp_path), resume=False)
     assert set_up(_config(tmp_path), resume=True).out == tmp_path / "run"
 

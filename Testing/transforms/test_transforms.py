@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import field_only_model
+from drdm.settings import DeformationSettings
 from drdm.training.phantoms import cardiac_phantom
 from drdm.transforms import deform_channels_first
 
@@ -23,7 +24,7 @@ def sample():
 
 def test_core_warps_images_and_labels_consistently(field_only, sample):
     image, labels = sample
-    images, moved_labels, ddf = deform_channels_first(field_only, image, (1.0, 1.0), level=79,
+    images, moved_labels, ddf = deform_channels_first(field_only, image, (1.0, 1.0), DeformationSettings(level=79),
                                                       generator=torch.Generator().manual_seed(1),
                                                       images=[image], labels=[labels])
     assert ddf.shape == (2, 48, 48) and ddf.abs().max() > 0.5

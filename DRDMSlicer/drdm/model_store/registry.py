@@ -98,7 +98,7 @@ def load_model_spec(spec: str | os.PathLike | None, device: torch.device | str =
         path = find_default_checkpoint()
         if path is None:
             raise CheckpointError(f"no model given and the bundled default model is missing from this installation "
-                                  f"({bundled_model_path(DEFAULT_BUNDLED_MODEL)}): pass --model")
+                                  f"({bundled_model_path(DEFAULT_BUNDLED_MODEL)}): pass `model`")
         return _load_path(path, device)
     name = str(spec)
     if name in RANDOM_FIELD_MODELS:

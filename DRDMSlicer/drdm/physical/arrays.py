@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..models import DRDMModel
-from ..settings import DEFAULTS
+from ..settings import DeformationSettings
 from .deform import DeformationResult, deform_images
 from .io import InputError, validate_image
 
@@ -123,41 +123,35 @@ def image_from_array(array: object, spacing: Sequence[float], labels: object | N
     return image, label_image
 
 
-def deform_samples(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None = None, *, level: int, seed: int,
-                   count: int, batch: bool | None = None, **options: object) -> list[DeformationResult]:
-    """``count`` deformations of ``image`` with seeds ``seed … seed+count-1`` (:func:`deform_images` with the
-    defaults of :func:`drdm.physical.deform.deform_image`); ``batch`` None: sampler batches when ``count > 1``.
-    The module docstring states what equals what, bit for bit."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise InputError(f"count must be a whole number of samples, at least 1, got {count!r}")
-    options.setdefault("mode", DEFAULTS.mode)
-    options.setdefault("speed", DEFAULTS.speed)
-    seeds = [int(seed) + k for k in range(int(count))]
-    return deform_images(model, image, labels, level=level, seeds=seeds, batch=count > 1 if batch is None else batch,
-                         **options)
+def deform_samples(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None = None, *,
+                   settings: DeformationSettings, batch: bool | None = None, **run: object) -> list[DeformationResult]:
+    """``settings.count`` deformations of ``image`` with seeds ``seed … seed+count-1`` (:func:`deform_images`);
+    ``batch`` None: sampler batches when ``count > 1``; ``run``: ``slice_axis``, ``progress``, ``cancel``,
+    ``cuda_graph``. The module docstring states what equals what, bit for bit."""
+    return deform_images(model, image, labels, settings=settings,
+                         batch=settings.count > 1 if batch is None else batch, **run)
 
 
 def deform_array(model: DRDMModel, array: object, spacing: Sequence[float], labels: object | None = None, *,
-                 level: int, seed: int = 0, count: int = 1, batch: bool | None = None,
-                 **options: object) -> ArrayDeformations:
+                 settings: DeformationSettings, batch: bool | None = None, **run: object) -> ArrayDeformations:
     """``count`` DRDM deformations of a numpy array (and its label map), stacked (:class:`ArrayDeformations`).
 
     Args:
         model: a loaded model; array, spacing, labels: as :func:`image_from_array` takes them.
-        level: start level T′; seed: the first sample's seed (sample ``k`` uses ``seed + k``).
-        count: the number of samples; batch: None (default): one batched sampler call when ``count > 1`` (as many
-            samples per batch as memory allows), False: one sampler run per sample (see the module docstring).
-        options: those of :func:`drdm.physical.deform.deform_image` (``mode``, ``speed``, ``interpolation``,
-            ``label_method``, ``slices``, ``slice_axis``, ``precision``, ``magnitude``, ``keep``, ``only``,
-            ``margin``, ``progress``, ``cancel``, ``cuda_graph``).
+        settings: as :func:`drdm.physical.deform.deform_images` takes them: ``count`` samples, the first with
+            ``seed`` (sample ``k`` uses ``seed + k``), at ``level``, ``mode``, ``speed``, ``magnitude``, …
+        batch: None (default): one batched sampler call when ``count > 1`` (as many samples per batch as memory
+            allows), False: one sampler run per sample (see the module docstring).
+        run: ``slice_axis``, ``progress``, ``cancel``, ``cuda_graph``.
 
     Example::
 
-        out = deform_array(model, slice_yx, (1.5625, 1.5625), labels_yx, level=48, count=8, speed="faster")
+        out = deform_array(model, slice_yx, (1.5625, 1.5625), labels_yx,
+                           settings=DeformationSettings(level=48, seed=0, count=8, speed="faster"))
         out.images.shape == (8, *slice_yx.shape); out.displacement.shape == (8, 2, *slice_yx.shape)
     """
     image, label_image = image_from_array(array, spacing, labels)
-    results = deform_samples(model, image, label_image, level=level, seed=seed, count=count, batch=batch, **options)
+    results = deform_samples(model, image, label_image, settings=settings, batch=batch, **run)
     return ArrayDeformations(
         images=np.stack([sitk.GetArrayFromImage(r.image) for r in results]),
         labels=None if label_image is None else np.stack([sitk.GetArrayFromImage(r.labels) for r in results]),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .io import IMAGE_SUFFIXES, InputError, write_text
+from .sample_folder import sample_name
 
 MANIFEST_COLUMNS = ("job", "image", "labels", "level", "seed", "folder", "out_image", "out_labels", "transform",
                     "mean_mm", "p95_mm", "folding_fraction", "det_min", "det_max", "magnitude_mm")
@@ -89,9 +90,7 @@ def plan_jobs(pairs: list[tuple[Path, Path | None]], levels: list[int], per_leve
             for _ in range(per_level):
                 index = len(jobs)
                 seed = base_seed + index
-                name = f"{image_stem(image)}_T{level}_seed{seed}" if size is None else \
-                    f"{image_stem(image)}_{size:g}mm_seed{seed}"
-                jobs.append(Job(index, image, labels, level, seed, name, size))
+                jobs.append(Job(index, image, labels, level, seed, sample_name(image_stem(image), level, seed, size), size))
     return jobs
 
 
@@ -100,9 +99,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise InputError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+        raise InputError(f"`shard` must look like i/n (e.g. 0/4), got {text!r}") from None
     if count < 1 or not 0 <= index < count:
-        raise InputError(f"--shard {text}: need 0 <= i < n")
+        raise InputError(f"`shard` {text}: need 0 <= i < n")
     return index, count
 
 

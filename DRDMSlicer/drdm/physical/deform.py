@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,21 +17,20 @@ import SimpleITK as sitk
 import torch
 
 from ..errors import MEMORY_ADVICE, OutOfMemory
-from ..field_statistics import determinant_statistics, displacement_statistics
 from ..models import DRDMModel
 from ..registration.inverse import inverse_consistency, invert_displacement
 from ..sampler import GenerationResult, generate
-from ..settings import DEFAULTS, PRECISIONS
+from ..settings import INTERPOLATIONS, DeformationSettings, check_level
 from ..slice_stack import slice_stack
-from ..spatial import jacobian_determinant_slabs, warp
+from ..spatial import warp
+from .field_summary import summarise_field
 from .geometry import WorkingGrid, plan_working_grid
 from .io import InputError, displacement_image, displacement_transform, image_array, spacing_array_order
 from .segment_volumes import segment_volume_changes
 from .slice_coherence import through_plane_roughness
 from .steering import Regions, SteeringError, plan_regions, steer
 
-INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}
-LABEL_METHODS = ("nearest", "onehot")
+INTERPOLATORS = dict(zip(INTERPOLATIONS, (sitk.sitkLinear, sitk.sitkBSpline, sitk.sitkNearestNeighbor)))  # SimpleITK's
 BYTES_PER_ORIGINAL_VOXEL = 130  # measured peak 113 B/voxel at 512×512×300 (benchmarks/big_volume.py), with margin
 BYTES_PER_WORKING_VOXEL = 400  # network activations (two refinement passes, skip connections), fields, images
 
@@ -162,8 +161,7 @@ def warp_label_image(labels: sitk.Image, transform: sitk.Transform, method: str)
 
 def _plan(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], level: int,
           slice_axis: int | None) -> WorkingGrid:
-    if not 0 <= level <= model.num_steps:
-        raise InputError(f"level {level} is out of range: choose 0 to {model.num_steps}")
+    check_level(level, model.num_steps)
     if not torch.isfinite(array).all():
         raise InputError("image contains NaN or infinite values")
     if float(array.max() - array.min()) == 0.0:
@@ -179,36 +177,32 @@ def _plan(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], lev
 def _stack(grid: WorkingGrid, slices: str):
     """The sampler's slice stack for ``grid`` (2D model on a 3D volume, ``slices="coherent"``), else ``None``."""
     sliced = grid.slice_axis is not None
-    try:
-        return slice_stack(slices, grid.batch if sliced else None,
-                           grid.spacing[grid.slice_axis] / grid.working_spacing if sliced else 1.0)
-    except ValueError as error:
-        raise InputError(str(error)) from None
+    return slice_stack(slices, grid.batch if sliced else None,
+                       grid.spacing[grid.slice_axis] / grid.working_spacing if sliced else 1.0)
 
 
-def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,
-                   generators: list[torch.Generator], mode: str = "diffeomorphic", speed: str = "faithful",
-                   slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
-                   cancel: Callable[[], bool] | None = None, batch: bool = True, slices: str = DEFAULTS.slices,
-                   precision: str = DEFAULTS.precision, cuda_graph: bool | None = None,
-                   magnitude: float | None = None,
-                   regions: Regions | None = None) -> list[tuple[torch.Tensor, WorkingGrid, GenerationResult, dict | None]]:
+def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], settings: DeformationSettings, *,
+                   generators: list[torch.Generator], regions: Regions | None = None, slice_axis: int | None = None,
+                   progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+                   batch: bool = True,
+                   cuda_graph: bool | None = None) -> list[tuple[torch.Tensor, WorkingGrid, GenerationResult, dict | None]]:
     """One DRDM deformation field per generator, run as sampler batches of :func:`samples_per_chunk` samples
     (``batch`` False: one sample per sampler run, bit-identical to :func:`compute_field`).
 
-    Each sample equals a run of :func:`compute_field` with its generator (up to the float32 rounding of
-    batched convolutions: below 1e-3 voxels in the tests). ``progress(step, total)`` counts recovery steps
-    over all chunks. ``slices``, ``precision``, ``cuda_graph``, ``magnitude``, ``regions``: see
+    ``settings``: level (None: the model's first), mode, speed, slices, precision, magnitude
+    (:class:`drdm.settings.DeformationSettings`; its seed is not used: the generators are). Each sample equals a run of
+    :func:`compute_field` with its generator (up to the float32 rounding of batched convolutions: below 1e-3 voxels in
+    the tests). ``progress(step, total)`` counts recovery steps over all chunks. ``regions``, ``cuda_graph``: see
     :func:`compute_field`. Returns ``(ddf, grid, generation, steering)`` per generator, in their order: the first
     three as :func:`compute_field` returns them, ``steering`` the statistics of :func:`drdm.physical.steering.steer`
     (None without a size or regions).
     """
+    level = settings.start_level(model.num_steps, model.forward_process().first_level)
     grid = _plan(model, array, spacing, level, slice_axis)
-    stack = _stack(grid, slices)
+    stack = _stack(grid, settings.slices)
+    magnitude = settings.magnitude
     steered = magnitude is not None or regions is not None
-    if magnitude is not None and not (magnitude > 0 and np.isfinite(magnitude)):
-        raise SteeringError(f"the size must be a positive number of mm, got {magnitude}")
-    if steered and mode != "diffeomorphic":
+    if regions is not None and settings.mode != "diffeomorphic":
         raise SteeringError("a size (magnitude) or regions (keep, only) need mode 'diffeomorphic': the reference "
                             "sampler's fields fold, so they cannot be scaled or held still without folding")
     process = model.forward_process()
@@ -223,202 +217,142 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
                 progress(first * total + done * size, len(generators) * total)
 
         batch = working.repeat((len(group),) + (1,) * (working.dim() - 1))
-        result = generate(model, batch, start_level=level, generator=group, mode=mode, speed=speed,
-                          progress=step, cancel=cancel, slices=stack, precision=precision, cuda_graph=cuda_graph,
-                          record_path=steered)
+        result = generate(model, batch, start_level=level, generator=group, mode=settings.mode, speed=settings.speed,
+                          progress=step, cancel=cancel, slices=stack, precision=settings.precision,
+                          cuda_graph=cuda_graph, record_path=steered)
         per = working.shape[0]
         for k in range(len(group)):
             part = result.select(k * per, (k + 1) * per)
             if not steered:
                 out.append((grid.field_to_original(part.ddf).cpu(), grid, part, None))
                 continue
-            field = steer(part, grid, magnitude=magnitude, regions=regions)
+            field = steer(part, grid, magnitude=None if magnitude is None else float(magnitude), regions=regions)
             part = replace(part, ddf=field.working, path=None,
                            image=warp(working, field.working, process.image_interpolation, "zeros"))
             out.append((field.ddf.cpu(), grid, part, field.statistics))
     return out
 
 
-def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], *, level: int,
-                  generator: torch.Generator | None, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
-                  slice_axis: int | None = None, progress: Callable[[int, int], None] | None = None,
-                  cancel: Callable[[], bool] | None = None, slices: str = DEFAULTS.slices,
-                  precision: str = DEFAULTS.precision, cuda_graph: bool | None = None,
-                  magnitude: float | None = None,
-                  regions: Regions | None = None) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
+def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, ...], settings: DeformationSettings, *,
+                  generator: torch.Generator | None, regions: Regions | None = None, slice_axis: int | None = None,
+                  progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+                  cuda_graph: bool | None = None) -> tuple[torch.Tensor, WorkingGrid, GenerationResult]:
     """A DRDM deformation field for an image array, on the array's own grid.
 
     Args:
         array: the image in array order (``(z, y, x)`` or ``(y, x)``), any real dtype, any device.
         spacing: mm per voxel in array order.
-        slices: a 2D model on a 3D volume: ``"coherent"`` (one field smooth through the slices) or
-            ``"independent"`` (each slice its own field, the authors' way); ignored otherwise.
-        precision: ``"exact"`` (TF32 off, the default) or ``"tf32"`` on a GPU (:func:`drdm.sampler.generate`).
+        settings: level (None: the model's first), mode, speed, slices (a 2D model on a 3D volume: ``"coherent"``,
+            one field smooth through the slices, or ``"independent"``, the authors' way), precision and magnitude (the
+            mean |u| in mm to reach over the voxels ``regions`` allow; None: the model's own size); the random draw
+            comes from ``generator``, not ``settings.seed``.
+        regions: structures kept still or alone deformed (:func:`drdm.physical.steering.plan_regions`), or None.
+            A magnitude or regions need mode ``"diffeomorphic"`` (:mod:`drdm.physical.steering`).
         cuda_graph: ``None`` (default): the rule of :func:`drdm.settings.cuda_graph_by_rule` for the sampler batch;
             True/False: obeyed.
-        magnitude: the mean |u| in mm to reach (over the voxels ``regions`` allow); None: the model's own size.
-        regions: structures kept still or alone deformed (:func:`drdm.physical.steering.plan_regions`), or None.
-            Both need mode ``"diffeomorphic"`` (:mod:`drdm.physical.steering`).
 
     Returns:
         ``(ddf, grid, generation)``: ``ddf`` ``(1, ndim, *array.shape)`` float32 on the CPU, in voxels of the
         array, channel i along array axis i (pull field); the working grid used; the working-grid result.
     """
-    if magnitude is not None or regions is not None:
-        ddf, grid, result, _ = compute_fields(model, array, spacing, level=level, generators=[generator], mode=mode,
-                                              speed=speed, slice_axis=slice_axis, progress=progress, cancel=cancel,
-                                              batch=False, slices=slices, precision=precision, cuda_graph=cuda_graph,
-                                              magnitude=magnitude, regions=regions)[0]
+    if settings.magnitude is not None or regions is not None:
+        ddf, grid, result, _ = compute_fields(model, array, spacing, settings, generators=[generator], regions=regions,
+                                              slice_axis=slice_axis, progress=progress, cancel=cancel, batch=False,
+                                              cuda_graph=cuda_graph)[0]
         return ddf, grid, result
+    level = settings.start_level(model.num_steps, model.forward_process().first_level)
     grid = _plan(model, array, spacing, level, slice_axis)
-    stack = _stack(grid, slices)
+    stack = _stack(grid, settings.slices)
     working = grid.to_working(array.to(model.device))
-    result = generate(model, working, start_level=level, generator=generator, mode=mode, speed=speed,
-                      progress=progress, cancel=cancel, slices=stack, precision=precision, cuda_graph=cuda_graph)
+    result = generate(model, working, start_level=level, generator=generator, mode=settings.mode, speed=settings.speed,
+                      progress=progress, cancel=cancel, slices=stack, precision=settings.precision, cuda_graph=cuda_graph)
     return grid.field_to_original(result.ddf).cpu(), grid, result
 
 
-def deform_image(
-    model: DRDMModel,
-    image: sitk.Image,
-    labels: sitk.Image | None = None,
-    *,
-    level: int,
-    seed: int,
-    mode: str = DEFAULTS.mode,
-    speed: str = DEFAULTS.speed,
-    interpolation: str = "linear",
-    label_method: str = "nearest",
-    slice_axis: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
-    slices: str = DEFAULTS.slices,
-    precision: str = DEFAULTS.precision,
-    cuda_graph: bool | None = None,
-    magnitude: float | None = DEFAULTS.magnitude,
-    keep: Sequence[int] = DEFAULTS.keep,
-    only: Sequence[int] = DEFAULTS.only,
-    margin: float = DEFAULTS.margin,
-) -> DeformationResult:
+def deform_image(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None = None, *,
+                 settings: DeformationSettings, slice_axis: int | None = None,
+                 progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+                 cuda_graph: bool | None = None) -> DeformationResult:
     """Generate one DRDM deformation of ``image`` (and ``labels``) in physical space.
 
     Args:
         model: a loaded model (its device is used).
         image: 2D or 3D scalar SimpleITK image, any spacing / origin / direction.
         labels: optional integer label map on the same grid.
-        level: start noise level T′; seed: random seed (same seed, same result on CPU).
-        mode: ``"diffeomorphic"`` or ``"reference"``; speed: ``"faithful"`` or ``"fast"``.
-        interpolation: SimpleITK interpolator of the output image: ``linear``, ``bspline`` or ``nearest``.
-        label_method: ``nearest`` or ``onehot`` (per-label linear resampling + arg-max).
+        settings: how (:class:`drdm.settings.DeformationSettings`, built once by the front end): ``level`` (None:
+            the model's first level), ``seed`` (None: drawn, :func:`drdm.settings.draw_seed`, and recorded; the
+            same seed gives the same result on the CPU), ``mode``, ``speed``, ``interpolation``, ``label_method``,
+            ``slices``, ``precision``, ``magnitude`` (the size in mm: the mean |u| over the image, or over where
+            ``keep``/``only`` allow motion, reached within 2 %; the same seed keeps its shape at every size; up to
+            1.5× the model's own size where the field can grow that far without folding, else a one-line error naming
+            the reachable size), ``keep``/``only`` (label values held still / alone deformed; need ``labels``) and
+            ``margin`` (mm, the smooth transition around them; :mod:`drdm.physical.steering`). ``count`` is not used:
+            one deformation, seed ``settings.seed`` (:func:`deform_images` makes ``count``).
         slice_axis: array axis (z, y, x order) sliced when a 2D model deforms a 3D volume.
-        slices: a 2D model on a 3D volume: ``"coherent"`` (default: one deformation smooth through the slices,
-            :mod:`drdm.physical.slice_coherence`) or ``"independent"`` (each slice its own, the authors' way, for slice-wise
-            training data). 2D images and 3D models ignore it.
-        precision: the network's float32 arithmetic on a GPU: ``"exact"`` (default, TF32 off) or ``"tf32"``
-            (:func:`drdm.network.convolution_precision`); identical on the CPU.
         cuda_graph: the CUDA-graph recovery step; ``None`` (default) decides by
             :func:`drdm.settings.cuda_graph_by_rule`, True/False are obeyed.
-        magnitude: the size in mm: the mean |u| over the image (over where the deformation is allowed, with ``keep`` /
-            ``only``), reached within 2 %; the same seed keeps its shape at every size. From near 0 up to 1.5× the
-            size the model gives on its own (measured: 1.25× always, 1.5× not always); a size beyond reach raises a
-            one-line error naming the reachable size.
-            None (default): the model's own size, the sample unchanged. Diffeomorphic mode only.
-        keep: label values whose structures are not deformed (|u| = 0 inside them); needs ``labels``.
-        only: label values whose structures, and ``margin`` mm around them, alone are deformed; needs ``labels``.
-        margin: width in mm of the smooth transition around ``keep`` / ``only`` structures (3D distance on the
-            input's grid). See :mod:`drdm.physical.steering` for the method.
     """
-    return deform_images(model, image, labels, level=level, seeds=[seed], mode=mode, speed=speed,
-                         interpolation=interpolation, label_method=label_method, slice_axis=slice_axis,
-                         progress=progress, cancel=cancel, slices=slices, precision=precision,
-                         cuda_graph=cuda_graph, magnitude=magnitude, keep=keep, only=only, margin=margin)[0]
+    return deform_images(model, image, labels, settings=settings.but(count=1), slice_axis=slice_axis,
+                         progress=progress, cancel=cancel, cuda_graph=cuda_graph)[0]
 
 
-def deform_images(
-    model: DRDMModel,
-    image: sitk.Image,
-    labels: sitk.Image | None = None,
-    *,
-    level: int,
-    seeds: list[int],
-    mode: str = "diffeomorphic",
-    speed: str = "faithful",
-    interpolation: str = "linear",
-    label_method: str = "nearest",
-    slice_axis: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
-    batch: bool | None = None,
-    slices: str = DEFAULTS.slices,
-    precision: str = DEFAULTS.precision,
-    cuda_graph: bool | None = None,
-    magnitude: float | None = DEFAULTS.magnitude,
-    keep: Sequence[int] = DEFAULTS.keep,
-    only: Sequence[int] = DEFAULTS.only,
-    margin: float = DEFAULTS.margin,
-) -> list[DeformationResult]:
-    """:func:`deform_image` for each seed, the sampler running the samples as batches (:func:`compute_fields`).
+def deform_images(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None = None, *,
+                  settings: DeformationSettings, slice_axis: int | None = None,
+                  progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+                  batch: bool | None = None, cuda_graph: bool | None = None) -> list[DeformationResult]:
+    """``settings.count`` deformations of ``image`` (seeds ``seed … seed + count − 1``; the seed drawn once when
+    unset), the sampler running the samples as batches (:func:`compute_fields`); each as :func:`deform_image`.
 
     ``batch``: run the samples as sampler batches sized by the memory estimate; ``None`` (default) batches on
     CUDA only. On the CPU batching measured 1.39× samples/s at count 8 (2D 256², 2 threads, fast:
     ``benchmarks/batched_samples.py``), but the float32 rounding of batched convolutions, carried through the
     iterative sampler, moves a sample by up to 0.83 voxels; unbatched (the CPU default, ``drdm generate
-    --batched`` opts in), sample ``k`` is bit-identical to ``deform_image(..., seed=seeds[k])``.
+    --batched`` opts in), sample ``k`` is bit-identical to ``deform_image`` with seed ``seed + k``.
     ``progress(step, total)`` counts recovery steps over all samples. Each sample's ``statistics["seconds"]`` is
-    its share of the batched field computation plus its own warps. ``precision`` and ``cuda_graph``: see
-    :func:`deform_image` (the rule sees each sampler batch: on CUDA, a 2D count of 8 runs without the graph).
-    ``magnitude``, ``keep``, ``only``, ``margin``: see :func:`deform_image`.
+    its share of the batched field computation plus its own warps. ``cuda_graph``: see :func:`deform_image` (the
+    rule sees each sampler batch: on CUDA, a 2D count of 8 runs without the graph).
     """
-    if interpolation not in INTERPOLATORS:
-        raise InputError(f"unknown interpolation {interpolation!r}; choose one of {sorted(INTERPOLATORS)}")
-    if label_method not in LABEL_METHODS:
-        raise InputError(f"unknown label method {label_method!r}; choose one of {LABEL_METHODS}")
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    settings = settings.for_model(model)
     started = time.perf_counter()
     regions = plan_regions(None if labels is None else sitk.GetArrayViewFromImage(labels),
-                           spacing_array_order(image), keep=tuple(keep), only=tuple(only), margin=float(margin))
-    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-    fields = compute_fields(model, image_array(image), spacing_array_order(image), level=level, generators=generators,
-                            mode=mode, speed=speed, slice_axis=slice_axis, progress=progress, cancel=cancel,
-                            batch=model.device.type == "cuda" if batch is None else batch, slices=slices,
-                            precision=precision, cuda_graph=cuda_graph,
-                            magnitude=None if magnitude is None else float(magnitude), regions=regions)
+                           spacing_array_order(image), keep=settings.keep, only=settings.only,
+                           margin=float(settings.margin))
+    seeds = settings.seeds()
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    fields = compute_fields(model, image_array(image), spacing_array_order(image), settings, generators=generators,
+                            regions=regions, slice_axis=slice_axis, progress=progress, cancel=cancel,
+                            batch=model.device.type == "cuda" if batch is None else batch, cuda_graph=cuda_graph)
     field_seconds = (time.perf_counter() - started) / len(seeds)
-    return [_physical_result(model, image, labels, ddf, grid, result, seed=int(seed), level=level, mode=mode,
-                             speed=speed, interpolation=interpolation, label_method=label_method,
-                             field_seconds=field_seconds, slices=slices, steering=steering,
-                             held=None if regions is None else regions.held())
+    return [_physical_result(model, image, labels, ddf, grid, result, settings.but(seed=seed), field_seconds=field_seconds,
+                             steering=steering, held=None if regions is None else regions.held())
             for seed, (ddf, grid, result, steering) in zip(seeds, fields)]
 
 
 def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None, ddf: torch.Tensor,
-                     grid: WorkingGrid, result: GenerationResult, *, seed: int, level: int, mode: str, speed: str,
-                     interpolation: str, label_method: str, field_seconds: float, slices: str,
+                     grid: WorkingGrid, result: GenerationResult, settings: DeformationSettings, *, field_seconds: float,
                      steering: dict | None = None, held: np.ndarray | None = None) -> DeformationResult:
-    """Warp the original image and labels once with ``ddf`` ``(1, ndim, *shape)`` (voxels) and summarise."""
+    """Warp the original image and labels once with ``ddf`` ``(1, ndim, *shape)`` (voxels) and summarise
+    (``settings``: concrete, with this sample's seed)."""
+    interpolation, label_method = settings.interpolation, settings.label_method
     started = time.perf_counter()
     device = model.device
     field_image = displacement_image(ddf, image)
     transform = displacement_transform(field_image)
     deformed = resample_in_slabs(image, transform, INTERPOLATORS[interpolation], 0.0, image.GetPixelID())
     moved_labels = warp_label_image(labels, transform, label_method) if labels is not None else None
-    det = jacobian_determinant_slabs(ddf)
-    jacobian = sitk.GetImageFromArray(det[0].numpy())
-    jacobian.CopyInformation(image)
+    jacobian, stats = summarise_field(ddf, image)
     spacing = spacing_array_order(image)
-    stats = {key: values[0] for key, values in displacement_statistics(ddf, spacing).items()}
-    stats.update({key: values[0] for key, values in determinant_statistics(det).items()})
     if labels is not None:
         stats["segment_volumes"] = segment_volume_changes(labels, moved_labels)
     if steering is not None:  # a size and/or regions: what was asked and what was reached
         stats["magnitude_mm"] = None
         stats.update(steering)
     if grid.slice_axis is not None:  # 2D model on a 3D volume: how smooth the field is through the slices
-        stats["slices"] = slices
+        stats["slices"] = settings.slices
         stats.update(through_plane_roughness(ddf, spacing, grid.slice_axis))
     stats.update({
-        "seed": int(seed), "level": int(level), "mode": mode, "speed": speed, "interpolation": interpolation,
+        "seed": int(settings.seed), "level": int(settings.level), "mode": settings.mode, "speed": settings.speed,
+        "interpolation": interpolation,
         "model": model.name, "model_sha256": model.sha256, "model_grid": grid.size,
         "working_spacing_mm": grid.working_spacing, "slice_axis": grid.slice_axis,
         "seconds": field_seconds + time.perf_counter() - started, "device": str(device),
@@ -432,7 +366,7 @@ def add_inverse(result: DeformationResult, reference: sitk.Image) -> None:
     """Compute the inverse of a diffeomorphic ``result``'s field on ``reference``'s grid (``result.inverse_field``)
     and add its inverse consistency (:func:`drdm.registration.inverse.inverse_consistency`) to ``result.statistics``."""
     if result.statistics.get("mode") != "diffeomorphic":
-        raise InputError("the inverse field needs --mode diffeomorphic (reference-mode fields fold: no inverse)")
+        raise InputError("the inverse field needs `mode` diffeomorphic (reference-mode fields fold: no inverse)")
     started = time.perf_counter()
     inverse = invert_displacement(result.ddf)
     result.statistics.update(inverse_consistency(result.ddf, inverse, spacing_array_order(reference)))

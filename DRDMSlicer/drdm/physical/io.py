@@ -343,7 +343,7 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     if final.exists():
-        raise InputError(f"output {final} already exists; choose another --out folder or remove it")
+        raise InputError(f"output {final} already exists; choose another `out` folder or remove it")
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = _unused_sibling(final)  # a random name: no other run can own it
     try:

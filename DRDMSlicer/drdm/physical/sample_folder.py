@@ -17,6 +17,24 @@ from .deform import DeformationResult
 from .io import displacement_transform, spacing_array_order, write_image, write_transform
 from .qa import save_qa_figure
 
+
+def sample_name(stem: str, level: int, seed: int, magnitude: float | None = None, separator: str = "_") -> str:
+    """The one name of a sample: ``<stem>_T<level>_seed<seed>``, or ``<stem>_<size>mm_seed<seed>`` when a size was
+    asked (one seed at several sizes gives several samples). Folders of ``drdm generate``/``augment``, the Slicer
+    module's exports and (``separator=" "``) nodes, the web app's exports."""
+    setting = f"T{level}" if magnitude is None else f"{magnitude:g}mm"
+    return separator.join((stem, setting, f"seed{seed}"))
+
+
+def sample_title(stem: str, statistics: dict) -> str:
+    """The one QA-picture title of a sample, from its ``statistics``: ``<stem>: T'=48, seed 3, diffeomorphic/fast,
+    model cmr-2d[, size 5 mm]``."""
+    title = (f"{stem}: T'={statistics['level']}, seed {statistics['seed']}, {statistics['mode']}/{statistics['speed']}, "
+             f"model {statistics['model']}")
+    size = statistics.get("magnitude_mm")
+    return title if size is None else f"{title}, size {size:g} mm"
+
+
 SAMPLE_FILES = ("image.nii.gz", "labels.nii.gz", "transform.h5", "ddf.nii.gz", "jacobian.nii.gz", "stats.json", "qa.png")
 
 

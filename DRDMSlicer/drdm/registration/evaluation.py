@@ -79,7 +79,7 @@ def predicted_path(pattern: str, pair: Path) -> Path:
     """The predicted transform of ``pair``: ``pattern`` with ``{pair}`` replaced by the pair folder's name; a
     relative result is taken from the pairs folder."""
     if PAIR_PLACEHOLDER not in pattern:
-        raise InputError(f"--predicted {pattern!r} must contain {PAIR_PLACEHOLDER} (e.g. {{pair}}/predicted.h5)")
+        raise InputError(f"`predicted` {pattern!r} must contain {PAIR_PLACEHOLDER} (e.g. {{pair}}/predicted.h5)")
     path = Path(pattern.replace(PAIR_PLACEHOLDER, pair.name))
     return path if path.is_absolute() else pair.parent / path
 

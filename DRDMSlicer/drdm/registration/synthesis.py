@@ -13,15 +13,26 @@ transform that an ITK/ANTs/elastix registration of *moving* onto *fixed* estimat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import SimpleITK as sitk
 
 from ..models import DRDMModel
-from ..physical.deform import INTERPOLATORS, DeformationResult, deform_image, warp_label_image
-from ..physical.io import displacement_image, displacement_transform
-from ..settings import DEFAULTS
+from ..physical.deform import INTERPOLATORS, DeformationResult, add_inverse, deform_image, warp_label_image
+from ..physical.io import (
+    displacement_image,
+    displacement_transform,
+    spacing_array_order,
+    staged_directory,
+    write_image,
+    write_transform,
+)
+from ..physical.qa import save_qa_figure
+from ..settings import DeformationSettings
 from ..spatial import compose
 
 
@@ -42,22 +53,63 @@ class SynthesisResult:
         """φ_syn as an ITK transform (LPS mm): fixed-grid points to moving points (``transform.h5`` of a pair)."""
         return self.synthesis.transform
 
+    def save(self, folder: str | os.PathLike, *, title: str = "", inverse: bool = False, qa: bool = True) -> Path:
+        """Write the pair folder that ``drdm evaluate`` (:func:`drdm.evaluate`) reads, as ``drdm synthesize`` does.
 
-def synthesize_pair(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None = None, *, level_aug: int,
-                    level_syn: int, seed: int, mode: str = "diffeomorphic", speed: str = "faithful",
-                    interpolation: str = "linear", label_method: str = "nearest", slices: str = DEFAULTS.slices,
-                    progress: Callable[[int, int], None] | None = None,
-                    precision: str = DEFAULTS.precision, magnitude: float | None = DEFAULTS.magnitude,
-                    keep: Sequence[int] = DEFAULTS.keep, only: Sequence[int] = DEFAULTS.only,
-                    margin: float = DEFAULTS.margin) -> SynthesisResult:
-    """Build one moving/fixed pair (seeds ``seed`` for φ_aug and ``seed + 1`` for φ_syn); ``slices``, ``precision``,
-    ``magnitude``, ``keep``, ``only``, ``margin`` as in :func:`drdm.physical.deform.deform_image`, for each of the two
-    deformations (a 2D model on a volume: coherent by default, so φ_syn is smooth in 3D; φ_syn's regions are read
-    from the moving labels)."""
-    options = dict(mode=mode, speed=speed, interpolation=interpolation, label_method=label_method, progress=progress,
-                   slices=slices, precision=precision, magnitude=magnitude, keep=keep, only=only, margin=margin)
-    augmentation = deform_image(model, image, labels, level=level_aug, seed=seed, **options)
-    synthesis = deform_image(model, augmentation.image, augmentation.labels, level=level_syn, seed=seed + 1, **options)
+        Files: ``moving.nii.gz``, ``fixed.nii.gz`` (and ``moving_labels.nii.gz``, ``fixed_labels.nii.gz`` with
+        labels), ``transform.h5`` (the ground truth: ``Resample(moving, fixed, transform)`` reproduces fixed),
+        ``ddf.nii.gz``, ``jacobian.nii.gz``, ``stats.json`` and ``qa.png`` (``qa=False``: none); ``inverse=True``
+        adds ``transform_inverse.h5`` (diffeomorphic mode) with its inverse consistency in ``stats.json``. The
+        folder must not exist; it appears only when complete. Returns it.
+
+        Example::
+
+            pair = drdm.synthesize(image, labels, model="cmr-2d", seed=0)
+            pair.save("pairs/case01_pair0")      # then: drdm evaluate pairs --predicted '{pair}/predicted.h5' ...
+        """
+        final = Path(folder)
+        syn = self.synthesis
+        if inverse:
+            add_inverse(syn, self.moving)
+        with staged_directory(final) as staging:
+            write_image(self.moving, staging / "moving.nii.gz")
+            write_image(self.fixed, staging / "fixed.nii.gz")
+            if self.moving_labels is not None:
+                write_image(self.moving_labels, staging / "moving_labels.nii.gz")
+                write_image(self.fixed_labels, staging / "fixed_labels.nii.gz")
+            write_transform(syn.transform, staging / "transform.h5")
+            if syn.inverse_field is not None:
+                write_transform(displacement_transform(syn.inverse_field), staging / "transform_inverse.h5")
+            write_image(syn.field, staging / "ddf.nii.gz")
+            write_image(syn.jacobian, staging / "jacobian.nii.gz")
+            stats = {"ground_truth": syn.statistics, "augmentation": self.augmentation.statistics,
+                     "direction": "transform.h5 maps fixed-grid points to moving-image points: "
+                                  "Resample(moving, fixed, transform) reproduces fixed"}
+            (staging / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+            if qa:
+                labelled = self.moving_labels is not None
+                save_qa_figure(staging / "qa.png", sitk.GetArrayFromImage(self.moving), sitk.GetArrayFromImage(self.fixed),
+                               syn.ddf[0].numpy(), sitk.GetArrayFromImage(syn.jacobian), spacing_array_order(self.moving),
+                               labels=sitk.GetArrayFromImage(self.moving_labels) if labelled else None,
+                               deformed_labels=sitk.GetArrayFromImage(self.fixed_labels) if labelled else None,
+                               slice_axis=syn.grid.slice_axis,
+                               title=title or f"moving (left) and fixed (second), seed {syn.statistics['seed'] - 1}")
+        return final
+
+
+def synthesize_pair(model: DRDMModel, image: sitk.Image, labels: sitk.Image | None = None, *,
+                    settings: DeformationSettings, level_syn: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> SynthesisResult:
+    """Build one moving/fixed pair: φ_aug with ``settings`` (its level, None: the model's first; its seed, None: drawn
+    once), φ_syn with the same settings at ``level_syn`` (None: φ_aug's level) and seed + 1. ``slices``,
+    ``precision``, ``magnitude``, ``keep``, ``only``, ``margin`` apply to each of the two deformations as in
+    :func:`drdm.physical.deform.deform_image` (a 2D model on a volume: coherent by default, so φ_syn is smooth in 3D;
+    φ_syn's regions are read from the moving labels)."""
+    settings = settings.for_model(model).but(count=1)
+    syn_settings = settings.but(level=settings.level if level_syn is None else level_syn, seed=settings.seed + 1)
+    interpolation, label_method = settings.interpolation, settings.label_method
+    augmentation = deform_image(model, image, labels, settings=settings, progress=progress)
+    synthesis = deform_image(model, augmentation.image, augmentation.labels, settings=syn_settings, progress=progress)
     total = compose(augmentation.ddf.double(), synthesis.ddf.double(), padding="border")
     fixed_transform = displacement_transform(displacement_image(total, image))
     fixed = sitk.Resample(image, image, fixed_transform, INTERPOLATORS[interpolation], 0.0, image.GetPixelID())

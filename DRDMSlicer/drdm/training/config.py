@@ -51,22 +51,22 @@ class TrainingConfig:
     def check(self) -> None:
         """Raise ``ValueError`` for impossible settings."""
         if self.ndims not in (2, 3):
-            raise ValueError(f"--dims must be 2 or 3, got {self.ndims}")
+            raise ValueError(f"`ndims` must be 2 or 3, got {self.ndims}")
         if self.size < 16 or self.size % 8:
-            raise ValueError(f"--size must be a multiple of 8 and at least 16, got {self.size}")
+            raise ValueError(f"`size` must be a multiple of 8 and at least 16, got {self.size}")
         for name in ("steps", "batch", "levels", "width", "rec_num", "val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}")
         if self.workers < 0 or self.val_samples < 0:
-            raise ValueError(f"--workers and --val-samples must be 0 or more, got {self.workers}, {self.val_samples}")
+            raise ValueError(f"`workers` and `val_samples` must be 0 or more, got {self.workers}, {self.val_samples}")
         if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}")
+            raise ValueError(f"`val_fraction` must lie in [0, 1), got {self.val_fraction}")
         if self.amp not in AMP_MODES:
-            raise ValueError(f"--amp must be one of {AMP_MODES}")
+            raise ValueError(f"`amp` must be one of {AMP_MODES}")
         if self.regulariser not in REGULARISERS:
-            raise ValueError(f"--regulariser must be one of {REGULARISERS}")
+            raise ValueError(f"`regulariser` must be one of {REGULARISERS}")
         if self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
+            raise ValueError(f"`lr` must be positive, got {self.lr}")
 
     def preset(self) -> str:
         return self.noise_preset or ("cmr-2d" if self.ndims == 2 else "lct-3d")

@@ -19,11 +19,11 @@ from .config import TrainingConfig
 
 
 def load_initial_weights(spec: str, device: torch.device | str = "cpu") -> DRDMModel:
-    """The model named by ``--init`` (registry name, ``.pth``, ``.safetensors``/``.json``); a clear ``ValueError``
+    """The model named by ``init`` (registry name, ``.pth``, ``.safetensors``/``.json``); a clear ``ValueError``
     when it cannot be loaded or has no weights (a random-field-only choice)."""
     model = load_model_spec(spec, device)  # CheckpointError is a ValueError
     if not model.learned:
-        raise ValueError(f"--init {spec}: {model.name} is the random field only (no learned recovery): "
+        raise ValueError(f"`init` {spec}: {model.name} is the random field only (no learned recovery): "
                          "it has no weights to start from")
     return model
 
@@ -54,11 +54,11 @@ def training_config(out: str | Path, data: Iterable[str | Path] = (), **settings
 
 def check_fits(model: DRDMModel, config: TrainingConfig) -> None:
     """Raise ``ValueError`` when the run's settings do not fit the initial model's weights or process."""
-    name = f"--init {config.init} ({model.name})"
-    mismatches = [(f"is a {model.ndims}D model", f"--dims {config.ndims}", config.ndims != model.ndims),
-                  (f"has T = {model.num_steps} levels", f"--levels {config.levels}", config.levels != model.num_steps),
-                  (f"has width {model.network.width}", f"--width {config.width}", config.width != model.network.width),
-                  (f"was trained with noise preset {model.noise_preset}", f"--noise-preset {config.noise_preset}",
+    name = f"`init` {config.init} ({model.name})"
+    mismatches = [(f"is a {model.ndims}D model", f"`ndims` {config.ndims}", config.ndims != model.ndims),
+                  (f"has T = {model.num_steps} levels", f"`levels` {config.levels}", config.levels != model.num_steps),
+                  (f"has width {model.network.width}", f"`width` {config.width}", config.width != model.network.width),
+                  (f"was trained with noise preset {model.noise_preset}", f"`noise_preset` {config.noise_preset}",
                    bool(config.noise_preset) and config.noise_preset != model.noise_preset)]
     for fact, option, differs in mismatches:
         if differs:

@@ -151,14 +151,14 @@ def set_up(config: TrainingConfig, resume: bool) -> TrainingSetup:
     config.check()
     device = process_device(config.device)
     if config.amp == "fp16" and device.type != "cuda":
-        raise ValueError("--amp fp16 needs a CUDA device (use bf16 or none on CPU)")
+        raise ValueError("`amp` fp16 needs a CUDA device (use bf16 or none on CPU)")
     context = start_distributed(device)
     if config.batch % context.world:
-        raise ValueError(f"--batch {config.batch} cannot be split evenly across {context.world} processes")
+        raise ValueError(f"`batch` {config.batch} cannot be split evenly across {context.world} processes")
     out = Path(config.out)
     if not resume and (out / STATE_FILE).is_file():
-        raise ValueError(f"{out} already holds a training run ({STATE_FILE}): pass --resume to continue it "
-                         "or choose another --out")
+        raise ValueError(f"{out} already holds a training run ({STATE_FILE}): pass `resume` to continue it "
+                         "or choose another `out`")
     return TrainingSetup(device, context, out)
 
 

@@ -16,7 +16,7 @@ from ..models import DRDMModel
 from ..physical.deform import compute_field
 from ..physical.steering import Regions, plan_regions
 from ..registration.inverse import invert_displacement
-from ..settings import DEFAULTS
+from ..settings import DeformationSettings, check_level
 from ..spatial import warp, warp_labels
 
 
@@ -39,21 +39,20 @@ def _regions(labels: torch.Tensor | None, spacing: Sequence[float], keep: Sequen
                         margin=float(margin))
 
 
-def deformation_field(model: DRDMModel, reference: torch.Tensor, spacing: Sequence[float], *, level: int,
-                      generator: torch.Generator, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
-                      magnitude: float | None = None, region_labels: torch.Tensor | None = None,
-                      keep: Sequence[int] = (), only: Sequence[int] = (),
-                      margin: float = DEFAULTS.margin) -> torch.Tensor:
+def deformation_field(model: DRDMModel, reference: torch.Tensor, spacing: Sequence[float],
+                      settings: DeformationSettings, *, generator: torch.Generator,
+                      region_labels: torch.Tensor | None = None) -> torch.Tensor:
     """The DRDM deformation of ``reference`` (:func:`drdm.physical.deform.compute_field` in nibabel order).
 
     Args:
         reference: ``(1, *spatial)`` intensity tensor in nibabel order (x, y[, z]); the field is computed on it.
         spacing: mm per voxel in the same (x, y[, z]) order.
-        magnitude: the mean |u| in mm to reach (over where ``keep``/``only`` allow motion); None: the model's own.
-        region_labels: ``(C, *spatial)`` label map whose channel 0 holds the label values that ``keep`` (structures
-            not deformed) and ``only`` (the structures that alone deform, with ``margin`` mm around them) name.
-        keep, only, margin: see :func:`drdm.physical.steering.plan_regions`; size and regions need mode
-            ``"diffeomorphic"``.
+        settings: level, mode, speed, ``magnitude`` (the mean |u| in mm to reach over where ``keep``/``only`` allow
+            motion; None: the model's own), ``keep``, ``only``, ``margin`` (:func:`drdm.physical.steering.plan_regions`;
+            size and regions need mode ``"diffeomorphic"``); the draw comes from ``generator``.
+        region_labels: ``(C, *spatial)`` label map whose channel 0 holds the label values that ``settings.keep``
+            (structures not deformed) and ``settings.only`` (the structures that alone deform, with ``margin`` mm
+            around them) name.
 
     Returns:
         ``(ndim, *spatial)`` float32 pull field in voxels on ``reference``'s device, channel i along axis i of the
@@ -62,9 +61,8 @@ def deformation_field(model: DRDMModel, reference: torch.Tensor, spacing: Sequen
     if reference.dim() < 3 or reference.shape[0] != 1:
         raise ValueError(f"reference must be (1, *spatial), got {tuple(reference.shape)}")
     array = _reverse_spatial(reference[0], 0).to(torch.float64)  # -> (z, y, x)
-    regions = _regions(region_labels, spacing, keep, only, margin)
-    ddf_zyx, _, _ = compute_field(model, array, tuple(spacing)[::-1], level=level, generator=generator, mode=mode,
-                                  speed=speed, magnitude=magnitude, regions=regions)
+    regions = _regions(region_labels, spacing, settings.keep, settings.only, settings.margin)
+    ddf_zyx, _, _ = compute_field(model, array, tuple(spacing)[::-1], settings, generator=generator, regions=regions)
     ddf = _reverse_spatial(ddf_zyx.flip(1), 2)  # channels and axes back to nibabel order: (1, ndim, *spatial)
     return ddf[0].to(device=reference.device, dtype=torch.float32)
 
@@ -112,12 +110,10 @@ def inverse_field(ddf: torch.Tensor) -> torch.Tensor:
     return invert_displacement(ddf[None].to(torch.float64))[0].to(torch.float32)
 
 
-def deform_channels_first(model: DRDMModel, reference: torch.Tensor, spacing: Sequence[float], *, level: int,
-                          generator: torch.Generator, images: Sequence[torch.Tensor] = (),
-                          labels: Sequence[torch.Tensor] = (), mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
-                          label_method: str = "nearest", magnitude: float | None = None,
-                          keep: Sequence[int] = (), only: Sequence[int] = (),
-                          margin: float = DEFAULTS.margin) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+def deform_channels_first(model: DRDMModel, reference: torch.Tensor, spacing: Sequence[float],
+                          settings: DeformationSettings, *, generator: torch.Generator,
+                          images: Sequence[torch.Tensor] = (),
+                          labels: Sequence[torch.Tensor] = ()) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     """One DRDM deformation computed on ``reference`` and applied to ``images`` and ``labels``.
 
     Args:
@@ -125,17 +121,16 @@ def deform_channels_first(model: DRDMModel, reference: torch.Tensor, spacing: Se
         spacing: mm per voxel in the same (x, y[, z]) order.
         images: ``(C, *spatial)`` tensors warped linearly (zero outside).
         labels: ``(C, *spatial)`` label maps warped with ``label_method``; integer values are kept. The first one
-            (channel 0) holds the label values that ``keep`` and ``only`` name.
-        magnitude, keep, only, margin: the size in mm and the regions (:func:`deformation_field`).
+            (channel 0) holds the label values that ``settings.keep`` and ``settings.only`` name.
+        settings: as :func:`deformation_field` takes them; ``settings.label_method`` warps the labels.
 
     Returns:
         ``(warped images, warped labels, ddf)`` with ``ddf`` ``(ndim, *spatial)`` float32 in voxels, channel i along
         axis i of the nibabel-order tensors (pull field).
     """
-    ddf = deformation_field(model, reference, spacing, level=level, generator=generator, mode=mode, speed=speed,
-                            magnitude=magnitude, region_labels=labels[0] if labels else None, keep=keep, only=only,
-                            margin=margin)
-    out_images, out_labels = apply_field(ddf, images, labels, label_method)
+    ddf = deformation_field(model, reference, spacing, settings, generator=generator,
+                            region_labels=labels[0] if labels else None)
+    out_images, out_labels = apply_field(ddf, images, labels, settings.label_method)
     return out_images, out_labels, ddf
 
 
@@ -145,6 +140,15 @@ def as_models(model: DRDMModel | Sequence[DRDMModel]) -> tuple[DRDMModel, ...]:
     if not models or not all(isinstance(m, DRDMModel) for m in models):
         raise ValueError("model must be a DRDMModel or a non-empty sequence of them")
     return models
+
+
+def start_levels(levels: Sequence[int] | None, models: Sequence[DRDMModel]) -> tuple[int, ...]:
+    """A random transform's start levels to draw from: ``levels``, or (None) the first model's first level."""
+    chosen = tuple(int(level) for level in levels) if levels else (models[0].forward_process().first_level,)
+    for level in chosen:
+        for model in models:
+            check_level(level, model.num_steps)
+    return chosen
 
 
 def size_range(magnitudes: float | Sequence[float] | None) -> tuple[float, float] | None:

@@ -19,7 +19,7 @@ from monai.utils import TraceKeys
 
 from ..errors import DRDMError
 from ..models import DRDMModel
-from ..settings import DEFAULTS
+from ..settings import DEFAULTS, DeformationSettings
 from .core import (
     INVERSE_LABEL_METHOD,
     apply_field,
@@ -30,6 +30,7 @@ from .core import (
     model_identity,
     not_invertible,
     size_range,
+    start_levels,
 )
 
 
@@ -63,7 +64,8 @@ class DRDMDeformd(MapTransform, InvertibleTransform):
 
     def __init__(self, keys: Sequence[Hashable] | Hashable, model: DRDMModel, seed: int, level: int,
                  label_keys: Sequence[Hashable] | Hashable = (), mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
-                 label_method: str = "nearest", allow_missing_keys: bool = False, magnitude: float | None = None,
+                 label_method: str = DEFAULTS.label_method, allow_missing_keys: bool = False,
+                 magnitude: float | None = DEFAULTS.magnitude,
                  keep_labels: Sequence[int] = (), only_labels: Sequence[int] = (),
                  margin: float = DEFAULTS.margin) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
@@ -73,6 +75,12 @@ class DRDMDeformd(MapTransform, InvertibleTransform):
         self.magnitude = None if magnitude is None else float(magnitude)
         self.keep_labels, self.only_labels = tuple(int(v) for v in keep_labels), tuple(int(v) for v in only_labels)
         self.margin = float(margin)
+
+    def deformation_settings(self) -> DeformationSettings:
+        """This transform's settings, the one object the physical layer takes."""
+        return DeformationSettings(level=self.level, seed=self.seed, mode=self.mode, speed=self.speed,
+                                   label_method=self.label_method, magnitude=self.magnitude, keep=self.keep_labels,
+                                   only=self.only_labels, margin=self.margin)
 
     def parameters(self) -> dict[str, object]:
         """The record kept in ``applied_operations`` (``extra_info``), without the field."""
@@ -99,10 +107,9 @@ class DRDMDeformd(MapTransform, InvertibleTransform):
             return d
         reference = _plain(d[image_keys[0]])
         field = deformation_field(
-            self.model, reference[:1], _spacing(d[image_keys[0]], reference.dim() - 1), level=self.level,
-            generator=torch.Generator().manual_seed(self.seed), mode=self.mode, speed=self.speed,
-            magnitude=self.magnitude, region_labels=_plain(d[label_keys[0]]) if label_keys else None,
-            keep=self.keep_labels, only=self.only_labels, margin=self.margin)
+            self.model, reference[:1], _spacing(d[image_keys[0]], reference.dim() - 1), self.deformation_settings(),
+            generator=torch.Generator().manual_seed(self.seed),
+            region_labels=_plain(d[label_keys[0]]) if label_keys else None)
         images, labels = apply_field(field, [_plain(d[k]) for k in image_keys], [_plain(d[k]) for k in label_keys],
                                      self.label_method)
         record = self.parameters()
@@ -174,15 +181,16 @@ class RandDRDMDeformd(RandomizableTransform, MapTransform, InvertibleTransform):
     """
 
     def __init__(self, keys: Sequence[Hashable] | Hashable, model: DRDMModel | Sequence[DRDMModel],
-                 label_keys: Sequence[Hashable] | Hashable = (), levels: Sequence[int] = (48,), prob: float = 1.0,
-                 mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, label_method: str = "nearest",
+                 label_keys: Sequence[Hashable] | Hashable = (), levels: Sequence[int] | None = None, prob: float = 1.0,
+                 mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, label_method: str = DEFAULTS.label_method,
                  allow_missing_keys: bool = False, magnitudes: float | Sequence[float] | None = None,
                  keep_labels: Sequence[int] = (), only_labels: Sequence[int] = (),
                  margin: float = DEFAULTS.margin) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.label_keys = [label_keys] if isinstance(label_keys, str) else list(label_keys)
-        self.models, self.levels = as_models(model), tuple(levels)
+        self.models = as_models(model)
+        self.levels = start_levels(levels, self.models)
         self.mode, self.speed, self.label_method = mode, speed, label_method
         self.magnitudes = size_range(magnitudes)
         self._seed, self._level, self._model, self._magnitude = 0, self.levels[0], self.models[0], None

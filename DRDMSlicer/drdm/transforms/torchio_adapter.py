@@ -16,8 +16,17 @@ import torchio as tio
 
 from ..errors import DRDMError
 from ..models import DRDMModel
-from ..settings import DEFAULTS
-from .core import INVERSE_LABEL_METHOD, apply_field, as_models, deformation_field, inverse_field, not_invertible, size_range
+from ..settings import DEFAULTS, DeformationSettings
+from .core import (
+    INVERSE_LABEL_METHOD,
+    apply_field,
+    as_models,
+    deformation_field,
+    inverse_field,
+    not_invertible,
+    size_range,
+    start_levels,
+)
 
 
 class DRDMDeformation(tio.SpatialTransform):
@@ -48,7 +57,8 @@ class DRDMDeformation(tio.SpatialTransform):
     """
 
     def __init__(self, model: DRDMModel, seed: int, level: int, mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed,
-                 label_method: str = "nearest", magnitude: float | None = None, keep_labels: Sequence[int] = (),
+                 label_method: str = DEFAULTS.label_method, magnitude: float | None = DEFAULTS.magnitude,
+                 keep_labels: Sequence[int] = (),
                  only_labels: Sequence[int] = (), margin: float = DEFAULTS.margin, field: torch.Tensor | None = None,
                  invert_transform: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -60,6 +70,12 @@ class DRDMDeformation(tio.SpatialTransform):
         self.args_names = ["model", "seed", "level", "mode", "speed", "label_method", "magnitude", "keep_labels",
                            "only_labels", "margin", "field", "invert_transform"]  # TorchIO records these
         self._applied: torch.Tensor | None = None  # the field of the last call, for the history
+
+    def deformation_settings(self) -> DeformationSettings:
+        """This transform's settings, the one object the physical layer takes."""
+        return DeformationSettings(level=self.level, seed=self.seed, mode=self.mode, speed=self.speed,
+                                   label_method=self.label_method, magnitude=self.magnitude, keep=self.keep_labels,
+                                   only=self.only_labels, margin=self.margin)
 
     def is_invertible(self) -> bool:
         """True in diffeomorphic mode (the field has an inverse); reference-mode fields fold."""
@@ -95,10 +111,8 @@ class DRDMDeformation(tio.SpatialTransform):
             return subject
         else:
             field = deformation_field(
-                self.model, scalars[0].data[:1], scalars[0].spacing, level=self.level,
-                generator=torch.Generator().manual_seed(self.seed), mode=self.mode, speed=self.speed,
-                magnitude=self.magnitude, region_labels=labels[0].data if labels else None, keep=self.keep_labels,
-                only=self.only_labels, margin=self.margin)
+                self.model, scalars[0].data[:1], scalars[0].spacing, self.deformation_settings(),
+                generator=torch.Generator().manual_seed(self.seed), region_labels=labels[0].data if labels else None)
         self._applied = self.field if self.field is not None else field
         label_method = INVERSE_LABEL_METHOD if self.invert_transform else self.label_method
         moved_images, moved_labels = apply_field(field, [image.data for image in scalars],
@@ -137,12 +151,13 @@ class RandomDRDMDeformation(tio.transforms.augmentation.RandomTransform, tio.Spa
         back = sample.apply_inverse_transform()            # undone (diffeomorphic mode)
     """
 
-    def __init__(self, model: DRDMModel | Sequence[DRDMModel], levels: Sequence[int] = (48,), mode: str = "diffeomorphic",
-                 speed: str = DEFAULTS.speed, label_method: str = "nearest",
+    def __init__(self, model: DRDMModel | Sequence[DRDMModel], levels: Sequence[int] | None = None,
+                 mode: str = DEFAULTS.mode, speed: str = DEFAULTS.speed, label_method: str = DEFAULTS.label_method,
                  magnitudes: float | Sequence[float] | None = None, keep_labels: Sequence[int] = (),
                  only_labels: Sequence[int] = (), margin: float = DEFAULTS.margin, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.models, self.levels = as_models(model), tuple(levels)
+        self.models = as_models(model)
+        self.levels = start_levels(levels, self.models)
         self.mode, self.speed, self.label_method = mode, speed, label_method
         self.magnitudes = size_range(magnitudes)
         self.keep_labels, self.only_labels, self.margin = tuple(keep_labels), tuple(only_labels), float(margin)
