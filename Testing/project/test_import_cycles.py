@@ -130,3 +130,26 @@ def test_no_module_imports_the_package_root():
 def test_the_building_blocks_stay_below_the_model_store():
     graph = import_graph()
     assert not {"drdm.model_store.registry", "drdm.model_store.files"} & graph["drdm.models"]
+
+
+def reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports at any depth (itself excluded)."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for dep in graph[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen - {start}
+
+
+def test_the_model_store_imports_nothing_from_training():
+    """Training saves models into the store (``drdm.model_store.files``); the store never reaches back into
+    ``drdm.training``, at any depth, function-level imports included."""
+    graph = import_graph()
+    store = [name for name in graph if name.split(".")[:2] == ["drdm", "model_store"]]
+    assert len(store) >= 9
+    assert {name: sorted(d for d in reached(graph, name) if d.startswith("drdm.training"))
+            for name in store} == {name: [] for name in store}
+    assert not {"drdm.model_store." + name for name in ("registry", "files", "download", "loading", "offered")} & {
+        d for name in ("drdm.models", "drdm.noise", "drdm.network") for d in reached(graph, name)}
