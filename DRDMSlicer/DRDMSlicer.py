@@ -36,7 +36,7 @@ if _TOO_OLD is not None:
 from typing import Annotated  # noqa: E402  (after the version check, on purpose)
 
 import vtk  # noqa: E402
-from drdm.model_store.choice import AUTO, slices_choice_applies  # noqa: E402  (torch-free: the auto rule, no voxels read)
+from drdm.model_store.choice import AUTO, DOWNLOAD_SUFFIX, slices_choice_applies  # noqa: E402  (torch-free: the auto rule)
 from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS, DeformationSettings  # noqa: E402  (torch-free: the one set of defaults)
 from DRDMSlicerLib.progress import ProgressClock  # noqa: E402  (pure Python: the one time-left estimate)
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
@@ -50,10 +50,9 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 )
 from slicer.util import VTKObservationMixin  # noqa: E402
 
-DOWNLOAD_SUFFIX = " (download)"  # a registry model fetched (verified, with progress and cancel) on first use
-# auto: decided from the volume (drdm.model_store.choice); bundled cmr-2d; the authors' 3D model; random field only
-MODEL_CHOICES = [AUTO, "cmr-2d", "lct-3d" + DOWNLOAD_SUFFIX, "random-field-2d", "random-field-3d"]
-DEFAULT_MODEL = MODEL_CHOICES[0]  # preselected without asking the engine (opening the module stays cheap)
+# auto (decided from the volume: drdm.model_store.choice) is preselected without asking the engine, so opening the
+# module stays cheap; the registry's offered models join it once the GUI is up (DRDMSlicerWidget.refreshModelList)
+DEFAULT_MODEL = AUTO
 IMPORT_MODEL_ITEM = "Import file…"
 MAX_LEVEL = 80  # the level slider's end: the models offered have 80 levels (an imported model may have more: auto reaches them)
 
@@ -170,9 +169,10 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DRDMSlicerLogic()
-        self.ui.modelComboBox.addItems(MODEL_CHOICES + [IMPORT_MODEL_ITEM])
+        self.ui.modelComboBox.addItems([DEFAULT_MODEL, IMPORT_MODEL_ITEM])
         self.ui.modelComboBox.setCurrentText(DEFAULT_MODEL)
         self.ui.modelComboBox.currentTextChanged.connect(self.onModelChosen)
+        qt.QTimer.singleShot(0, self.refreshModelList)  # after opening: the list reads the registry (imports PyTorch)
         self.ui.generateButton.clicked.connect(self.onGenerate)
         self.ui.cancelButton.clicked.connect(self.onCancel)
         self.ui.exportTransformButton.clicked.connect(self.onExportTransform)
@@ -265,6 +265,26 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- model choice ----------------------------------------------------------------------------------
 
+    def refreshModelList(self) -> None:
+        """The model list from the registry (:func:`DRDMSlicerLib.model_list.model_items`), the imported models first,
+        keeping the current choice; left as it is while PyTorch is missing (nothing is installed from here)."""
+        from DRDMSlicerLib.requirements import SAFETENSORS_REQUIREMENT, TORCH_REQUIREMENT, unmet_requirement
+
+        if unmet_requirement(TORCH_REQUIREMENT) or unmet_requirement(SAFETENSORS_REQUIREMENT):
+            return
+        try:
+            items = list(self._importedModels) + self.logic.modelItems() + [IMPORT_MODEL_ITEM]
+        except Exception:  # an unreadable cache must not break the module: the list stays as it is
+            logging.exception("DRDM: the model list could not be read")
+            return
+        current = self._modelChoice
+        if current not in items:  # "lct-3d (download)", once fetched, is "lct-3d"
+            bare = current.removesuffix(DOWNLOAD_SUFFIX)
+            current = bare if bare in items else DEFAULT_MODEL
+        self.ui.modelComboBox.clear()
+        self.ui.modelComboBox.addItems(items)
+        self.ui.modelComboBox.setCurrentText(current)
+
     def onModelChosen(self, text: str) -> None:
         if text != IMPORT_MODEL_ITEM:
             self._modelChoice = text
@@ -318,13 +338,14 @@ class DRDMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         try:
             ensure_requirements()
-            from drdm.model_store.registry import DownloadCancelled
+            from drdm.model_store.download import DownloadCancelled
             from drdm.sampler import GenerationCancelled
 
             model = self.currentModel()
             try:
                 if isinstance(model, str):
                     self.logic.ensureModel(model, progress=self.downloadProgress, cancel=lambda: self._cancelRequested)
+                    self.refreshModelList()  # PyTorch and the model are there now ("lct-3d (download)" is "lct-3d")
                 settings = DeformationSettings(  # the one settings object of this click (seed None: drawn once)
                     level=None if params.autoLevel else params.level, seed=None if params.randomSeed else params.seed,
                     count=params.count, mode=params.mode, speed=params.speed, device=params.device,
@@ -486,9 +507,16 @@ class DRDMSlicerLogic(ScriptedLoadableModuleLogic):
     def loadModel(self, path: str):
         """A model from a file (on the CPU; generation moves it to the chosen device): an authors' ``.pth``
         checkpoint or a ``.safetensors``/``.json`` model."""
-        from drdm.model_store.registry import load_model_spec
+        from drdm.model_store.loading import load_model_spec
 
         return load_model_spec(path)
+
+    @staticmethod
+    def modelItems() -> list:
+        """The model list's items from the registry's offered models (:func:`DRDMSlicerLib.model_list.model_items`)."""
+        from DRDMSlicerLib.model_list import model_items
+
+        return model_items()
 
     def generate(self, volumeNode, segmentationNode=None, *, model, settings=DEFAULTS, keep=(), only=(),
                  progress=None, cancel=None):

@@ -26,7 +26,7 @@ WAYS = ("one-by-one", "batched")
 
 def measure(way: str, count: int, speed: str, level: int) -> dict:
     """In this process: ``count`` samples (seeds 0 … count-1); seconds, samples/s and where the fields went."""
-    from drdm.model_store.registry import load_model_spec
+    from drdm.model_store.loading import load_model_spec
     from drdm.physical.deform import deform_image, deform_images
     from drdm.physical.io import read_image
     from drdm.settings import DeformationSettings

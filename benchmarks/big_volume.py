@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from drdm.model_store.registry import load_model_spec
+    from drdm.model_store.loading import load_model_spec
     from drdm.physical.deform import check_memory, deform_image, estimate_memory_bytes
     from drdm.physical.geometry import plan_working_grid
     from drdm.settings import DeformationSettings

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from drdm.model_store.registry import load_model_spec
+from drdm.model_store.loading import load_model_spec
 from drdm.models import DRDMModel, untrained_model
 from drdm.network import convolution_precision
 from drdm.sampler import _recovery_step, generate

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from common import SHARED, write_results
-from drdm.model_store.registry import load_model
+from drdm.model_store.loading import load_model
 from drdm.physical.deform import deform_image
 from drdm.physical.io import read_image
 from drdm.settings import DeformationSettings  # noqa: E402

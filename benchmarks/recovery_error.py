@@ -16,7 +16,8 @@ import time
 
 import torch
 from common import REPO, SHARED, machine_description
-from drdm.model_store.registry import load_model_spec, offered_models
+from drdm.model_store.loading import load_model_spec
+from drdm.model_store.offered import offered_models
 from drdm.models import untrained_model
 from drdm.training.recovery_error import LEVELS, cmr_sample_datasets, evaluation_phantoms, recovery_error_table
 

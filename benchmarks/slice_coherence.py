@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from common import SHARED, write_results
-from drdm.model_store.registry import load_model
+from drdm.model_store.loading import load_model
 from drdm.physical.deform import deform_image
 from drdm.physical.geometry import plan_working_grid
 from drdm.physical.io import image_array, read_image, spacing_array_order

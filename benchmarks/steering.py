@@ -25,7 +25,7 @@ import SimpleITK as sitk
 import torch
 from common import SHARED, write_results
 from drdm.field_statistics import jacobian_statistics
-from drdm.model_store.registry import load_model
+from drdm.model_store.loading import load_model
 from drdm.physical.geometry import plan_working_grid
 from drdm.physical.io import image_array, read_image, spacing_array_order
 from drdm.physical.steering import SteeringError, plan_regions, steer

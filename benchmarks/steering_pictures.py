@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 from common import REPO, SHARED  # noqa: E402
-from drdm.model_store.registry import load_model  # noqa: E402
+from drdm.model_store.loading import load_model  # noqa: E402
 from drdm.physical.deform import deform_image  # noqa: E402
 from drdm.physical.io import read_image, read_labels  # noqa: E402
 from drdm.physical.qa import _draw_grid, _held_overlay  # noqa: E402

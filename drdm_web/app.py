@@ -14,7 +14,8 @@ from pathlib import Path
 
 from drdm.errors import is_out_of_memory, out_of_memory_message
 from drdm.model_store.choice import ModelChoice, is_auto
-from drdm.model_store.registry import DownloadCancelled, download_needed, fetch, load_model
+from drdm.model_store.download import DownloadCancelled, download_needed, fetch
+from drdm.model_store.loading import load_model
 from drdm.model_store.registry import entry as registry_entry
 from drdm.models import REFERENCE_METADATA, DRDMModel
 from drdm.noise import PRESETS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drdm.model_store.choice import AUTO, is_auto
-from drdm.model_store.registry import offered_models
+from drdm.model_store.offered import offered_models
 
 AUTO_TITLE = "auto: the model that fits the volume"
 
@@ -13,7 +13,7 @@ AUTO_TITLE = "auto: the model that fits the volume"
 def model_choices(extra: str | None = None) -> list[dict]:
     """``[{"value": name-or-path, "title": label}]`` for the model select: ``extra`` (``--model``) first when it
     names a model, then ``auto`` (:func:`drdm.model_store.choice.choose_model`, decided from the loaded volume), then
-    :func:`drdm.model_store.registry.offered_models` (bundled, the user's cached models, ``lct-3d (download)``, random field
+    :func:`drdm.model_store.offered.offered_models` (bundled, the user's cached models, ``lct-3d (download)``, random field
     only), default first."""
     choices = []
     if extra and not is_auto(extra):

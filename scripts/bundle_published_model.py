@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from drdm.model_store.files import save_model
 from drdm.model_store.registry import BUNDLED_FOLDER, PUBLISHED_CMR_SHA256, PUBLISHED_CMR_URL
-from drdm.models import file_sha256, load_checkpoint
+from drdm.models import file_digest, load_checkpoint
 from drdm.training.recovery_error import cmr_sample_datasets, evaluation_phantoms, recovery_error_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def main() -> int:
     if not checkpoint.is_file():
         print(f"bundle_published_model: {checkpoint} not found", file=sys.stderr)
         return 2
-    digest = file_sha256(checkpoint)
+    digest = file_digest(checkpoint)
     if digest != PUBLISHED_CMR_SHA256:
         print(f"bundle_published_model: {checkpoint} has sha256 {digest}, not the published {PUBLISHED_CMR_SHA256}",
               file=sys.stderr)

@@ -17,7 +17,8 @@ import slicer
 import vtk
 from drdm.errors import out_of_memory_as_error
 from drdm.model_store.choice import ModelChoice, resolve_model, slices_choice_applies
-from drdm.model_store.registry import DEFAULT_BUNDLED_MODEL, load_model
+from drdm.model_store.loading import load_for_image
+from drdm.model_store.registry import DEFAULT_BUNDLED_MODEL
 from drdm.models import DRDMModel
 from drdm.physical.deform import DeformationResult, deform_images
 from drdm.physical.io import staged_directory
@@ -121,11 +122,11 @@ class DeformationRequest:
 
 
 def default_model_choice() -> str:
-    """The model offered first: the bundled ``cmr-2d`` when :func:`drdm.model_store.registry.offered_models` offers it, else
+    """The model offered first: the bundled ``cmr-2d`` when :func:`drdm.model_store.offered.offered_models` offers it, else
     the first choice offered."""
-    from drdm.model_store import registry
+    from drdm.model_store.offered import offered_models
 
-    choices = registry.offered_models(include_cache=False)
+    choices = offered_models(include_cache=False)
     return next((choice.name for choice in choices if choice.name == DEFAULT_BUNDLED_MODEL), choices[0].name)
 
 
@@ -148,12 +149,12 @@ class DeformationLogic:
                      cancel: Callable[[], bool] | None = None) -> Path | None:
         """Download (verified) a registry model that is not available locally (``lct-3d``); returns its path, or
         ``None`` for names that need nothing (bundled or built-in models, files, cached models, ``auto``).
-        ``cancel()`` returning True stops the download (:class:`drdm.model_store.registry.DownloadCancelled`), keeping nothing."""
-        from drdm.model_store import registry
+        ``cancel()`` returning True stops the download (:class:`drdm.model_store.download.DownloadCancelled`), keeping nothing."""
+        from drdm.model_store.download import download_needed, fetch
 
-        if not registry.download_needed(name):
+        if not download_needed(name):
             return None
-        return registry.fetch(name, progress=progress, cancel=cancel)
+        return fetch(name, progress=progress, cancel=cancel)
 
     @staticmethod
     def model_for(volumeNode, model) -> ModelChoice:
@@ -161,7 +162,7 @@ class DeformationLogic:
         reason of an automatic choice (:func:`drdm.model_store.choice.choose_model`)."""
         if isinstance(model, DRDMModel):
             return ModelChoice(model.name)
-        return resolve_model(model, volume_to_sitk(volumeNode))
+        return resolve_model(model, lambda: volume_to_sitk(volumeNode))
 
     @staticmethod
     def slices_apply(volumeNode, model) -> bool:
@@ -285,8 +286,7 @@ class DeformationLogic:
                                         "(or hidden under another segment)")
             labels = sitk.GetImageFromArray(array)
             labels.CopyInformation(image)
-        choice = self.model_for(volumeNode, model)
-        loaded = load_model(model if isinstance(model, DRDMModel) else choice.spec, settings.device)
+        loaded, choice = load_for_image(model, image, settings.device)
         return DeformationRequest(volumeNode, segmentationNode, segments, image, labels, loaded,
                                   settings.for_model(loaded), choice)
 

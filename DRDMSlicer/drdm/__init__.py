@@ -54,19 +54,16 @@ def load_model(spec: str | os.PathLike | None = None, device: str = "auto") -> D
 
         model = drdm.load_model("cmr-2d", device="cpu")   # model.ndims == 2, model.size == 256
     """
-    from .model_store.registry import load_model as load
+    from .model_store.loading import load_model as load
 
     return load(spec, device)
 
 
 def _model_for(model: str | os.PathLike | DRDMModel | None, image: Callable[[], sitk.Image], device: str) -> DRDMModel:
     """``model`` loaded on ``device``; ``"auto"``/``None``: the model that fits ``image()`` (as the CLI chooses it)."""
-    from .model_store.choice import is_auto, resolve_model
-    from .model_store.registry import load_model as load
+    from .model_store.loading import load_for_image
 
-    if model is None or (isinstance(model, str) and is_auto(model)):
-        return load(resolve_model(model, image()).spec, device)
-    return load(model, device)
+    return load_for_image(model, image, device)[0]
 
 
 def deform_image(image: sitk.Image, labels: sitk.Image | None = None, *,

@@ -18,8 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import out_of_memory_as_error
-from .model_store.choice import AUTO, ModelChoice, is_auto, resolve_model
-from .model_store.registry import load_model
+from .model_store.choice import AUTO, is_auto
+from .model_store.loading import load_for_image, load_model
 from .models import DRDMModel
 from .physical.augment_data_set import augment_data_set
 from .physical.augmentation import find_inputs, image_stem, parse_shard
@@ -131,8 +131,7 @@ def _check_inverse(args: argparse.Namespace) -> None:
 
 def load_model_for(image: sitk.Image, args: argparse.Namespace) -> DRDMModel:
     """The model of ``--model`` (``auto``: :func:`drdm.model_store.choice.choose_model` for ``image``), announced in one line."""
-    choice: ModelChoice = resolve_model(args.model, image)
-    model = load_model(choice.spec, process_device(args.device))
+    model, choice = load_for_image(args.model, image, process_device(args.device))
     print(choice.line(model.name))
     return model
 
@@ -165,10 +164,9 @@ def run_augment(args: argparse.Namespace) -> int:
     shard = work_shard(args.shard)
     pairs = find_inputs(args.inputs, args.label_suffix)
     out = check_writable(args.out)
+    model, choice = load_for_image(args.model, lambda: read_image(pairs[0][0]), process_device(args.device))
     if is_auto(args.model):
-        model = load_model_for(read_image(pairs[0][0]), args)
-    else:
-        model = load_model(args.model, process_device(args.device))
+        print(choice.line(model.name))
     written = augment_data_set(model, pairs, out, settings=settings_from_args(args), levels=args.levels,
                                per_level=args.per_level, shard=shard, qa=not args.no_qa,
                                progress=progress_bar("augment", unit="sample"), magnitudes=args.magnitudes)
@@ -229,7 +227,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def print_model_list() -> None:
     """``drdm models list``: every known model, what it is, whether it is offered, where it comes from, its sha256
     prefix, licence and recovery-error table."""
-    from .model_store import registry
+    from .model_store.download import cache_folder
     from .model_store.listing import list_models
 
     models = list_models()
@@ -248,12 +246,14 @@ def print_model_list() -> None:
         for row in m.table.get("rows", []):
             values = " ".join(f"{v:.3f}" for v in row.get("errors", []))
             print(f"  {values}  mean {row.get('mean', float('nan')):.3f}  {row.get('data', '')}")
-    print(f"cache: {registry.cache_folder()}")
+    print(f"cache: {cache_folder()}")
 
 
 def run_models(args: argparse.Namespace) -> int:
     """``drdm models list | fetch NAME | verify NAME``: the model registry and cache."""
-    from .model_store import registry
+    from .model_store.download import cached_path, fetch, verify
+    from .model_store.importing import import_checkpoint
+    from .model_store.registry import entry
 
     if args.action == "list":
         print_model_list()
@@ -261,15 +261,15 @@ def run_models(args: argparse.Namespace) -> int:
     if not args.name:
         raise ValueError(f"drdm models {args.action} needs a model {'file' if args.action == 'import' else 'name'}")
     if args.action == "import":
-        weights, metadata = registry.import_checkpoint(args.name, name=args.as_name, force=args.force)
+        weights, metadata = import_checkpoint(args.name, name=args.as_name, force=args.force)
         print(f"imported {args.name} as {weights.stem!r}: {weights} + {metadata.name} (use --model {weights.stem})")
         return 0
     if args.action == "fetch":
         from tqdm import tqdm
 
-        item = registry.entry(args.name)
+        item = entry(args.name)
         if item.bundled or not item.learned or not item.available:  # nothing to download: a path or a clear error
-            print(f"{args.name}: {registry.fetch(args.name)} (bundled, sha256 verified)")
+            print(f"{args.name}: {fetch(args.name)} (bundled, sha256 verified)")
             return 0
 
         with tqdm(unit="B", unit_scale=True, desc=args.name, file=sys.stderr) as bar:
@@ -277,12 +277,12 @@ def run_models(args: argparse.Namespace) -> int:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            path = registry.fetch(args.name, progress=progress, url=args.url)
+            path = fetch(args.name, progress=progress, url=args.url)
         check = "git blob id verified, converted to the project's format" if item.converted else "sha256 verified"
         print(f"{args.name}: {path} ({check})")
         return 0
-    ok = registry.verify(args.name)
-    where = registry.cached_path(args.name) if registry.entry(args.name).learned else "built in, no file"
+    ok = verify(args.name)
+    where = cached_path(args.name) if entry(args.name).learned else "built in, no file"
     print(f"{args.name}: {'ok' if ok else 'missing or modified'} ({where})")
     return 0 if ok else 1
 

@@ -85,9 +85,10 @@ class DRDMModel:
         return self
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256", prefix: bytes = b"") -> str:
+    """Hex digest of a file, read in chunks: SHA-256 by default; ``prefix`` is hashed first (a git blob id is
+    ``file_digest(path, "sha1", b"blob <size>\\0")``). The one file hasher of the engine."""
+    digest = hashlib.new(algorithm, prefix)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
@@ -152,7 +153,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> DRD
     meta = {**REFERENCE_METADATA[ndims], **{k: v for k, v in stored.items() if k in METADATA_KEYS}}
     model = DRDMModel(network=network, ndims=ndims, size=int(meta["size"]), num_steps=num_steps,
                       noise_preset=str(meta["noise_preset"]), intensity=meta.get("intensity", INTENSITY_MINMAX),
-                      name=str(meta.get("name", path.stem)), source=str(path), sha256=file_sha256(path),
+                      name=str(meta.get("name", path.stem)), source=str(path), sha256=file_digest(path),
                       trained_on=str(meta["trained_on"]), noise_overrides=dict(meta.get("noise_overrides") or {}))
     validate_metadata(model, path)
     return model

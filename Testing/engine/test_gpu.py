@@ -34,7 +34,7 @@ def test_training_steps_on_cuda(tmp_path, amp):
 @pytest.mark.parametrize("mode, speed", [("reference", "faithful"), ("diffeomorphic", "fast")])
 def test_cuda_graph_recovery_step_gives_the_eager_sample(mode, speed):
     """The replayed CUDA graph runs the eager step's kernels on the same data: the same sample, bit for bit."""
-    from drdm.model_store.registry import load_model_spec
+    from drdm.model_store.loading import load_model_spec
     from drdm.sampler import generate
     from drdm.training.phantoms import cardiac_short_axis_phantom
 
@@ -62,7 +62,7 @@ def test_capture_failure_falls_back_to_the_eager_step():
 
 def test_the_default_follows_the_graph_rule_and_gives_the_eager_sample():
     """``cuda_graph=None``: the graph for a 2D batch of 1 (drdm.settings.cuda_graph_by_rule), none in 3D; same samples."""
-    from drdm.model_store.registry import load_model_spec
+    from drdm.model_store.loading import load_model_spec
     from drdm.models import untrained_model
     from drdm.sampler import generate
     from drdm.training.phantoms import cardiac_phantom, cardiac_short_axis_phantom
@@ -82,7 +82,7 @@ def test_the_default_follows_the_graph_rule_and_gives_the_eager_sample():
 
 def test_tf32_precision_stays_near_the_exact_network():
     """TF32 put the published network 1.1e-4 / 4.4e-4 (layouts) from the reference vectors on an H200; allow 10×."""
-    from drdm.model_store.registry import load_model_spec
+    from drdm.model_store.loading import load_model_spec
     from drdm.network import convolution_precision
     from drdm.training.phantoms import cardiac_short_axis_phantom
 

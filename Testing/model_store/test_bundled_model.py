@@ -9,11 +9,12 @@ import sys
 
 import torch
 from conftest import REPO
-from drdm.model_store import registry
-from drdm.model_store.files import read_metadata
-from drdm.model_store.registry import BUNDLED_FOLDER, bundled_model_path, find_default_checkpoint, load_model_spec
-from drdm.models import file_sha256
-from drdm.training.recovery_error import evaluation_phantoms, recovery_error_row, summary
+from drdm.model_store import download, registry
+from drdm.model_store.files import read_metadata, recovery_error_summary
+from drdm.model_store.loading import find_default_checkpoint, load_model_spec
+from drdm.model_store.registry import BUNDLED_FOLDER, bundled_model_path
+from drdm.models import file_digest
+from drdm.training.recovery_error import evaluation_phantoms, recovery_error_row
 
 
 def test_bundled_weights_equal_the_published_checkpoint_bit_for_bit(checkpoint_path, cmr_model):
@@ -28,7 +29,7 @@ def test_bundled_weights_equal_the_published_checkpoint_bit_for_bit(checkpoint_p
             assert torch.equal(bundled.network(x, t), cmr_model.network(x, t))
     assert (bundled.ndims, bundled.size, bundled.num_steps, bundled.noise_preset, bundled.intensity) == (
         cmr_model.ndims, cmr_model.size, cmr_model.num_steps, cmr_model.noise_preset, cmr_model.intensity)
-    assert bundled.metadata["source_sha256"] == file_sha256(checkpoint_path) == registry.PUBLISHED_CMR_SHA256
+    assert bundled.metadata["source_sha256"] == file_digest(checkpoint_path) == registry.PUBLISHED_CMR_SHA256
 
 
 def test_provenance_licence_citation_and_notice():
@@ -39,7 +40,7 @@ def test_provenance_licence_citation_and_notice():
     notice = (BUNDLED_FOLDER / "NOTICE").read_text(encoding="utf-8")
     assert metadata["source_sha256"] in notice and "Apache License, Version 2.0" in notice
     assert "10.1016/j.media.2026.103987" in notice
-    assert registry.verify("cmr-2d") and registry.fetch("cmr-2d") == bundled_model_path("cmr-2d")  # nothing to download
+    assert download.verify("cmr-2d") and download.fetch("cmr-2d") == bundled_model_path("cmr-2d")  # nothing to download
     weights = bundled_model_path("cmr-2d")
     assert weights.stat().st_size + weights.with_suffix(".json").stat().st_size < 2_000_000
 
@@ -54,7 +55,7 @@ def test_recorded_recovery_error_is_what_the_model_measures():
     measured = recovery_error_row(model, data, images, draws=table["draws"], seed=table["seed"])
     assert max(abs(a - b) for a, b in zip(measured["errors"], recorded["errors"])) <= 2e-4  # rounded to 1e-4
     assert max(measured["errors"]) < 1.0  # every level: the model recovers deformations of the phantom
-    assert summary(model.metadata) == table["rows"][0]["mean"] < 1.0
+    assert recovery_error_summary(model.metadata) == table["rows"][0]["mean"] < 1.0
     assert [len(row["errors"]) for row in table["rows"]] == [len(table["levels"])] * len(table["rows"])
 
 

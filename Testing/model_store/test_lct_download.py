@@ -12,8 +12,8 @@ import threading
 
 import pytest
 import torch
-from drdm.model_store import registry
-from drdm.models import untrained_model
+from drdm.model_store import download, loading, offered, registry
+from drdm.models import file_digest, untrained_model
 from drdm.settings import DeformationSettings  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def test_git_blob_id_matches_git(tmp_path):
     if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
         pytest.skip("git is not installed")
     expected = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True).stdout.strip()
-    assert registry.git_blob_id(path) == expected
+    assert download.git_blob_id(path) == expected
 
 
 def test_listed_and_offered_as_a_download():
@@ -72,10 +72,10 @@ def test_listed_and_offered_as_a_download():
 
     (row,) = [m for m in list_models() if m.name == "lct-3d"]
     assert row.state.startswith("download") and row.source == registry.PUBLISHED_LCT_URL and row.licence == "Apache-2.0"
-    (choice,) = [c for c in registry.offered_models() if c.name == "lct-3d"]
+    (choice,) = [c for c in offered.offered_models() if c.name == "lct-3d"]
     assert choice.download and choice.ndims == 3 and choice.label.startswith("lct-3d (download)")
     with pytest.raises(ValueError, match="drdm models fetch lct-3d"):
-        registry.load_model_spec("lct-3d")
+        loading.load_model_spec("lct-3d")
 
 
 def test_fetch_verifies_converts_and_loads(stand_in, monkeypatch, capsys):
@@ -84,16 +84,16 @@ def test_fetch_verifies_converts_and_loads(stand_in, monkeypatch, capsys):
     from drdm.model_store.listing import list_models
 
     url, path = stand_in
-    with_blob(monkeypatch, registry.git_blob_id(path))
+    with_blob(monkeypatch, download.git_blob_id(path))
     seen = []
-    target = registry.fetch("lct-3d", progress=lambda done, total: seen.append((done, total)), url=f"{url}/{path.name}")
+    target = download.fetch("lct-3d", progress=lambda done, total: seen.append((done, total)), url=f"{url}/{path.name}")
     assert seen[-1] == (path.stat().st_size, path.stat().st_size)
-    assert target == registry.cache_folder() / "lct-3d.safetensors" and registry.verify("lct-3d")
-    assert sorted(p.name for p in registry.cache_folder().iterdir()) == ["lct-3d.json", "lct-3d.safetensors"]
+    assert target == download.cache_folder() / "lct-3d.safetensors" and download.verify("lct-3d")
+    assert sorted(p.name for p in download.cache_folder().iterdir()) == ["lct-3d.json", "lct-3d.safetensors"]
     metadata = read_metadata(target)
-    assert metadata["source_sha256"] == registry.file_sha256(path) and metadata["source_bytes"] == path.stat().st_size
-    assert metadata["source_git_blob"] == registry.git_blob_id(path)
-    model = registry.load_model_spec("lct-3d")
+    assert metadata["source_sha256"] == file_digest(path) and metadata["source_bytes"] == path.stat().st_size
+    assert metadata["source_git_blob"] == download.git_blob_id(path)
+    model = loading.load_model_spec("lct-3d")
     process = model.forward_process()
     assert (model.name, model.ndims, model.size, model.num_steps) == ("lct-3d", 3, 128, 80)
     assert (process.first_level, process.composition_padding, process.image_interpolation) == (64, "border", "linear")
@@ -101,7 +101,7 @@ def test_fetch_verifies_converts_and_loads(stand_in, monkeypatch, capsys):
     assert all(torch.equal(state[k], v) for k, v in model.network.state_dict().items())
     (row,) = [m for m in list_models() if m.name == "lct-3d"]
     assert row.state.startswith("cached (") and "MB download" in row.state
-    (choice,) = [c for c in registry.offered_models() if c.name == "lct-3d"]
+    (choice,) = [c for c in offered.offered_models() if c.name == "lct-3d"]
     assert not choice.download and choice.ndims == 3
     assert main(["models", "verify", "lct-3d"]) == 0
 
@@ -113,9 +113,9 @@ def test_converted_model_deforms_a_volume(stand_in, monkeypatch):
     from drdm.physical.deform import deform_image
 
     url, path = stand_in
-    with_blob(monkeypatch, registry.git_blob_id(path))
-    registry.fetch("lct-3d", url=f"{url}/{path.name}")
-    model = registry.load_model_spec("lct-3d")
+    with_blob(monkeypatch, download.git_blob_id(path))
+    download.fetch("lct-3d", url=f"{url}/{path.name}")
+    model = loading.load_model_spec("lct-3d")
     model.size = 16
     torch.nn.init.zeros_(model.network.conv_out.weight)  # random weights would move everything away
     torch.nn.init.zeros_(model.network.conv_out.bias)
@@ -133,24 +133,24 @@ def test_wrong_files_are_refused_and_nothing_is_left(case, stand_in, www, monkey
     if case == "truncated":
         (www[1] / "short.pth").write_bytes(path.read_bytes()[:-1000])
         name = "short.pth"
-        with_blob(monkeypatch, registry.git_blob_id(path))
+        with_blob(monkeypatch, download.git_blob_id(path))
     elif case == "2D network":
         torch.save(untrained_model(2, seed=1).network.state_dict(), www[1] / "flat.pth")
         name = "flat.pth"
-        with_blob(monkeypatch, registry.git_blob_id(www[1] / "flat.pth"))
+        with_blob(monkeypatch, download.git_blob_id(www[1] / "flat.pth"))
     message = "2D network" if case == "2D network" else "wrong, truncated or tampered"
     with pytest.raises(registry.RegistryError, match=message):
-        registry.fetch("lct-3d", url=f"{url}/{name}")
-    assert not registry.cache_folder().exists() or list(registry.cache_folder().iterdir()) == []
-    assert not registry.verify("lct-3d")
+        download.fetch("lct-3d", url=f"{url}/{name}")
+    assert not download.cache_folder().exists() or list(download.cache_folder().iterdir()) == []
+    assert not download.verify("lct-3d")
 
 
 def test_cancelled_download_leaves_nothing(stand_in, monkeypatch):
     url, path = stand_in
-    with_blob(monkeypatch, registry.git_blob_id(path))
-    with pytest.raises(registry.DownloadCancelled, match="cancelled"):
-        registry.fetch("lct-3d", url=f"{url}/{path.name}", cancel=lambda: True)
-    assert list(registry.cache_folder().iterdir()) == []
+    with_blob(monkeypatch, download.git_blob_id(path))
+    with pytest.raises(download.DownloadCancelled, match="cancelled"):
+        download.fetch("lct-3d", url=f"{url}/{path.name}", cancel=lambda: True)
+    assert list(download.cache_folder().iterdir()) == []
 
 
 def test_cli_refuses_a_wrong_file_in_one_line(stand_in, capsys):
@@ -160,4 +160,4 @@ def test_cli_refuses_a_wrong_file_in_one_line(stand_in, capsys):
     assert main(["models", "fetch", "lct-3d", "--url", f"{url}/{path.name}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("drdm: error: download of 'lct-3d' is wrong, truncated or tampered with")
-    assert list(registry.cache_folder().iterdir()) == []
+    assert list(download.cache_folder().iterdir()) == []

@@ -8,7 +8,7 @@ import pytest
 import torch
 from drdm.cli import main
 from drdm.model_store.files import load_model_file, model_paths, read_metadata, save_model
-from drdm.model_store.registry import load_model_spec
+from drdm.model_store.loading import load_model_spec
 from drdm.models import CheckpointError, random_field_model, untrained_model
 
 METADATA_FIELDS = ("ndims", "size", "num_steps", "noise_preset", "intensity", "trained_on", "training_command",

@@ -1,4 +1,4 @@
-"""What the front ends offer (drdm.model_store.registry.offered_models) and the random-field-only choice."""
+"""What the front ends offer (drdm.model_store.offered.offered_models) and the random-field-only choice."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import pytest
 import SimpleITK as sitk
 import torch
 from drdm.cli import main
-from drdm.model_store import registry
-from drdm.model_store.files import file_sha256, save_model
-from drdm.model_store.registry import MAX_OFFERED_RECOVERY_ERROR, load_model_spec, offered_models
-from drdm.models import random_field_model, untrained_model
+from drdm.model_store import download
+from drdm.model_store.files import recovery_error_summary, save_model
+from drdm.model_store.loading import load_model_spec
+from drdm.model_store.offered import MAX_OFFERED_RECOVERY_ERROR, offered_models
+from drdm.models import file_digest, random_field_model, untrained_model
 from drdm.sampler import generate
 from drdm.spatial import folds
-from drdm.training.recovery_error import evaluation_phantoms, recovery_error, recovery_error_table, summary
+from drdm.training.recovery_error import evaluation_phantoms, recovery_error, recovery_error_table
 
 
 @pytest.fixture()
@@ -36,7 +37,7 @@ def test_offered_choices_load_and_say_what_they_are(empty_cache):
         assert (model.ndims, model.num_steps, model.learned) == (choice.ndims, choice.num_steps, choice.learned)
         assert choice.label.startswith(choice.name) and f"{choice.ndims}D" in choice.label
     cmr = choices[0]
-    assert cmr.learned and cmr.recovery_error == summary(load_model_spec("cmr-2d").metadata) < 1
+    assert cmr.learned and cmr.recovery_error == recovery_error_summary(load_model_spec("cmr-2d").metadata) < 1
     assert f"recovery error {cmr.recovery_error:.2f}" in cmr.label
     for choice in choices[1:]:
         assert not choice.learned and choice.recovery_error == 1.0
@@ -70,7 +71,7 @@ def test_models_list_shows_states_and_recovery_error_tables(empty_cache, capsys)
     assert rows["cmr-2d"].split()[1:6] == ["bundled", "2D", "80", f"{offered_models()[0].recovery_error:.2f}", "yes"]
     assert rows["random-field-3d"].split()[1:4] == ["built", "in", "3D"]
     assert rows["lct-3d"].split()[1:3] == ["download", "(size"]
-    bundled_sha = file_sha256(registry.cached_path("cmr-2d"))
+    bundled_sha = file_digest(download.cached_path("cmr-2d"))
     published = load_model_spec("cmr-2d").metadata
     assert rows["cmr-2d"].split()[6:9] == [bundled_sha[:12], "Apache-2.0", "bundled,"]
     assert rows["cmr-2d"].endswith(published["source_url"])

@@ -141,15 +141,27 @@ def in_room(module: str, rooms: tuple[str, ...]) -> bool:
     return any(module == room or module.startswith(room + ".") for room in rooms)
 
 
-def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    """Every module ``start`` imports, directly or through others (any depth)."""
+def reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports at any depth (itself excluded)."""
     seen: set[str] = set()
     todo = [start]
     while todo:
         for dep in graph[todo.pop()] - seen:
             seen.add(dep)
             todo.append(dep)
-    return seen
+    return seen - {start}
+
+
+def test_the_model_store_imports_nothing_from_training():
+    """Training saves models into the store (``drdm.model_store.files``); the store never reaches back into
+    ``drdm.training``, at any depth, function-level imports included."""
+    graph = import_graph()
+    store = [name for name in graph if name.split(".")[:2] == ["drdm", "model_store"]]
+    assert len(store) >= 9
+    assert {name: sorted(d for d in reached(graph, name) if d.startswith("drdm.training"))
+            for name in store} == {name: [] for name in store}
+    assert not {"drdm.model_store." + name for name in ("registry", "files", "download", "loading", "offered")} & {
+        d for name in ("drdm.models", "drdm.noise", "drdm.network") for d in reached(graph, name)}
 
 
 def test_the_layer_checker_follows_imports_at_any_depth(tmp_path, monkeypatch):
@@ -160,7 +172,7 @@ def test_the_layer_checker_follows_imports_at_any_depth(tmp_path, monkeypatch):
     (package / "b.py").write_text("from . import c\n")
     (package / "c.py").write_text("")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGES", {"pkg": package})
-    assert reachable(import_graph(), "pkg.a") == {"pkg.b", "pkg.c"}
+    assert reached(import_graph(), "pkg.a") == {"pkg.b", "pkg.c"}
 
 
 def test_building_blocks_import_no_room_above_them():
@@ -169,5 +181,5 @@ def test_building_blocks_import_no_room_above_them():
     graph = import_graph()
     blocks = [name for name in graph if in_room(name, BUILDING_BLOCKS)]
     assert len(blocks) >= 10
-    upward = {name: sorted(dep for dep in reachable(graph, name) if in_room(dep, ROOMS_ABOVE)) for name in blocks}
+    upward = {name: sorted(dep for dep in reached(graph, name) if in_room(dep, ROOMS_ABOVE)) for name in blocks}
     assert {name: deps for name, deps in upward.items() if deps} == {}

@@ -58,11 +58,17 @@ class FakeLogic:
         self.deformation = FakeDeformation()
         self.calls: list = []
         self.load_error: Exception | None = None
+        # what DRDMSlicerLib.model_list.model_items gives with an empty cache (Testing/slicer_module/test_model_list.py)
+        self.offered = ["auto", "cmr-2d", "lct-3d (download)", "random-field-2d", "random-field-3d"]
         self.generate_error: Exception | None = None
         self.samples: list = []
 
     def getParameterNode(self):
         return self.parameterNode
+
+    def modelItems(self):
+        self.calls.append(("modelItems",))
+        return list(self.offered)
 
     def loadModel(self, path):
         self.calls.append(("loadModel", path))
@@ -97,12 +103,14 @@ def make_sample(name: str, **statistics):
 
 
 @pytest.fixture
-def widget(module):
+def widget(module, recorder):
     widget = module.DRDMSlicerWidget()
     widget.setup()
     logic = FakeLogic()
     logic.parameterNode = widget._parameterNode
     widget.logic = logic
+    for callback in recorder.timers:  # once the GUI is up: the model list from the registry
+        callback()
     return widget
 
 
@@ -154,8 +162,30 @@ def test_opening_the_module_imports_no_engine_and_preselects_the_default_model(m
     heavy = [n for n in imported if n.split(".")[0] in {"torch", "drdm", "safetensors", "PyTorchUtils"}
              or n.startswith("DRDMSlicerLib")]
     assert not heavy, heavy
-    assert widget.ui.modelComboBox.currentText == module.DEFAULT_MODEL == module.MODEL_CHOICES[0]
-    assert widget.ui.modelComboBox.items == module.MODEL_CHOICES + [module.IMPORT_MODEL_ITEM]
+    assert widget.ui.modelComboBox.currentText == module.DEFAULT_MODEL == "auto"
+    assert widget.ui.modelComboBox.items == [module.DEFAULT_MODEL, module.IMPORT_MODEL_ITEM]
+
+
+def test_the_model_list_comes_from_the_registry_once_the_gui_is_up(module, recorder, monkeypatch):
+    """No hard-coded model list: after opening, the offered models (the logic's modelItems, from the registry) fill
+    the list; the choice made is kept; without PyTorch the list stays as it is and the engine is not asked."""
+    widget = module.DRDMSlicerWidget()
+    widget.setup()
+    widget.logic = FakeLogic()
+    widget.logic.parameterNode = widget._parameterNode
+    [refresh] = recorder.timers
+    with monkeypatch.context() as patch:
+        patch.setattr(requirements, "unmet_requirement", lambda requirement: "torch is not installed")
+        refresh()
+    assert widget.ui.modelComboBox.items == [module.DEFAULT_MODEL, module.IMPORT_MODEL_ITEM]
+    assert not widget.logic.calls
+    refresh()
+    combo = widget.ui.modelComboBox
+    assert combo.items == widget.logic.offered + [module.IMPORT_MODEL_ITEM] and combo.currentText == module.DEFAULT_MODEL
+    combo.setCurrentText("lct-3d (download)")
+    widget.logic.offered = ["auto", "cmr-2d", "lct-3d", "random-field-2d", "random-field-3d"]  # fetched meanwhile
+    refresh()
+    assert combo.currentText == "lct-3d" and widget.currentModel() == "lct-3d" and widget._modelChoice == "lct-3d"
 
 
 # -- parameter node observation -------------------------------------------------------------------------------------
@@ -390,6 +420,7 @@ def test_download_choice_is_fetched_with_cancel_and_generated_with_slices(widget
     assert ("ensureModel", "lct-3d") in widget.logic.calls
     [(_, _, kwargs)] = [c for c in widget.logic.calls if c[0] == "generate"]
     assert kwargs["model"] == "lct-3d" and kwargs["settings"].slices == "independent"
+    assert widget.logic.calls[-2:] == [("modelItems",), ("generate", widget._parameterNode.inputVolume, kwargs)]
 
 
 # -- issue 26: size, regions, level, the first view ------------------------------------------------------------------
@@ -527,7 +558,10 @@ def real_scene(mrml_scene_bundle, monkeypatch, recorder):
     module.ensure_requirements = lambda: None
     widget = module.DRDMSlicerWidget()
     widget.setup()
+    for callback in recorder.timers:  # the model list from the real registry
+        callback()
     widget.ui.modelComboBox.setCurrentText("random-field-2d")
+    assert widget.ui.modelComboBox.currentText == "random-field-2d"
     node = widget._parameterNode
     node.inputVolume, node.inputSegmentation, node.speed, node.randomSeed, node.seed = volume, segmentation, "faster", False, 3
     widget.updateButtons()

@@ -308,13 +308,13 @@ def test_cmr_sample_with_published_model(scene, scene_bundle, cmr_model):
 
 
 def test_default_model_is_the_bundled_one_when_nothing_is_installed(tmp_path, monkeypatch):
-    from drdm.model_store import registry
+    from drdm.model_store import offered
     from DRDMSlicerLib.logic import DeformationLogic, default_model_choice
 
     monkeypatch.setenv("DRDM_HOME", str(tmp_path))
     monkeypatch.delenv("DRDM_MODEL", raising=False)
     assert default_model_choice() == "cmr-2d"
-    local = [c for c in registry.offered_models() if not c.download]  # lct-3d (download) is fetched on first use
+    local = [c for c in offered.offered_models() if not c.download]  # lct-3d (download) is fetched on first use
     assert [DeformationLogic.ensure_model(c.name) for c in local] == [None] * len(local)
     assert list(tmp_path.iterdir()) == []  # nothing downloaded
 

@@ -9,7 +9,9 @@ import SimpleITK as sitk
 import torch
 from drdm.cli import main
 from drdm.model_store.files import load_model_file
-from drdm.model_store.registry import bundled_model_path, load_model_spec, offered_models
+from drdm.model_store.loading import load_model_spec
+from drdm.model_store.offered import offered_models
+from drdm.model_store.registry import bundled_model_path
 from drdm.training.phantoms import cardiac_short_axis_phantom
 from drdm.training.recovery_error import recovery_error
 

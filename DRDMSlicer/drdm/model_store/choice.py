@@ -15,6 +15,7 @@ torch nor NumPy nor SimpleITK (the Slicer module uses :func:`slices_choice_appli
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +25,12 @@ AUTO = "auto"
 THICK_SLICE_RATIO = 2.0  # largest / smallest spacing from which a volume is a stack of slices
 CT_AIR_THRESHOLD = -500.0  # 1st percentile at or below this (HU): CT-like
 CT_PERCENTILE = 1.0
+DOWNLOAD_SUFFIX = " (download)"  # a model list's item for a registry model fetched on first use (``lct-3d (download)``)
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """What to load and why: ``spec`` (a name or file for :func:`drdm.model_store.registry.load_model`) and ``reason``
+    """What to load and why: ``spec`` (a name or file for :func:`drdm.model_store.loading.load_model`) and ``reason``
     (``None`` when the user named the model)."""
 
     spec: str | None
@@ -46,7 +48,7 @@ def is_auto(spec: object) -> bool:
 
 
 def _lct_available() -> bool:
-    from .registry import verify
+    from .download import verify
 
     try:
         return verify("lct-3d")
@@ -108,7 +110,7 @@ def model_dims_hint(spec: str | None, size: tuple[int, ...], spacing: tuple[floa
         if os.environ.get("DRDM_MODEL"):
             return KNOWN_MODEL_DIMS.get(os.environ["DRDM_MODEL"])
         return 2 if geometry_kind(tuple(size), tuple(spacing))[0] in ("2d", "stack") else 3
-    return KNOWN_MODEL_DIMS.get(str(spec).removesuffix(" (download)"))
+    return KNOWN_MODEL_DIMS.get(str(spec).removesuffix(DOWNLOAD_SUFFIX))
 
 
 def slices_choice_applies(model: str | int | None, size: tuple[int, ...], spacing: tuple[float, ...]) -> bool:
@@ -118,6 +120,9 @@ def slices_choice_applies(model: str | int | None, size: tuple[int, ...], spacin
     return ndims is not None and slices_option_applies(ndims, tuple(size))
 
 
-def resolve_model(spec: str | None, image: Any) -> ModelChoice:
-    """``spec`` as given (explicit names and files are obeyed), or :func:`choose_model` for ``auto``/``None``."""
-    return choose_model(image) if is_auto(spec) else ModelChoice(str(spec))
+def resolve_model(spec: str | os.PathLike | None, image: Any | Callable[[], Any]) -> ModelChoice:
+    """``spec`` as given (explicit names and files are obeyed), or :func:`choose_model` for ``auto``/``None``;
+    ``image`` may be a function returning the image, called only for ``auto``."""
+    if not is_auto(spec):
+        return ModelChoice(str(spec))
+    return choose_model(image() if callable(image) else image)

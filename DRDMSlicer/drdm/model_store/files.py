@@ -21,13 +21,14 @@ from pathlib import Path
 
 import torch
 
-from ..models import INTENSITY_MINMAX, CheckpointError, DRDMModel, _first_line, file_sha256, validate_metadata
+from ..models import INTENSITY_MINMAX, CheckpointError, DRDMModel, _first_line, file_digest, validate_metadata
 from ..network import RecResACNet
 
 FORMAT_NAME = "drdm-model"
 FORMAT_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
 METADATA_SUFFIX = ".json"
+RECOVERY_ERROR_KEY = "recovery_error"  # the measured table in the metadata (drdm.training.recovery_error)
 
 
 def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -78,7 +79,7 @@ def save_model(model: DRDMModel, path: str | os.PathLike, **extra) -> tuple[Path
     metadata = model_metadata(model, **extra)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.network.state_dict().items()}
     _atomic_write(weights_path, lambda name: save_file(state, name, metadata={"drdm": json.dumps(metadata, sort_keys=True)}))
-    metadata["sha256"] = file_sha256(weights_path)
+    metadata["sha256"] = file_digest(weights_path)
     text = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
     _atomic_write(metadata_path, lambda name: Path(name).write_text(text, encoding="utf-8"))
     return weights_path, metadata_path
@@ -122,7 +123,7 @@ def load_model_file(path: str | os.PathLike, device: torch.device | str = "cpu",
     metadata = read_metadata(path)
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: weights file missing (metadata {metadata_path.name} found)")
-    sha256 = file_sha256(weights_path)
+    sha256 = file_digest(weights_path)
     if check_hash and metadata.get("sha256") and metadata["sha256"] != sha256:
         raise CheckpointError(f"{weights_path}: sha256 {sha256[:12]}… does not match the metadata "
                               f"({metadata['sha256'][:12]}…): the weights were modified or belong to another model")
@@ -147,6 +148,15 @@ def load_model_file(path: str | os.PathLike, device: torch.device | str = "cpu",
                       metadata=metadata)
     validate_metadata(model, weights_path)
     return model
+
+
+def recovery_error_summary(metadata: dict) -> float | None:
+    """The summary of the recovery-error table recorded in model metadata (``metadata["recovery_error"]``, written by
+    :mod:`drdm.training.recovery_error`; 0 perfect, 1 no recovery), or ``None`` when it was never measured."""
+    table = metadata.get(RECOVERY_ERROR_KEY)
+    if not isinstance(table, dict) or not isinstance(table.get("summary"), (int, float)):
+        return None
+    return float(table["summary"])
 
 
 def is_model_file(path: str | os.PathLike) -> bool:

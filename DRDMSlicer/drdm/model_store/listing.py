@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..training.recovery_error import summary
-from . import registry
-from .files import read_metadata
+from .download import cache_folder, cached_path, verify
+from .files import read_metadata, recovery_error_summary
+from .offered import offered_models
+from .registry import REGISTRY, RegistryEntry
 
 SHA_PREFIX = 12  # hex digits of the sha256 shown
 
@@ -46,7 +47,7 @@ def _file_source(metadata: dict, fallback: str) -> str:
     return metadata.get("source_url") or metadata.get("source_file") or fallback
 
 
-def _entry_listing(item: registry.RegistryEntry, offered: dict) -> ModelListing:
+def _entry_listing(item: RegistryEntry, offered: dict) -> ModelListing:
     note = f" ({item.note})" if item.note else ""
     common = dict(name=item.name, offered=item.name in offered, licence=_short_licence(item.licence),
                   description=f"{item.description}; licence {item.licence}{note}")
@@ -56,14 +57,14 @@ def _entry_listing(item: registry.RegistryEntry, offered: dict) -> ModelListing:
                             source="built in (this project)", **common)
     if not item.available:
         return ModelListing(state="unavailable", source=item.url or "not published", **common)
-    present = registry.verify(item.name)
+    present = verify(item.name)
     state = ("bundled" if item.bundled else "cached") if present else ("missing" if item.bundled else "download")
     source = item.url or "-"
     if not present:
         size = " (size known once fetched)" if item.converted else ""
         return ModelListing(state=state + size, source=source, sha256=_prefix(item.sha256) if item.sha256 else
                             f"blob {_prefix(item.git_blob)}", **common)
-    path = registry.cached_path(item.name)
+    path = cached_path(item.name)
     metadata = read_metadata(path) if path.suffix == ".safetensors" else {}  # downloads may be authors' .pth files
     if item.bundled:
         source = f"bundled, converted from {_file_source(metadata, '-')}"
@@ -72,7 +73,7 @@ def _entry_listing(item: registry.RegistryEntry, offered: dict) -> ModelListing:
     table = metadata.get("recovery_error")
     dims, steps = (f"{metadata['ndims']}D", str(metadata["num_steps"])) if metadata else ("-", "-")
     return ModelListing(state=state, dims=dims, steps=steps,
-                        error=_error_text(summary(metadata)), source=source,
+                        error=_error_text(recovery_error_summary(metadata)), source=source,
                         sha256=_prefix(item.sha256 or metadata.get("sha256")),
                         table=table if isinstance(table, dict) else None, **common)
 
@@ -84,7 +85,7 @@ def _cache_listing(weights: Path, offered: dict) -> ModelListing:
         return ModelListing(name=weights.stem, state="unreadable", description=str(weights))
     table = metadata.get("recovery_error")
     return ModelListing(name=weights.stem, state="cache", dims=f"{metadata.get('ndims', '?')}D",
-                        steps=str(metadata.get("num_steps", "?")), error=_error_text(summary(metadata)),
+                        steps=str(metadata.get("num_steps", "?")), error=_error_text(recovery_error_summary(metadata)),
                         offered=weights.stem in offered, source=_file_source(metadata, "trained with drdm train"),
                         sha256=_prefix(metadata.get("sha256")), licence=_short_licence(metadata.get("licence", "")),
                         description=f"{metadata.get('trained_on', '')} ({weights})",
@@ -93,7 +94,7 @@ def _cache_listing(weights: Path, offered: dict) -> ModelListing:
 
 def list_models() -> list[ModelListing]:
     """Every registry model, then every other model in the cache folder."""
-    offered = {choice.name: choice for choice in registry.offered_models()}
-    rows = [_entry_listing(item, offered) for item in registry.REGISTRY.values()]
-    extra = sorted(w for w in registry.cache_folder().glob("*.safetensors") if w.stem not in registry.REGISTRY)
+    offered = {choice.name: choice for choice in offered_models()}
+    rows = [_entry_listing(item, offered) for item in REGISTRY.values()]
+    extra = sorted(w for w in cache_folder().glob("*.safetensors") if w.stem not in REGISTRY)
     return rows + [_cache_listing(weights, offered) for weights in extra]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..model_store.registry import load_model_spec
+from ..model_store.loading import load_model_spec
 from ..models import DRDMModel, untrained_model
 from .config import TrainingConfig
 

@@ -205,7 +205,7 @@ def training_step(optimisation: Optimisation, process: ForwardProcess, config: T
 def save_trained_model(model: DRDMModel, images: TrainingImages, config: TrainingConfig, out: Path,
                        validation: tuple[float, float] | None, seconds: float) -> tuple[Path, Path]:
     """Write ``NAME.safetensors`` + ``NAME.json`` with the licence, provenance and recovery-error table."""
-    from ..model_store.files import save_model
+    from ..model_store.files import RECOVERY_ERROR_KEY, save_model
 
     licence = PHANTOM_LICENCE if not config.data else "as the training data"
     extra = {}
@@ -214,7 +214,7 @@ def save_trained_model(model: DRDMModel, images: TrainingImages, config: Trainin
         extra["init"] = model.extra["init"]
     table = _recovery_error_table(model, images, config)
     if table is not None:
-        extra["recovery_error"] = table
+        extra[RECOVERY_ERROR_KEY] = table
     return save_model(model, out / config.name, training_command=config.command, licence=licence,
                       training={**asdict(config), "data": list(config.data)}, training_seconds=round(seconds, 1),
                       final_validation_error=validation[1] if validation else None, **extra)

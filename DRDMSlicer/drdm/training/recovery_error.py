@@ -4,7 +4,8 @@ The error of one draw is ``‖W(P; D_target) + D_target‖ / ‖D_target‖`` (:
 0 is a perfect recovery of the forward-process target, 1 is what a model that recovers nothing scores (a
 network that outputs zero, or a random-field-only model), and untrained networks score 18–150. A table holds
 one row per evaluation data set with the mean error at each level of :data:`LEVELS`; its ``summary`` (the
-mean of the first row) is the one number the front ends show. Stored as ``metadata["recovery_error"]``::
+mean of the first row) is the one number the front ends show (read back by
+:func:`drdm.model_store.files.recovery_error_summary`). Stored as ``metadata["recovery_error"]``::
 
     {"definition": ..., "levels": [10, 30, 50, 70], "draws": 2, "seed": 7777, "summary": 0.43,
      "rows": [{"data": "...", "images": 10, "errors": [0.61, 0.42, 0.36, 0.35], "mean": 0.43}, ...]}
@@ -117,11 +118,3 @@ def recovery_error_table(model: DRDMModel, datasets: list[tuple[str, list[torch.
     rows = [recovery_error_row(model, data, images, draws, seed) for data, images in datasets]
     return {"definition": DEFINITION, "levels": list(LEVELS), "draws": draws, "seed": seed,
             "summary": rows[0]["mean"], "rows": rows}
-
-
-def summary(metadata: dict) -> float | None:
-    """The summary recovery error recorded in model metadata, or ``None`` when it was never measured."""
-    table = metadata.get("recovery_error")
-    if not isinstance(table, dict) or not isinstance(table.get("summary"), (int, float)):
-        return None
-    return float(table["summary"])

@@ -1,4 +1,4 @@
-"""drdm.model_store.registry: verified downloads from a local HTTP server (a good and a tampered file), cache reuse; the
+"""drdm.model_store.download: verified downloads from a local HTTP server (a good and a tampered file), cache reuse; the
 choices offered to the front ends."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 import threading
 
 import pytest
-from drdm.model_store import registry
+from drdm.model_store import download, registry
 
 
 @pytest.fixture()
@@ -43,13 +43,13 @@ def downloadable(monkeypatch, checkpoint_path):
 def test_fetch_verifies_and_caches(server, tmp_path, monkeypatch):
     monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
     seen = []
-    path = registry.fetch("cmr-download", progress=lambda done, total: seen.append((done, total)), url=f"{server}/good.pth")
-    assert path == registry.cached_path("cmr-download") and registry.verify("cmr-download")
+    path = download.fetch("cmr-download", progress=lambda done, total: seen.append((done, total)), url=f"{server}/good.pth")
+    assert path == download.cached_path("cmr-download") and download.verify("cmr-download")
     assert seen[-1][0] == seen[-1][1] == path.stat().st_size
     stamp = path.stat().st_mtime_ns
-    assert registry.fetch("cmr-download", url=f"{server}/tampered.pth") == path  # cached and valid: not downloaded again
+    assert download.fetch("cmr-download", url=f"{server}/tampered.pth") == path  # cached and valid: not downloaded again
     assert path.stat().st_mtime_ns == stamp
-    from drdm.model_store.registry import load_model_spec
+    from drdm.model_store.loading import load_model_spec
 
     assert load_model_spec("cmr-download").sha256 == registry.entry("cmr-download").sha256
 
@@ -57,22 +57,22 @@ def test_fetch_verifies_and_caches(server, tmp_path, monkeypatch):
 def test_tampered_download_is_deleted(server, tmp_path, monkeypatch):
     monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
     with pytest.raises(registry.RegistryError, match="tampered"):
-        registry.fetch("cmr-download", url=f"{server}/tampered.pth")
-    folder = registry.cache_folder()
-    assert not registry.cached_path("cmr-download").exists() and list(folder.iterdir()) == []
+        download.fetch("cmr-download", url=f"{server}/tampered.pth")
+    folder = download.cache_folder()
+    assert not download.cached_path("cmr-download").exists() and list(folder.iterdir()) == []
 
 
 def test_unreachable_and_unavailable(tmp_path, monkeypatch, server):
     monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
     with pytest.raises(registry.RegistryError, match="failed"):
-        registry.fetch("cmr-download", url=f"{server}/missing.pth")
+        download.fetch("cmr-download", url=f"{server}/missing.pth")
     monkeypatch.setitem(registry.REGISTRY, "withdrawn", registry.RegistryEntry(
         name="withdrawn", filename="w.pth", url=None, sha256=None, licence="-", description="test entry",
         available=False, note="withdrawn by its authors"))
     with pytest.raises(registry.RegistryError, match="not available: withdrawn by its authors"):
-        registry.fetch("withdrawn")
+        download.fetch("withdrawn")
     with pytest.raises(registry.RegistryError, match="unknown model"):
-        registry.fetch("brain-7d")
+        download.fetch("brain-7d")
 
 
 def test_models_command(server, tmp_path, monkeypatch, capsys):
