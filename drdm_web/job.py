@@ -1,9 +1,16 @@
-"""A generation running on a worker thread: progress with an ETA, and cancellation polled per network step."""
+"""Work on a worker thread (a generation, a model download): progress with an ETA, cancellation polled per network
+step (:class:`GenerationJob`), and the one loop that follows it from the server's event loop (:func:`run_on_worker`)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+POLL_SECONDS = 0.1  # progress refresh while a job runs
+T = TypeVar("T")
 
 
 class GenerationJob:
@@ -47,3 +54,23 @@ class GenerationJob:
         if eta is None:
             return "starting…"
         return f"step {self.step}/{self.total}, about {eta:.0f} s left"
+
+
+async def run_on_worker(job: GenerationJob, work: Callable[[], T], describe: Callable[[], str],
+                        show: Callable[[float, str], None], current: Callable[[], bool]) -> asyncio.Future[T] | None:
+    """Run ``work`` on a worker thread; every :data:`POLL_SECONDS` until it ends, ``show(percent done, status)``
+    (``"cancelling…"`` once cancelled, else ``describe()``) while ``current()`` holds.
+
+    Returns the finished future (``result()`` gives the work's value or raises its error), or ``None`` when
+    ``current()`` no longer holds at the end (a new person took the server: the outcome is retrieved and dropped).
+    """
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    while not future.done():
+        await asyncio.wait({future}, timeout=POLL_SECONDS)
+        if current():
+            show(round(100 * job.fraction, 1), "cancelling…" if job.cancelled() else describe())
+    if not current():
+        if not future.cancelled():
+            future.exception()  # retrieved (no "never retrieved" warning), then dropped
+        return None
+    return future

@@ -19,6 +19,7 @@ from DRDMSlicerLib.logic import DeformationRequest  # noqa: E402
 
 from drdm_web.app import DRDMWebApp  # noqa: E402
 from drdm_web.job import GenerationJob  # noqa: E402
+from drdm_web.session import SessionGate  # noqa: E402
 
 
 @pytest.mark.parametrize("error, message", [
@@ -32,6 +33,7 @@ def test_generation_out_of_memory_is_shown_as_one_message(monkeypatch, error, me
     monkeypatch.setattr(logic, "deform_images", out_of_memory)
     app = object.__new__(DRDMWebApp)  # the handler needs only the state, the logic and the failure display
     app.logic = logic.DeformationLogic(scene=None)  # add_samples is never reached
+    app.gate = SessionGate()
     state = TrameState()
     monkeypatch.setattr(DRDMWebApp, "state", state)
     image = sitk.GetImageFromArray(np.ones((8, 16, 16), np.float32))
