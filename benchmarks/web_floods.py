@@ -34,7 +34,9 @@ import aiohttp
 import numpy as np
 import SimpleITK as sitk
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO / "Testing" / "web"))  # browser (selenium helpers) and raw_client live beside the web tests
 
 
 async def flood(ws: aiohttp.ClientWebSocketResponse, frames: int, chunk_header) -> tuple[int, int | None]:
@@ -55,7 +57,7 @@ async def flood(ws: aiohttp.ClientWebSocketResponse, frames: int, chunk_header) 
 
 
 async def pre_login(url: str, pid: int, frames: int) -> dict:
-    from drdm_web.client import Client, chunk_header, rss_mb
+    from raw_client import Client, chunk_header, rss_mb
 
     row = {"rss_before_mb": rss_mb(pid)}
     started = time.monotonic()
@@ -80,7 +82,7 @@ async def pre_login(url: str, pid: int, frames: int) -> dict:
 
 
 async def declared(url: str, pid: int, gib: float) -> dict:
-    from drdm_web.client import Client, chunk_header, rss_mb
+    from raw_client import Client, chunk_header, rss_mb
 
     async with Client(url) as client:
         hello = await client.login()
@@ -106,7 +108,7 @@ async def declared(url: str, pid: int, gib: float) -> dict:
 
 
 def run_server(folder: Path, source: Path | None) -> tuple[subprocess.Popen, str]:
-    from drdm_web.browser import free_port, printed_url, wait_for_raising
+    from browser import free_port, printed_url, wait_for_raising
 
     volume = folder / "data" / "stack.nii.gz"
     volume.parent.mkdir()

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO / "Testing" / "web"))  # browser (selenium helpers) and raw_client live beside the web tests
 
 
 def make_volume(folder: Path, size: int, slices: int) -> Path:
@@ -64,7 +66,7 @@ def main() -> int:
     parser.add_argument("--speed", default="fast")
     args = parser.parse_args()
 
-    from drdm_web.browser import chromium, fix_seed, generate, open_loaded, served
+    from browser import chromium, fix_seed, generate, open_loaded, served
 
     folder = Path(tempfile.mkdtemp(prefix="drdm-web-bench-"))
     volume = make_volume(folder, args.size, args.slices)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "Testing" / "web"))  # browser (selenium helpers) and raw_client live beside the web tests
 DATA = Path(os.environ.get("DRDM_SHARED", REPO.parent / "shared")) / "data" / "cmr"
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -34,9 +35,8 @@ def main() -> int:
     if not Path(args.volume).is_file():
         print(f"error: {args.volume} not found (set DRDM_SHARED to the shared/ folder, or give --volume)", file=sys.stderr)
         return 2
+    from browser import chromium, fix_seed, generate, open_loaded, served, wait_for
     from selenium.webdriver.common.by import By
-
-    from drdm_web.browser import chromium, fix_seed, generate, open_loaded, served, wait_for
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,16 +18,17 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO / "Testing" / "web"))  # browser (selenium helpers) and raw_client live beside the web tests
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=300)
     args = parser.parse_args()
+    from browser import chromium, served, status, view_images, wait_for
     from selenium.webdriver.common.by import By
-
-    from drdm_web.browser import chromium, served, status, view_images, wait_for
 
     folder = Path(tempfile.mkdtemp(prefix="drdm-web-upload-"))
     slices = max(1, round(args.mb * 1024 * 1024 / (512 * 512 * 4)))

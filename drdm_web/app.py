@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import logging
 import time
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from drdm.errors import is_out_of_memory, out_of_memory_message
 from drdm.model_store.choice import ModelChoice, is_auto
 from drdm.model_store.download import DownloadCancelled, download_needed, fetch
-from drdm.model_store.loading import load_model
-from drdm.model_store.registry import entry as registry_entry
-from drdm.models import REFERENCE_METADATA, DRDMModel
-from drdm.noise import PRESETS
-from drdm.physical.io import InputError, read_image, read_labels
-from drdm.physical.segment_volumes import volume_change_rows
 from drdm.sampler import GenerationCancelled
 from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS, DeformationSettings
 from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD, JACOBIAN_SHOWN_FIRST
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
-from DRDMSlicerLib.mrml import segmentation_from_labels, volume_from_sitk
 from DRDMSlicerLib.scene_snapshot import SceneSnapshot
 from DRDMSlicerLib.view_layout import show_volume_planes
 from trame.app import TrameApp
@@ -35,39 +25,21 @@ from trame_slicer.rca_view import register_rca_factories
 
 from .audit import AccessLog
 from .chunks import MESSAGE_OVERHEAD
-from .exports import ExportFolder
+from .exports import ExportFolder, zipped
 from .failures import Scrubber, one_line, page_handler
-from .files import DataFolder, safe_name, shown_text
-from .job import GenerationJob
-from .models import model_choices
+from .files import DataFolder, shown_text
+from .inputs import Inputs
+from .job import GenerationJob, run_on_worker
+from .models import LoadedModels, model_choices
 from .pages import Pages, front_door
 from .panel import PageHandlers, build_page
+from .results import result_items, sample_stem, stat_rows
 from .session import OneBrowserProtocol, SessionGate
-from .uploads import DEFAULT_MAX_UPLOAD_MB, UploadFolder, upload_label, upload_name
+from .uploads import DEFAULT_MAX_UPLOAD_MB, UploadFolder
 from .view_layouts import QUAD_VIEW, register_view_layouts, view_layout_for
 from .ws_guard import WebSocketGuard
 
 log = logging.getLogger("drdm.web")
-POLL_SECONDS = 0.1  # progress refresh while a generation runs
-SEGMENT_COLOURS = [(0.9, 0.3, 0.3), (0.3, 0.8, 0.3), (0.3, 0.5, 0.95), (0.95, 0.8, 0.2), (0.8, 0.4, 0.9), (0.3, 0.85, 0.85)]
-OPTIONAL_STAT_KEYS = {  # rows shown only when the run has them (2D-on-3D slices; a size; regions)
-    "slices", "through_plane_roughness_ratio", "magnitude_mm", "size_reached_mm", "natural_mm", "keep", "only",
-    "margin_mm", "max_mm_in_kept", "max_mm_outside_region"}
-STAT_ROWS = (  # (label, statistics key, format)
-    ("mean |u|", "mean_mm", "{:.2f} mm"), ("mean |u| (% FOV)", "mean_percent_fov", "{:.2f} %"),
-    ("p95 |u|", "p95_mm", "{:.2f} mm"), ("p95 |u| (% FOV)", "p95_percent_fov", "{:.2f} %"),
-    ("folded voxels", "folding_fraction", "{:.3%}"), ("det J min", "det_min", "{:.3f}"),
-    ("det J max", "det_max", "{:.3f}"), ("seed", "seed", "{}"), ("level T'", "level", "{}"),
-    ("mode / speed", None, None), ("slices", "slices", "{}"),
-    ("through-plane / in-plane roughness", "through_plane_roughness_ratio", "{:.2f}"),
-    ("size asked", "magnitude_mm", "{:.2f} mm"), ("size reached", "size_reached_mm", "{:.2f} mm"),
-    ("the model's own size", "natural_mm", "{:.2f} mm"), ("kept still (labels)", "keep", "{}"),
-    ("deformed only (labels)", "only", "{}"), ("margin", "margin_mm", "{:g} mm"),
-    ("largest |u| in kept", "max_mm_in_kept", "{:.3f} mm"),
-    ("largest |u| outside the region", "max_mm_outside_region", "{:.3f} mm"),
-    ("model", "model", "{}"), ("model sha256", "model_sha256", "{:.12}"),
-    ("time", "seconds", "{:.1f} s"), ("device", "device", "{}"),
-)
 
 
 @dataclass
@@ -84,11 +56,6 @@ class WebSettings:
     idle_minutes: float = 0.0  # 0: a connected browser holds the session until it disconnects
     secret: str = ""  # the access secret of the printed link (set by ``serve``), exchanged for a session credential
     access_log: str | None = None  # the access log's file (None: stderr)
-
-
-def sample_stem(sample: DeformationSample) -> str:
-    """The file-name stem of a result's exports: its volume's name, letters/digits/``._-`` only."""
-    return safe_name(sample.volumeNode.GetName().removesuffix(" volume").replace(" ", "_"), "drdm")
 
 
 class DRDMWebApp(TrameApp):
@@ -114,14 +81,11 @@ class DRDMWebApp(TrameApp):
         register_view_layouts(self.layout_manager)
         self.layout_manager.set_layout(QUAD_VIEW)
         self.logic = DeformationLogic(self.slicer_app.scene)
-        self.volume_node = None
-        self.segmentation_node = None
+        self.inputs = Inputs(self.data, self.uploads)
         self.samples: list[DeformationSample] = []
         self.job: GenerationJob | None = None
         self._task: asyncio.Task | None = None  # the running generation (a reference keeps it alive)
-        self._models: dict[tuple[str, str], DRDMModel] = {}
-        self._sources: dict[str, Path] = {}  # "volume"/"segmentation" -> the upload behind an "upload: …" field
-        self.session = 0  # bumped when a new person takes the server: older generations are dropped
+        self.models = LoadedModels()
         self.gate = SessionGate(self.settings.idle_minutes)
         self.ws_guard: WebSocketGuard | None = None
         self._model_values = {choice["value"] for choice in model_choices(self.settings.model)}
@@ -170,8 +134,7 @@ class DRDMWebApp(TrameApp):
 
     def _configure_protocol(self, protocol) -> None:
         """wslink's authentication hook: a session credential, then one browser at a time (see ``session``)."""
-        protocol.registerLinkProtocol(OneBrowserProtocol(self.gate, self.start_session, self.end_session,
-                                                         self._close_client, self.audit))
+        protocol.registerLinkProtocol(OneBrowserProtocol(self.gate, self.start_session, self._close_client, self.audit))
 
     def _on_bind(self, web_server) -> None:
         """Before every route of wslink: the front door (``pages``: the secret exchanged for a credential, the app,
@@ -183,10 +146,8 @@ class DRDMWebApp(TrameApp):
         web_server.app.middlewares.append(front_door(pages, self.ws_guard))
 
     async def _close_client(self, client_id: str) -> None:
-        for handler in self.ws_guard.handlers if self.ws_guard else []:
-            connection = handler.connections.get(client_id)
-            if connection is not None:
-                await connection.close(message=b"session taken over")
+        if self.ws_guard is not None:
+            await self.ws_guard.close_client(client_id)
 
     def _on_ready(self, **_) -> None:
         if self.state.drdm_model:
@@ -201,26 +162,23 @@ class DRDMWebApp(TrameApp):
     # -- sessions -------------------------------------------------------------------------------------
 
     def start_session(self, new_person: bool) -> None:
-        """A browser was admitted; a different person than the last one starts from an empty scene."""
-        if new_person and (self.samples or self.volume_node is not None or self.job is not None
+        """A browser was admitted (``session.OneBrowserProtocol``); a different person than the last one starts from
+        an empty scene. The browser that leaves keeps its work until a different person comes."""
+        if new_person and (self.samples or self.inputs.volume_node is not None or self.job is not None
                            or self.state.drdm_volume_path != self._startup_state_path()):
             self.reset_scene()
 
     def _startup_state_path(self) -> str:
         return self.data.shown(self.settings.volume) if self.settings.volume else ""
 
-    def end_session(self) -> None:
-        """The browser holding the session disconnected: its work stays until a different person comes."""
-
     def reset_scene(self) -> None:
-        """Forget everything of the previous person: the running generation, results, inputs, uploads, state."""
-        self.session += 1
+        """Forget everything of the previous person: the running generation (the gate already counted the new
+        person, so it shows nothing more), results, inputs, uploads, state."""
         if self.job is not None:
             self.job.cancel()
-        self.samples, self.volume_node, self.segmentation_node, self.job = [], None, None, None
+        self.samples, self.job = [], None
         self.snapshot.restore()
-        self.uploads.clear()
-        self._sources.clear()
+        self.inputs.clear()
         model = self.state.drdm_model
         self._init_state()
         self.state.drdm_model = model
@@ -257,19 +215,6 @@ class DRDMWebApp(TrameApp):
 
     # -- inputs ---------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _readable(self, what: str, typed: str) -> Iterator[tuple[Path, str, str]]:
-        """The file behind a path field for the block, as ``(path to read, its name, how the page shows it)``: an
-        upload (``upload: NAME``, in the private folder), or a private copy of a typed path inside the data folder
-        (``InputError``, one line, for a path outside it, with ``..``, through an outward link, or unusable)."""
-        text = str(typed or "").strip()
-        upload = self._sources.get(what)
-        if upload is not None and text == upload_label(upload):
-            yield upload, upload_name(upload), text
-            return
-        with self.uploads.private_folder() as folder, self.data.private_copy(text, folder) as copy:
-            yield copy, copy.name, shown_text(text)
-
     @page_handler("load")
     def load_inputs(self) -> None:
         """Load the volume (and segmentation) named by the path fields, replacing the current inputs; a path
@@ -285,51 +230,22 @@ class DRDMWebApp(TrameApp):
     def _load(self, volume_path: str, segmentation_path: str) -> None:
         """Read and show the inputs; an error names the files as the page shows them (no server paths)."""
         try:
-            with contextlib.ExitStack() as stack:
-                volume, name, shown = stack.enter_context(self._readable("volume", volume_path))
-                segmentation = stack.enter_context(self._readable("segmentation", segmentation_path)) \
-                    if segmentation_path else None
-                try:
-                    image = read_image(str(volume), "volume")
-                    labels = read_labels(str(segmentation[0]), image) if segmentation else None
-                except ValueError as error:
-                    message = str(error).replace(str(volume), shown)
-                    if segmentation:
-                        message = message.replace(str(segmentation[0]), segmentation[2])
-                    raise InputError(message) from None
+            image, labels, name = self.inputs.read(volume_path, segmentation_path)
         except ValueError as error:
             self.fail(str(error))
             return
         self._replace_inputs(image, labels, name)
 
     def _replace_inputs(self, image, labels, name: str) -> None:
-        scene = self.slicer_app.scene  # earlier inputs stay: their results refer to them
-        if self.segmentation_node is not None and self.segmentation_node.GetDisplayNode():
-            self.segmentation_node.GetDisplayNode().SetVisibility(False)
-        stem = name.split(".")[0] or "volume"
-        self.volume_node = volume_from_sitk(scene, image, stem)
-        self.segmentation_node = None
-        if labels is not None:
-            import SimpleITK as sitk
-
-            array = sitk.GetArrayFromImage(labels if labels.GetDimension() == 3 else sitk.JoinSeries(labels))
-            values = [int(v) for v in sorted(set(array.ravel().tolist())) if v != 0]
-            segments = [(f"label_{v}", f"label {v}", SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)]) for i, v in enumerate(values)]
-            remapped = array.copy()
-            for index, value in enumerate(values, start=1):
-                remapped[array == value] = index
-            self.segmentation_node = segmentation_from_labels(scene, remapped, self.volume_node, segments,
-                                                              f"{stem} segmentation")
-        self.slicer_app.display_manager.show_volume(self.volume_node, do_reset_views=True)
-        self.set_layout(view_layout_for(show_volume_planes(scene, self.volume_node)))
-        self.state.drdm_segment_items = [] if self.segmentation_node is None else [
-            {"title": segment.GetName(), "value": segment_id}
-            for segment_id in self.segmentation_node.GetSegmentation().GetSegmentIDs()
-            for segment in [self.segmentation_node.GetSegmentation().GetSegment(segment_id)]]
+        """Show newly read inputs: their nodes, the views' layout for the volume, the panel's segment lists."""
+        scene = self.slicer_app.scene
+        stem = self.inputs.add_to_scene(scene, image, labels, name)
+        self.slicer_app.display_manager.show_volume(self.inputs.volume_node, do_reset_views=True)
+        self.set_layout(view_layout_for(show_volume_planes(scene, self.inputs.volume_node)))
+        self.state.drdm_segment_items = self.inputs.segment_items()
         self.state.drdm_keep, self.state.drdm_only = [], []
         self.push_state("drdm_segment_items", "drdm_keep", "drdm_only")  # reset and reloaded: the same text as before
-        self.state.drdm_loaded = f"{stem}: {' × '.join(str(n) for n in image.GetSize())} voxels" + (
-            f", {len(self.segmentation_node.GetSegmentation().GetSegmentIDs())} segments" if self.segmentation_node else "")
+        self.state.drdm_loaded = self.inputs.describe(image, stem)
         self.state.drdm_status = f"loaded {stem}"
         if self.state.drdm_model:
             self.on_model_changed(self.state.drdm_model)  # auto and the slices choice follow the volume
@@ -341,46 +257,30 @@ class DRDMWebApp(TrameApp):
         then loaded."""
         if not files:
             return
-        file = files[0] if isinstance(files, list) else files
-        name = safe_name(str(file.get("name", "upload")))
-        content = file.get("content")
-        parts = [bytes(part) for part in content] if isinstance(content, list) else [bytes(content or b"")]
         try:
-            self.uploads.check_size(name, max(int(file.get("size") or 0), sum(len(part) for part in parts)))
-            if not any(parts):
-                raise ValueError(f"{name}: the upload is empty")
-            target = self.uploads.write(name, parts, what)
-        except (OSError, ValueError) as error:
-            self.fail(f"{name}: the upload could not be stored ({one_line(error)})" if isinstance(error, OSError)
-                      else str(error))
+            label = self.inputs.store_upload(files[0] if isinstance(files, list) else files, what)
+        except ValueError as error:
+            self.fail(str(error))
             return
         finally:  # the bytes are on disk now (or refused): not kept in the state
             self.state["drdm_upload" if what == "volume" else "drdm_segmentation_upload"] = None
-        self._sources[what] = target
         if what == "volume":
-            self.state.drdm_volume_path = upload_label(target)
+            self.state.drdm_volume_path = label
             self.state.drdm_segmentation_path = ""
         else:
-            self.state.drdm_segmentation_path = upload_label(target)
+            self.state.drdm_segmentation_path = label
         self.load_inputs()
 
     # -- model ----------------------------------------------------------------------------------------
-
-    def model(self, name: str, device: str) -> DRDMModel:
-        """A loaded model, cached per (name, device)."""
-        key = (str(name), device)
-        if key not in self._models:
-            self._models[key] = load_model(name, device)
-        return self._models[key]
 
     def resolve_model(self, name: str) -> ModelChoice | None:
         """What the model select means now: ``auto`` decided from the loaded volume (with its reason;
         ``None`` before a volume is loaded), any other choice as it is."""
         if not is_auto(name):
             return ModelChoice(str(name))
-        if self.volume_node is None:
+        if self.inputs.volume_node is None:
             return None
-        return self.logic.model_for(self.volume_node, name)
+        return self.logic.model_for(self.inputs.volume_node, name)
 
     @page_handler("model")
     def on_model_changed(self, name: str) -> None:
@@ -399,22 +299,15 @@ class DRDMWebApp(TrameApp):
                 s.drdm_slices_visible = False
                 self.push_state("drdm_model_note", "drdm_slices_visible")
                 return
-            if download_needed(choice.spec):
-                item = registry_entry(choice.spec)
-                steps, first = 80, PRESETS[REFERENCE_METADATA[item.ndims]["noise_preset"]]["first_level"]
-                model = choice.spec
-                note = f"{choice.spec}: downloaded (verified) when you generate"
-            else:
-                model = self.model(choice.spec, "cpu")
-                steps, first = model.num_steps, model.forward_process().first_level
-                note = choice.line(model.name) if choice.reason else ""
+            facts = self.models.facts(choice)
         except ValueError as error:
             self.fail(str(error))
             return
-        s.drdm_level_max = steps
-        s.drdm_level = min(first, steps)
-        s.drdm_model_note = note
-        s.drdm_slices_visible = self.volume_node is not None and self.logic.slices_apply(self.volume_node, model)
+        s.drdm_level_max = facts.steps
+        s.drdm_level = min(facts.first_level, facts.steps)
+        s.drdm_model_note = facts.note
+        volume = self.inputs.volume_node
+        s.drdm_slices_visible = volume is not None and self.logic.slices_apply(volume, facts.model)
         self.push_state("drdm_level_max", "drdm_level", "drdm_model_note", "drdm_slices_visible")
 
     # -- generation -----------------------------------------------------------------------------------
@@ -429,7 +322,7 @@ class DRDMWebApp(TrameApp):
         if s.drdm_running:
             return
         s.drdm_error = ""
-        if self.volume_node is None:
+        if self.inputs.volume_node is None:
             self.fail("load a volume first")
             return
         if s.drdm_model not in self._model_values:
@@ -446,9 +339,9 @@ class DRDMWebApp(TrameApp):
             if download_needed(choice.spec):
                 self._start_download(choice.spec)
                 return
-            model = self.model(choice.spec, s.drdm_device)
-            request = self.logic.prepare(self.volume_node, self.segmentation_node, model=model, settings=settings,
-                                         **steering)
+            model = self.models.get(choice.spec, s.drdm_device)
+            request = self.logic.prepare(self.inputs.volume_node, self.inputs.segmentation_node, model=model,
+                                         settings=settings, **steering)
             request.choice = choice
             s.drdm_seed = request.seed  # the seed drawn shows in the panel: typing it in repeats the run
         except (TypeError, ValueError) as error:
@@ -475,18 +368,9 @@ class DRDMWebApp(TrameApp):
         """Wait for the worker with a live progress bar, then add the nodes on this thread."""
         s = self.state
         started = time.perf_counter()
-        session = getattr(self, "session", 0)
-        future = asyncio.get_running_loop().run_in_executor(
-            None, lambda: DeformationLogic.compute(request, job.progress, job.cancelled))
-        while not future.done():
-            await asyncio.wait({future}, timeout=POLL_SECONDS)
-            if getattr(self, "session", 0) != session:
-                continue  # a new person took the server: nothing of this run is shown
-            with s:
-                s.drdm_progress = round(100 * job.fraction, 1)
-                s.drdm_status = "cancelling…" if job.cancelled() else f"generating: {job.describe()}"
-        if getattr(self, "session", 0) != session:
-            future.exception() if not future.cancelled() else None  # retrieved, then dropped
+        future = await run_on_worker(job, lambda: DeformationLogic.compute(request, job.progress, job.cancelled),
+                                     lambda: f"generating: {job.describe()}", self._show_progress, self.gate.same_person())
+        if future is None:  # a new person took the server: nothing of this run is shown
             return
         with s:
             try:
@@ -520,17 +404,10 @@ class DRDMWebApp(TrameApp):
 
     async def _download(self, name: str, job: GenerationJob) -> None:
         s = self.state
-        session = self.session
-        future = asyncio.get_running_loop().run_in_executor(
-            None, lambda: fetch(name, progress=lambda done, total: job.progress(done, total or 0), cancel=job.cancelled))
-        while not future.done():
-            await asyncio.wait({future}, timeout=POLL_SECONDS)
-            if self.session == session:
-                with s:
-                    s.drdm_progress = round(100 * job.fraction, 1)
-                    s.drdm_status = "cancelling…" if job.cancelled() else f"downloading {name}: {job.step / 1e6:.1f} MB"
-        if self.session != session:
-            future.exception() if not future.cancelled() else None  # retrieved, then dropped
+        future = await run_on_worker(
+            job, lambda: fetch(name, progress=lambda done, total: job.progress(done, total or 0), cancel=job.cancelled),
+            lambda: f"downloading {name}: {job.step / 1e6:.1f} MB", self._show_progress, self.gate.same_person())
+        if future is None:  # a new person took the server: dropped
             return
         with s:
             s.drdm_running, s.drdm_progress, self.job = False, 0, None
@@ -545,8 +422,15 @@ class DRDMWebApp(TrameApp):
             self.on_model_changed(s.drdm_model)
         self.generate()
 
+    def _show_progress(self, percent: float, status: str) -> None:
+        """The progress bar and status line while a job runs on the worker thread."""
+        s = self.state
+        with s:
+            s.drdm_progress, s.drdm_status = percent, status
+
     @page_handler("cancel")
     def cancel(self) -> None:
+        """Stop the running generation or download (within one network step; nothing is added)."""
         if self.job is not None:
             self.job.cancel()
             self.state.drdm_status = "cancelling…"
@@ -557,11 +441,7 @@ class DRDMWebApp(TrameApp):
         alive = [s for s in self.samples if self.logic.is_alive(s)]
         if len(alive) != len(self.samples):
             self.samples = alive
-        self.state.drdm_results = [
-            dict(value=i, title=f"T'={s.statistics['level']} seed {s.statistics['seed']}",
-                 subtitle=f"{s.statistics['model']}, {s.statistics['mean_mm']:.1f} mm mean, "
-                          f"{100 * s.statistics['folding_fraction']:.2f} % folded")
-            for i, s in enumerate(self.samples)]
+        self.state.drdm_results = result_items(self.samples)
 
     def selected_sample(self) -> DeformationSample | None:
         index = self.state.drdm_selected
@@ -583,18 +463,7 @@ class DRDMWebApp(TrameApp):
                                grid=bool(s.drdm_show_grid), jacobian_threshold=float(s.drdm_jacobian_threshold or 0))
         for view in self.slicer_app.view_manager.get_slice_views():
             view.schedule_render()
-        stats = sample.statistics
-        rows = []
-        for label, key, fmt in STAT_ROWS:
-            if key in OPTIONAL_STAT_KEYS and (stats.get(key) is None or stats.get(key) == []):
-                continue  # not part of this run (no slices, no size, no regions)
-            if key is None:
-                value = f"{stats.get('mode')} / {stats.get('speed')}"
-            else:
-                value = "—" if stats.get(key) is None else fmt.format(stats[key])
-            rows.append(dict(name=label, value=value))
-        rows += [dict(name=label, value=value) for label, value in volume_change_rows(stats.get("segment_volumes"))]
-        s.drdm_stats = rows
+        s.drdm_stats = stat_rows(sample.statistics)
         s.drdm_selected_stem = sample_stem(sample)
 
     # -- export ---------------------------------------------------------------------------------------
@@ -639,8 +508,4 @@ class DRDMWebApp(TrameApp):
         folder = self.export_all()
         if folder is None:
             return None
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for file in sorted(folder.iterdir()):
-                archive.write(file, f"{folder.name}/{file.name}")
-        return self.server.protocol.addAttachment(buffer.getvalue())
+        return self.server.protocol.addAttachment(zipped(folder))

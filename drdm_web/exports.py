@@ -11,9 +11,11 @@ next free name is used instead (``stack_transform.h5``, ``stack_transform-2.h5``
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -114,3 +116,12 @@ class ExportFolder:
         """An export's name as the page shows it (relative to the export folder, never the server's path)."""
         path = Path(path)
         return str(path.relative_to(self.path)) if path.is_relative_to(self.path) else path.name
+
+
+def zipped(folder: Path) -> bytes:
+    """A zip of ``folder``'s files under ``<folder name>/`` (an exported sample folder, for the browser's download)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.iterdir()):
+            archive.write(file, f"{folder.name}/{file.name}")
+    return buffer.getvalue()

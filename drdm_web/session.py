@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from wslink.websocket import LinkProtocol
 
@@ -41,6 +41,7 @@ class SessionGate:
         self.owner_credential: str | None = None  # the person whose scene it is (current or last session)
         self.claimed = False  # whether any browser held the session yet
         self.last_seen = clock()
+        self.person = 0  # bumped when a different person takes the session: work started for the earlier one is dropped
         self._credentials: dict[str, float] = {}  # valid credentials -> when issued
 
     def issue(self) -> str:
@@ -71,10 +72,18 @@ class SessionGate:
         if not self.admits_page(credential):
             return False, False
         new_person = self.claimed and credential != self.owner_credential
-        if new_person and self.owner_credential is not None:
-            self._credentials.pop(self.owner_credential, None)
+        if new_person:
+            self.person += 1
+            if self.owner_credential is not None:
+                self._credentials.pop(self.owner_credential, None)
         self.owner, self.owner_credential, self.last_seen, self.claimed = client_id, credential, self.clock(), True
         return True, new_person
+
+    def same_person(self) -> Callable[[], bool]:
+        """A check that holds while the session stays with the person it is with now (for work that outlives a
+        click: a generation, a download)."""
+        person = self.person
+        return lambda: self.person == person
 
     def seen(self, client_id: str) -> None:
         """The holder sent a message (it is not idle)."""
@@ -93,12 +102,12 @@ class OneBrowserProtocol(LinkProtocol):
     """wslink's authentication hook: a valid session credential, then the one-browser gate.
 
     ``on_claim(new_person)`` runs before a client is admitted (the app empties the scene for a new person);
-    ``on_release()`` when the holder disconnects; ``close_client(client_id)`` ends a WebSocket (an idle holder's,
-    or the same browser's older page).
+    ``close_client(client_id)`` ends a WebSocket (an idle holder's, or the same browser's older page);
+    ``on_release()``, if given, when the holder disconnects (its work stays until a different person comes).
     """
 
-    def __init__(self, gate: SessionGate, on_claim: Callable[[bool], None], on_release: Callable[[], None],
-                 close_client: Callable[[str], object], audit: AccessLog) -> None:
+    def __init__(self, gate: SessionGate, on_claim: Callable[[bool], None], close_client: Callable[[str], Awaitable[None]],
+                 audit: AccessLog, on_release: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.gate, self.audit = gate, audit
         self.on_claim, self.on_release, self.close_client = on_claim, on_release, close_client
@@ -133,4 +142,5 @@ class OneBrowserProtocol(LinkProtocol):
         _, address = self._clients.pop(client_id, (None, None))
         if self.gate.release(client_id):
             self.audit(address, "ended", "the browser closed its page")
-            self.on_release()
+            if self.on_release is not None:
+                self.on_release()

@@ -190,6 +190,13 @@ class WebSocketGuard:
                     self.web_server.shutdown_cancel()
                     self.web_server.shutdown_schedule()
 
+    async def close_client(self, client_id: str, message: bytes = b"session taken over") -> None:
+        """Close the WebSocket of ``client_id`` (an idle holder's, or the same browser's older page), if it is open."""
+        for handler in self.handlers:
+            connection = handler.connections.get(client_id)
+            if connection is not None:
+                await connection.close(message=message)
+
     async def _hello_deadline(self, ws: web.WebSocketResponse) -> None:
         await asyncio.sleep(HELLO_SECONDS)
         await ws.close(code=CLOSE_POLICY, message=b"no hello")

@@ -505,16 +505,16 @@ def test_web_refuses_bad_protection_options_before_starting(tmp_path, capsys, ex
 
 def test_batched_count_runs_the_samples_as_one_batch(tmp_path, model3d_path, monkeypatch):
     """``--batched`` asks deform_images for sampler batches on the CPU; without it the CPU default (None) holds."""
-    import drdm.cli
+    from drdm.cli import sample_commands
 
     asked = []
-    real = drdm.cli.deform_images
+    real = sample_commands.deform_images
 
     def spy(*args, **kwargs):
         asked.append(kwargs.get("batch"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(drdm.cli, "deform_images", spy)
+    monkeypatch.setattr(sample_commands, "deform_images", spy)
     image, _ = blob_image((24, 24, 16), (1.0, 1.0, 2.0))
     image_path = tmp_path / "v.mha"
     sitk.WriteImage(image, str(image_path))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import interrupt_after
 from drdm import cli
+from drdm.cli import sample_commands
 from drdm.physical import augment_data_set, augmentation
 from drdm.physical.augmentation import plan_jobs, write_manifest
 
@@ -35,7 +36,7 @@ def fake_run(tmp_path, monkeypatch):
     data.mkdir()
     for name in ("a", "b", "c"):
         (data / f"{name}.nii.gz").write_bytes(b"")
-    monkeypatch.setattr(cli, "load_model", lambda spec, device: type("M", (), {"name": "fake"})())
+    monkeypatch.setattr(sample_commands, "load_model", lambda spec, device: type("M", (), {"name": "fake"})())
     monkeypatch.setattr(augment_data_set, "read_image", lambda path: None)
     monkeypatch.setattr(augment_data_set, "deform_image", lambda *args, **kwargs: None)
     monkeypatch.setattr(augment_data_set, "write_sample", lambda staging, *args, **kwargs:

@@ -106,7 +106,7 @@ def test_no_import_cycle(package):
 
 
 def test_no_import_cycle_across_packages():
-    """``drdm.cli`` starts the web app (``drdm_web``), which uses the engine: still no circle through the three."""
+    """The web app and the Slicer glue use the engine, never the reverse: no circle through the three packages."""
     assert find_cycle(import_graph()) is None
 
 
@@ -183,3 +183,26 @@ def test_building_blocks_import_no_room_above_them():
     assert len(blocks) >= 10
     upward = {name: sorted(dep for dep in reached(graph, name) if in_room(dep, ROOMS_ABOVE)) for name in blocks}
     assert {name: deps for name, deps in upward.items() if deps} == {}
+
+
+def test_the_engine_imports_no_front_end():
+    """Nothing in ``drdm`` reaches ``drdm_web`` or ``DRDMSlicerLib`` at any depth (``drdm web`` is registered by the web
+    package as a ``drdm.commands`` entry point, :func:`drdm.cli.parser.add_plugin_commands`)."""
+    graph = import_graph()
+    engine = [name for name in graph if name.split(".")[0] == "drdm"]
+    assert {name: sorted(d for d in reached(graph, name) if d.split(".")[0] in ("drdm_web", "DRDMSlicerLib"))
+            for name in engine} == {name: [] for name in engine}
+    text = "\n".join(path.read_text(encoding="utf-8") for path in PACKAGES["drdm"].rglob("*.py"))
+    assert "import drdm_web" not in text and "from drdm_web" not in text and "import_module(\"drdm_web" not in text
+
+
+def test_no_test_tool_in_the_product():
+    """selenium and pytest are test tools: no module of the three packages imports them."""
+    import ast
+
+    for folder in PACKAGES.values():
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                assert not [n for n in names if n.split(".")[0] in ("selenium", "pytest")], path

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from drdm import cli
+from drdm.cli import sample_commands
 from drdm.training.torchrun import torchrun_shard
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -91,12 +92,12 @@ def test_torchrun_synthesize_equals_the_single_process_run(tmp_path):
 
 def test_shard_from_the_environment(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert torchrun_shard() is None and cli.work_shard("1/3") == (1, 3)
+    assert torchrun_shard() is None and sample_commands.work_shard("1/3") == (1, 3)
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "2")
-    assert torchrun_shard() == (2, 4) and cli.work_shard("0/1") == (2, 4)
+    assert torchrun_shard() == (2, 4) and sample_commands.work_shard("0/1") == (2, 4)
     with pytest.raises(ValueError, match="use one of them"):
-        cli.work_shard("1/2")
+        sample_commands.work_shard("1/2")
 
 
 def test_last_shard_merges_the_manifests(tmp_path):

@@ -26,9 +26,7 @@ from conftest import field_only_model
 
 pytest.importorskip("trame_slicer", reason="the web extra is not installed (pip install -e '.[web]')")
 pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
-from selenium.webdriver.common.by import By  # noqa: E402
-
-from drdm_web.browser import (  # noqa: E402
+from browser import (  # noqa: E402
     CHROMEDRIVER,
     CHROMIUM,
     chromium,
@@ -39,7 +37,8 @@ from drdm_web.browser import (  # noqa: E402
     view_images,
     wait_for,
 )
-from drdm_web.client import Client, base_url  # noqa: E402
+from raw_client import Client, base_url  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
 
 if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
     pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/install_browser.sh, as root)",

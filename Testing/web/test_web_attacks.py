@@ -27,8 +27,8 @@ import SimpleITK as sitk
 from conftest import REPO
 
 pytest.importorskip("trame_slicer", reason="the web extra is not installed (pip install -e '.[web]')")
-from drdm_web.browser import served  # noqa: E402
-from drdm_web.client import Client, base_url, chunk_header, rss_mb  # noqa: E402
+from browser import served  # noqa: E402
+from raw_client import Client, base_url, chunk_header, rss_mb  # noqa: E402
 
 TIMEOUT_S = 10
 FLOOD_FRAMES = 200_000  # 13-byte frames, a new message id each: +117 MB on wslink 2.6's reassembly

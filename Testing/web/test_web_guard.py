@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("wslink", reason="the web extra is not installed (pip install -e '.[web]')")
 from aiohttp.test_utils import make_mocked_request  # noqa: E402
+from raw_client import chunk_header, hello, rpc  # noqa: E402
 
 from drdm_web.audit import AccessLog  # noqa: E402
 from drdm_web.chunks import CLOSE_TOO_BIG, HELLO_BYTES, ByteBudget, CappedUnChunker, ChunkRefused  # noqa: E402
-from drdm_web.client import chunk_header, hello, rpc  # noqa: E402
 from drdm_web.pages import is_app_page  # noqa: E402
 
 MB = 1024 * 1024

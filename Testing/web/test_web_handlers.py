@@ -18,6 +18,7 @@ pytest.importorskip("trame_slicer", reason="the web extra is not installed (pip 
 sys.path.insert(0, str(REPO / "DRDMSlicer"))
 from drdm_web.app import DRDMWebApp  # noqa: E402
 from drdm_web.files import DataFolder  # noqa: E402
+from drdm_web.inputs import Inputs  # noqa: E402
 
 
 def write(path: Path, value: int) -> Path:
@@ -36,8 +37,8 @@ def app(tmp_path, monkeypatch):
     write(data / "sub" / "a.nii.gz", 1)
     write(outside / "a.nii.gz", 9)
     app = object.__new__(DRDMWebApp)
-    app.data, app._sources, app.shown = DataFolder(data), {}, []
-    app.uploads = SimpleNamespace(private_folder=lambda: contextlib.nullcontext(private))
+    app.data, app.shown = DataFolder(data), []
+    app.inputs = Inputs(app.data, SimpleNamespace(private_folder=lambda: contextlib.nullcontext(private)))
     app._replace_inputs = lambda image, labels, name: app.shown.append(sitk.GetArrayFromImage(image).max())
     monkeypatch.setattr(DRDMWebApp, "state", TrameState(drdm_segmentation_path=""))
     return app

@@ -11,10 +11,9 @@ import pytest
 
 pytest.importorskip("wslink", reason="the web extra is not installed (pip install -e '.[web]')")
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+from raw_client import chunk_header  # noqa: E402
 from wslink.chunking import UnChunker  # noqa: E402
 from wslink.protocol import WslinkHandler  # noqa: E402
-
-from drdm_web.client import chunk_header  # noqa: E402
 
 
 def test_wslink_holds_any_number_of_messages_before_login():
