@@ -117,3 +117,30 @@ class TrameState(dict):
 
     def __exit__(self, *exc):
         return False
+
+
+# -- one fixture per concept, shared by the rooms' tests ----------------------------------------------------------------
+
+@pytest.fixture()
+def empty_cache(tmp_path, monkeypatch) -> Path:
+    """No downloaded or imported model and no ``$DRDM_MODEL``: the registry as a new user's machine sees it; returns
+    the (empty) cache folder of models."""
+    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DRDM_MODEL", raising=False)
+    return tmp_path / "home" / "models"
+
+
+@pytest.fixture(scope="session")
+def cmr():
+    """The bundled ``cmr-2d`` model (the authors' published weights, converted), on the CPU."""
+    from drdm import load_model
+
+    return load_model("cmr-2d", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    """An untrained 2D model on a 32² grid: sampler plumbing, fast."""
+    from drdm.models import untrained_model
+
+    return untrained_model(2, size=32)

@@ -29,11 +29,6 @@ TOLERANCE = 0.05  # graph and eager within 5 % of each other: either choice agre
 
 
 @pytest.fixture(scope="module")
-def small_model():
-    return untrained_model(2, size=32)
-
-
-@pytest.fixture(scope="module")
 def small_image():
     return cardiac_phantom(32, 2, seed=1)[0]
 

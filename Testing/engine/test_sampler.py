@@ -13,11 +13,6 @@ from drdm.training.phantoms import cardiac_phantom
 
 
 @pytest.fixture(scope="module")
-def small_model():
-    return untrained_model(2, size=32)
-
-
-@pytest.fixture(scope="module")
 def small_inputs():
     return cardiac_phantom(32, 2, seed=1)
 

@@ -17,10 +17,7 @@ def image(shape: tuple[int, ...], spacing: tuple[float, ...]) -> sitk.Image:
     return out
 
 
-@pytest.fixture(autouse=True)
-def empty_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DRDM_MODEL", raising=False)
+pytestmark = pytest.mark.usefixtures("empty_cache")  # conftest: no downloaded model
 
 
 def test_auto_on_a_2d_image_loads_cmr_2d_with_the_reason():

@@ -15,10 +15,7 @@ def image(shape: tuple[int, ...], spacing: tuple[float, ...], low: float = 0.0, 
     return out
 
 
-@pytest.fixture(autouse=True)
-def empty_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DRDM_MODEL", raising=False)
+pytestmark = pytest.mark.usefixtures("empty_cache")  # conftest: no downloaded model
 
 
 def test_2d_and_thick_slices_get_the_cardiac_model():

@@ -18,13 +18,6 @@ from drdm.spatial import folds
 from drdm.training.recovery_error import evaluation_phantoms, recovery_error, recovery_error_table
 
 
-@pytest.fixture()
-def empty_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DRDM_MODEL", raising=False)
-    return tmp_path / "home" / "models"
-
-
 def test_offered_choices_load_and_say_what_they_are(empty_cache):
     choices = offered_models()
     assert [c.name for c in choices] == ["cmr-2d", "lct-3d", "random-field-2d", "random-field-3d"]

@@ -6,11 +6,13 @@ import csv
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import interrupt_after
 from drdm import cli
 from drdm.cli import sample_commands
+from drdm.model_store.choice import ModelChoice
 from drdm.physical import augment_data_set, augmentation
 from drdm.physical.augmentation import plan_jobs, write_manifest
 
@@ -36,9 +38,12 @@ def fake_run(tmp_path, monkeypatch):
     data.mkdir()
     for name in ("a", "b", "c"):
         (data / f"{name}.nii.gz").write_bytes(b"")
-    monkeypatch.setattr(sample_commands, "load_model", lambda spec, device: type("M", (), {"name": "fake"})())
+    fake = type("M", (), {"name": "fake"})()
+    monkeypatch.setattr(sample_commands, "load_for_image", lambda spec, image, device: (fake, ModelChoice("fake")))
     monkeypatch.setattr(augment_data_set, "read_image", lambda path: None)
-    monkeypatch.setattr(augment_data_set, "deform_image", lambda *args, **kwargs: None)
+    monkeypatch.setattr(augment_data_set, "deform_image", lambda model, image, labels, settings: SimpleNamespace(
+        statistics={**STATS, "level": settings.level, "seed": settings.seed, "mode": settings.mode,
+                    "speed": settings.speed, "model": model.name}))
     monkeypatch.setattr(augment_data_set, "write_sample", lambda staging, *args, **kwargs:
                         (staging / "stats.json").write_text(json.dumps(STATS), encoding="utf-8"))
     reads = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import locale
 import os
 import subprocess
 import sys
@@ -69,16 +70,19 @@ def test_dicom_series_folder(tmp_path):
     writer.KeepOriginalImageUIDOn()
     series = "1.2.826.0.1.3680043.2.1125." + str(int(time.time()))
     direction = image.GetDirection()
-    for k in range(image.GetDepth()):
-        plane = image[:, :, k]
-        plane.SetMetaData("0020|000e", series)
-        plane.SetMetaData("0020|0037", "\\".join(str(v) for v in direction[0:3] + direction[3:6]))
-        plane.SetMetaData("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k))))
-        plane.SetMetaData("0020|0013", str(k))
-        plane.SetMetaData("0008|0060", "MR")
-        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
-        writer.Execute(plane)
+    with io.locale_kept():  # ITK's DICOM writer leaves the process's locale at "C" (later tests decode as ASCII)
+        for k in range(image.GetDepth()):
+            plane = image[:, :, k]
+            plane.SetMetaData("0020|000e", series)
+            plane.SetMetaData("0020|0037", "\\".join(str(v) for v in direction[0:3] + direction[3:6]))
+            plane.SetMetaData("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k))))
+            plane.SetMetaData("0020|0013", str(k))
+            plane.SetMetaData("0008|0060", "MR")
+            writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+            writer.Execute(plane)
+    before = locale.setlocale(locale.LC_ALL)
     read = io.read_image(folder)
+    assert locale.setlocale(locale.LC_ALL) == before  # reading a series leaves the locale as it found it
     assert read.GetSize() == image.GetSize()
     assert np.allclose(read.GetSpacing(), image.GetSpacing(), atol=1e-3)
     assert np.array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(image))

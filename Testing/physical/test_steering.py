@@ -43,13 +43,6 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0))
 
 
-@pytest.fixture(scope="module")
-def cmr():
-    from drdm import load_model
-
-    return load_model("cmr-2d", device="cpu")
-
-
 def test_recording_the_path_changes_nothing_and_replays_the_field(cmr):
     image = torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(0))
     plain = generate(cmr, image, start_level=48, generator=torch.Generator().manual_seed(3), mode="diffeomorphic",

@@ -13,11 +13,7 @@ from drdm.model_store.loading import load_model_spec  # noqa: E402
 from drdm.model_store.offered import offered_models  # noqa: E402
 from DRDMSlicerLib.model_list import model_items  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def empty_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DRDM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DRDM_MODEL", raising=False)
+pytestmark = pytest.mark.usefixtures("empty_cache")  # conftest: no downloaded model
 
 
 def test_an_empty_cache_gives_auto_the_bundled_model_the_download_and_the_random_fields():

@@ -32,13 +32,6 @@ def field_only():
 
 
 @pytest.fixture(scope="module")
-def cmr():
-    from drdm import load_model
-
-    return load_model("cmr-2d", device="cpu")
-
-
-@pytest.fixture(scope="module")
 def phantom():
     image, labels = cardiac_phantom(64, 2, seed=3)
     return image[0], labels[0]  # (1, 64, 64), values in [0, 1] and 0..3

@@ -20,7 +20,7 @@ from ..errors import MEMORY_ADVICE, OutOfMemory
 from ..models import DRDMModel
 from ..registration.inverse import inverse_consistency, invert_displacement
 from ..sampler import GenerationResult, generate
-from ..settings import INTERPOLATIONS, DeformationSettings, check_level
+from ..settings import INTERPOLATIONS, DeformationSettings, check_level, slices_option_applies
 from ..slice_stack import slice_stack
 from ..spatial import warp
 from .field_summary import summarise_field
@@ -347,7 +347,7 @@ def _physical_result(model: DRDMModel, image: sitk.Image, labels: sitk.Image | N
     if steering is not None:  # a size and/or regions: what was asked and what was reached
         stats["magnitude_mm"] = None
         stats.update(steering)
-    if grid.slice_axis is not None:  # 2D model on a 3D volume: how smooth the field is through the slices
+    if slices_option_applies(model.ndims, grid.shape):  # 2D model on a volume: how smooth it is through the slices
         stats["slices"] = settings.slices
         stats.update(through_plane_roughness(ddf, spacing, grid.slice_axis))
     stats.update({

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import locale
 import os
 import shutil
 import uuid
@@ -73,16 +74,29 @@ def read_image(path: str | Path, what: str = "image") -> sitk.Image:
     return image
 
 
+@contextlib.contextmanager
+def locale_kept() -> Iterator[None]:
+    """Restore the process's C locale after ITK's DICOM (GDCM) code, which can leave it at ``"C"``: afterwards
+    Python would decode text (a subprocess's output, a file opened without an encoding) as ASCII."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def _read_file_or_series(path: Path, what: str) -> sitk.Image:
     if path.is_dir():
-        reader = sitk.ImageSeriesReader()
-        series = reader.GetGDCMSeriesIDs(str(path))
-        if not series:
-            raise InputError(f"{what} {path}: folder holds no DICOM series")
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-        return reader.Execute()
+        with locale_kept():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise InputError(f"{what} {path}: folder holds no DICOM series")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            return reader.Execute()
     _check_complete(path, what)
-    return sitk.ReadImage(str(path))
+    with locale_kept():  # a single DICOM file goes through GDCM too
+        return sitk.ReadImage(str(path))
 
 
 def _check_complete(path: Path, what: str) -> None:
