@@ -99,7 +99,7 @@ def recovery_errors(model, image: sitk.Image, draws: int) -> dict:
             for draw in range(draws):
                 generator = torch.Generator().manual_seed(1000 * level + draw)
                 ddf_warp, ddf_target = process.sample(level, model.size, batch=grid.batch, generator=generator,
-                                                      slices=coherent)
+                                                      stack=coherent)
                 moved = warp(slices, ddf_warp, "linear", "zeros")
                 prediction = model.network(moved, level, rec_num=2)
                 aligned = warp(prediction, ddf_target, "linear", process.composition_padding)

@@ -62,7 +62,7 @@ def recorded_sample(model, image: sitk.Image, seed: int, speed: str):
     working = grid.to_working(array)
     process = model.forward_process()
     result = generate(model, working, start_level=process.first_level, generator=torch.Generator().manual_seed(seed),
-                      mode="diffeomorphic", speed=speed, slices=stack, record_path=True)
+                      mode="diffeomorphic", speed=speed, stack=stack, record_path=True)
     return result, grid
 
 

@@ -84,25 +84,25 @@ class ForwardProcess:
 
     # -- random draws -----------------------------------------------------------------------------
 
-    def draw_normals(self, batch: int = 1, generator: torch.Generator | None = None, slices: SliceStack | None = None,
+    def draw_normals(self, batch: int = 1, generator: torch.Generator | None = None, stack: SliceStack | None = None,
                      size: int | None = None) -> list[torch.Tensor]:
         """The eight standard-normal tensors in reference order: 4 velocity scales, then 4 noise scales.
 
-        ``slices``: the batch is ``batch // len(slices)`` stacks of neighbouring slices of a volume (2D model); each
+        ``stack``: the batch is ``batch // len(stack)`` stacks of neighbouring slices of a volume (2D model); each
         tensor is drawn smooth through each stack's slices (:func:`~drdm.slice_stack.coherent_normals`, node
         spacing :data:`~drdm.slice_stack.THROUGH_PLANE_CELL` × the scale's control cell, ``2·size/c`` working
         voxels), each slice keeping i.i.d. N(0, 1) values.
         """
         device = generator.device if generator is not None else torch.device("cpu")
         shapes = [(batch, self.ndims) + (c,) * self.ndims for c in self.scales]
-        if slices is None:
+        if stack is None:
             return [torch.randn(s, generator=generator, device=device) for s in shapes + shapes]
-        if self.ndims != 2 or batch % len(slices):
-            raise ValueError(f"coherent slices need a 2D process and a batch of whole stacks of {len(slices)} slices, "
+        if self.ndims != 2 or batch % len(stack):
+            raise ValueError(f"coherent slices need a 2D process and a batch of whole stacks of {len(stack)} slices, "
                              f"got {self.ndims}D and a batch of {batch}")
         size = int(size or self.image_size)
-        stacks = batch // len(slices)
-        return [torch.cat([coherent_normals(slices, THROUGH_PLANE_CELL * 2.0 * size / s[-1], s[1:], generator, device)
+        stacks = batch // len(stack)
+        return [torch.cat([coherent_normals(stack, THROUGH_PLANE_CELL * 2.0 * size / s[-1], s[1:], generator, device)
                            for _ in range(stacks)])
                 for s in shapes + shapes]
 
@@ -156,19 +156,19 @@ class ForwardProcess:
         return ControlFields(velocity, noise, noisy, phi, psi)
 
     def diffeomorphic_field(self, velocity: torch.Tensor, factor: torch.Tensor, size: int,
-                            slices: SliceStack | None = None) -> torch.Tensor:
+                            stack: SliceStack | None = None) -> torch.Tensor:
         """Fold-free counterpart of ``lift(K-fold composition of velocity)``, in voxels.
 
         The control-grid velocity (control size units) is lifted geometrically, multiplied by
         ``factor`` (per batch element: ``K · S / (2G)``, so the first-order size equals the reference's
         stretched field) and integrated on the image grid by scaling and squaring. Where the result folds
         (:func:`~drdm.spatial.folds`), that element's velocity is scaled by 0.8 and integrated again; with
-        ``slices``, the neighbouring slices' scales follow smoothly (:func:`~drdm.slice_stack.coherent_scales`).
+        ``stack``, the neighbouring slices' scales follow smoothly (:func:`~drdm.slice_stack.coherent_scales`).
         """
-        return self.diffeomorphic_field_and_velocity(velocity, factor, size, slices)[0]
+        return self.diffeomorphic_field_and_velocity(velocity, factor, size, stack)[0]
 
     def diffeomorphic_field_and_velocity(self, velocity: torch.Tensor, factor: torch.Tensor, size: int,
-                                         slices: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                                         stack: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`diffeomorphic_field` and the stationary velocity it integrates (voxels, the same shape):
         ``field == integrate(velocity, DIFFEOMORPHIC_SQUARINGS, "border")`` bit for bit (a zero velocity where an
         element still folded after :data:`MAX_BACKOFF` reductions and its field is the identity)."""
@@ -182,8 +182,8 @@ class ForwardProcess:
             if not bool(folded.any()):
                 return field, used
             scale = torch.where(folded, scale * 0.8, scale)
-            if slices is not None:
-                scale = coherent_scales(scale, slices, scale_slope(size, min(self.scales)))
+            if stack is not None:
+                scale = coherent_scales(scale, stack, scale_slope(size, min(self.scales)))
         identity = folded.reshape(shape)  # 0.8**30: identity
         return torch.where(identity, torch.zeros_like(field), field), torch.where(identity, torch.zeros_like(used), used)
 
@@ -206,7 +206,7 @@ class ForwardProcess:
     def sample(self, t: torch.Tensor | int, size: int | None = None, batch: int = 1,
                generator: torch.Generator | None = None, *, device: torch.device | str | None = None,
                diffeomorphic: bool = False, target: bool = True,
-               slices: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+               stack: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw the forward deformation at level ``t``.
 
         Args:
@@ -218,7 +218,7 @@ class ForwardProcess:
             diffeomorphic: fold-free variant (see module docstring).
             target: False skips ``ddf_target`` (returned as ``None``; the sampler needs only ``ddf_warp``, and
                 in diffeomorphic mode the target costs as much again). The random stream is the same.
-            slices: the batch elements are neighbouring slices of a volume (stacks of ``len(slices)``): the draws
+            stack: the batch elements are neighbouring slices of a volume (stacks of ``len(stack)``): the draws
                 are smooth through the slices with each slice's 2D statistics kept (:mod:`drdm.physical.slice_coherence`).
 
         Returns:
@@ -226,32 +226,32 @@ class ForwardProcess:
             the image, and the (clean, fewer-composition) field the network learns to undo.
         """
         size = int(size or self.image_size)
-        normals = self._normals(size, batch, generator, device, slices)
+        normals = self._normals(size, batch, generator, device, stack)
         if not diffeomorphic:
             fields = self.control_fields(t, normals)
             return self.lift(fields.warp, size), self.lift(fields.target, size) if target else None
         velocity, _, noisy = self.velocities(normals)
         k_warp, k_target = self._levels(t, batch)
         stretch = size / (2 * self.control_size)
-        return (self.diffeomorphic_field(noisy, k_warp * stretch, size, slices),
-                self.diffeomorphic_field(velocity, k_target * stretch, size, slices) if target else None)
+        return (self.diffeomorphic_field(noisy, k_warp * stretch, size, stack),
+                self.diffeomorphic_field(velocity, k_target * stretch, size, stack) if target else None)
 
     def sample_velocity(self, t: torch.Tensor | int, size: int | None = None, batch: int = 1,
                         generator: torch.Generator | None = None, *, device: torch.device | str | None = None,
-                        slices: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        stack: SliceStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ddf_warp, velocity)``: the diffeomorphic ``ddf_warp`` of :meth:`sample` (same draws, same bytes) and the
         stationary velocity it is the exponential of (voxels; ``integrate(velocity, DIFFEOMORPHIC_SQUARINGS)``)."""
         size = int(size or self.image_size)
-        normals = self._normals(size, batch, generator, device, slices)
+        normals = self._normals(size, batch, generator, device, stack)
         _, _, noisy = self.velocities(normals)
         k_warp, _ = self._levels(t, batch)
-        return self.diffeomorphic_field_and_velocity(noisy, k_warp * (size / (2 * self.control_size)), size, slices)
+        return self.diffeomorphic_field_and_velocity(noisy, k_warp * (size / (2 * self.control_size)), size, stack)
 
     def _normals(self, size: int, batch: int, generator: torch.Generator | None, device: torch.device | str | None,
-                 slices: SliceStack | None) -> list[torch.Tensor]:
+                 stack: SliceStack | None) -> list[torch.Tensor]:
         if size < 2:
             raise ValueError(f"image size must be at least 2, got {size}")
-        normals = self.draw_normals(batch, generator, slices, size)
+        normals = self.draw_normals(batch, generator, stack, size)
         return normals if device is None else [z.to(device) for z in normals]
 
 

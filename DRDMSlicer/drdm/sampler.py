@@ -29,7 +29,7 @@ from .kernels.graph_capture import captured_or_eager
 from .models import DRDMModel
 from .network import convolution_precision
 from .noise import DIFFEOMORPHIC_SQUARINGS
-from .settings import MODES, PRECISIONS, SPEEDS, check_level, look_up_option, use_cuda_graph
+from .settings import DEFAULTS, MODES, PRECISIONS, SPEEDS, check_level, look_up_option, use_cuda_graph
 from .slice_stack import SliceStack, coherent_scales, scale_slope
 from .spatial import (
     DIFFERENCE_SCHEMES,
@@ -171,14 +171,14 @@ def _validate(model: DRDMModel, image: torch.Tensor, labels: torch.Tensor | None
 
 
 def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: torch.Tensor,
-                             folded: torch.Tensor, slices: SliceStack | None = None,
+                             folded: torch.Tensor, stack: SliceStack | None = None,
                              slope: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Compose ``exp(step)`` onto a fold-free ``ddf`` (border padding) so that the result stays fold-free; returns
     the composed field and the velocity that was applied (``step`` times each element's final scale).
 
     ``candidate`` is the full step's composition and ``folded`` its :func:`~drdm.spatial.folds`. A batch element
     whose composition folds has its step halved and retried; after :data:`STEP_HALVINGS` tries in all that
-    element keeps its previous field. With ``slices`` (stacks of neighbouring slices), the neighbours' step
+    element keeps its previous field. With ``stack`` (stacks of neighbouring slices), the neighbours' step
     scales follow within ``slope`` per working voxel (:func:`~drdm.slice_stack.coherent_scales`), so no slice
     is torn from the next.
     """
@@ -186,8 +186,8 @@ def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: t
     scale = torch.ones(ddf.shape[0], dtype=ddf.dtype, device=ddf.device)
 
     def retry(new_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if slices is not None:
-            new_scale = coherent_scales(new_scale, slices, slope)
+        if stack is not None:
+            new_scale = coherent_scales(new_scale, stack, slope)
         moved = compose(ddf, integrate(step * new_scale.reshape(shape), STEP_SQUARINGS, "border"), "border")
         return new_scale, moved, folds(moved)
 
@@ -197,7 +197,7 @@ def _compose_without_folding(ddf: torch.Tensor, step: torch.Tensor, candidate: t
         scale, candidate, folded = retry(torch.where(folded, scale * 0.5, scale))
     if not bool(folded.any()):
         return candidate, step * scale.reshape(shape)
-    if slices is not None:
+    if stack is not None:
         scale, candidate, folded = retry(torch.where(folded, torch.zeros_like(scale), scale))
     scale = torch.where(folded, torch.zeros_like(scale), scale)
     return torch.where(folded.reshape(shape), ddf, candidate), step * scale.reshape(shape)
@@ -270,16 +270,16 @@ def _recovery_step(network: torch.nn.Module, image: torch.Tensor, rec_num: int, 
 
 def _random_field(process, start_level: int, size: int, batch: int,
                   generator: torch.Generator | Sequence[torch.Generator] | None, device: torch.device,
-                  diffeomorphic: bool, slices: SliceStack | None = None,
+                  diffeomorphic: bool, stack: SliceStack | None = None,
                   velocity: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The forward field ``(batch, ndim, *spatial)`` in voxels, and with ``velocity`` (diffeomorphic only) the
     stationary velocity it integrates (else None); one draw per generator group (see ``generate``)."""
     def draw(count: int, source: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if velocity:
             return process.sample_velocity(start_level, size, batch=count, generator=source, device=device,
-                                           slices=slices)
+                                           stack=stack)
         return process.sample(start_level, size, batch=count, generator=source, device=device,
-                              diffeomorphic=diffeomorphic, target=False, slices=slices)[0], None
+                              diffeomorphic=diffeomorphic, target=False, stack=stack)[0], None
 
     if generator is None or isinstance(generator, torch.Generator):
         return draw(batch, generator)
@@ -317,12 +317,12 @@ def generate(
     cancel: Callable[[], bool] | None = None,
     rec_num: int = 2,
     levels: list[int] | None = None,
-    label_method: str = "nearest",
+    label_method: str = DEFAULTS.label_method,
     image_interpolation: str | None = None,
     speed: str,
     cuda_graph: bool | None = None,
-    slices: SliceStack | None = None,
-    precision: str = "exact",
+    stack: SliceStack | None = None,
+    precision: str = DEFAULTS.precision,
     record_path: bool = False,
     statistics: bool = False,
 ) -> GenerationResult:
@@ -365,8 +365,8 @@ def generate(
         precision: the network's float32 arithmetic on a GPU (:func:`~drdm.network.convolution_precision`):
             ``"exact"`` (default: TF32 off, the reference vectors within 1e-5) or ``"tf32"`` (TF32 allowed; its
             speed-up and effect on the samples are waiting for a GPU measurement). Identical on the CPU.
-        slices: the images are neighbouring slices of one volume (2D model; every generator group one stack of
-            ``len(slices)`` slices at ``slices.positions``, working voxels): the random field is smooth through the
+        stack: the images are neighbouring slices of one volume (2D model; every generator group one stack of
+            ``len(stack)`` slices at ``stack.positions``, working voxels): the random field is smooth through the
             slices with each slice's 2D statistics kept, and fold back-offs are shared smoothly between
             neighbours (:mod:`drdm.slice_stack`). ``None``: independent images (the authors' way).
         record_path: keep the :class:`DeformationPath` (the velocities composed, diffeomorphic mode only) in
@@ -397,7 +397,7 @@ def generate(
     graph = use_cuda_graph(cuda_graph, device.type, model.ndims, batch) and bool(levels) and device.type == "cuda"
     with torch.no_grad(), convolution_precision(precision):
         ddf_random, velocity_random = _random_field(process, start_level, size, batch, generator, device, diffeomorphic,
-                                                    slices, velocity=record_path)
+                                                    stack, velocity=record_path)
         path = DeformationPath([velocity_random], [DIFFEOMORPHIC_SQUARINGS]) if record_path else None
         image_random = warp(image, ddf_random, interpolation, "zeros")
         ddf, current = ddf_random, image_random
@@ -415,7 +415,7 @@ def generate(
             if diffeomorphic:
                 step, candidate, folded, moved = step_once(ddf, current, t_batch)
                 if bool(folded.any()):  # rare: halve the folding elements' steps, eagerly
-                    candidate, step = _compose_without_folding(ddf, step, candidate, folded, slices,
+                    candidate, step = _compose_without_folding(ddf, step, candidate, folded, stack,
                                                                scale_slope(size, min(process.scales)))
                     moved = warp(image, candidate, interpolation, "zeros")
                 if path is not None:

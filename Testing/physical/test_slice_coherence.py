@@ -83,7 +83,7 @@ def test_coherent_draw_keeps_the_2d_random_field_statistics():
     process = ForwardProcess.from_preset("cmr-2d")
     stack = SliceStack.regular(24, 2.0)  # slices 2 working voxels apart; control cells 2 to 16 voxels
     volume = process.sample(48, 64, batch=24, generator=torch.Generator().manual_seed(0), diffeomorphic=True,
-                            target=False, slices=stack)[0]
+                            target=False, stack=stack)[0]
     single = process.sample(48, 64, batch=24, generator=torch.Generator().manual_seed(0), diffeomorphic=True,
                             target=False)[0]
     mean_volume = volume.norm(dim=1).mean().item()

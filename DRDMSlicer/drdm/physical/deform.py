@@ -218,7 +218,7 @@ def compute_fields(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, 
 
         batch = working.repeat((len(group),) + (1,) * (working.dim() - 1))
         result = generate(model, batch, start_level=level, generator=group, mode=settings.mode, speed=settings.speed,
-                          progress=step, cancel=cancel, slices=stack, precision=settings.precision,
+                          progress=step, cancel=cancel, stack=stack, precision=settings.precision,
                           cuda_graph=cuda_graph, record_path=steered)
         per = working.shape[0]
         for k in range(len(group)):
@@ -265,7 +265,7 @@ def compute_field(model: DRDMModel, array: torch.Tensor, spacing: tuple[float, .
     stack = _stack(grid, settings.slices)
     working = grid.to_working(array.to(model.device))
     result = generate(model, working, start_level=level, generator=generator, mode=settings.mode, speed=settings.speed,
-                      progress=progress, cancel=cancel, slices=stack, precision=settings.precision, cuda_graph=cuda_graph)
+                      progress=progress, cancel=cancel, stack=stack, precision=settings.precision, cuda_graph=cuda_graph)
     return grid.field_to_original(result.ddf).cpu(), grid, result
 
 

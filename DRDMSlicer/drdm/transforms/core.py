@@ -16,7 +16,7 @@ from ..models import DRDMModel
 from ..physical.deform import compute_field
 from ..physical.steering import Regions, plan_regions
 from ..registration.inverse import invert_displacement
-from ..settings import DeformationSettings, check_level
+from ..settings import DEFAULTS, DeformationSettings, check_level
 from ..spatial import warp, warp_labels
 
 
@@ -68,7 +68,7 @@ def deformation_field(model: DRDMModel, reference: torch.Tensor, spacing: Sequen
 
 
 def apply_field(ddf: torch.Tensor, images: Sequence[torch.Tensor] = (), labels: Sequence[torch.Tensor] = (),
-                label_method: str = "nearest") -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                label_method: str = DEFAULTS.label_method) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Warp ``images`` (linear, zero outside) and ``labels`` (``label_method``, integer values kept) with ``ddf``.
 
     ``ddf``: ``(ndim, *spatial)`` pull field in voxels (channel i along tensor axis i); ``images`` and ``labels``:
