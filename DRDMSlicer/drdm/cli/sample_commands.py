@@ -100,13 +100,18 @@ def load_model_for(image: sitk.Image, args: argparse.Namespace) -> DRDMModel:
     return model
 
 
-def run_generate(args: argparse.Namespace) -> int:
-    """``drdm generate``: deform one image (and labels) ``--count`` times."""
+def _image_command_inputs(args: argparse.Namespace) -> tuple[sitk.Image, sitk.Image | None, Path, DRDMModel]:
+    """What ``generate`` and ``synthesize`` start from: the image, its labels, the output folder, the model."""
     _check_inverse(args)
     image = read_image(args.image)
     labels = read_labels(args.labels, image) if args.labels else None
     out = check_writable(args.out)
-    model = load_model_for(image, args)
+    return image, labels, out, load_model_for(image, args)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """``drdm generate``: deform one image (and labels) ``--count`` times."""
+    image, labels, out, model = _image_command_inputs(args)
     generate_samples(image, labels, model, args, image_stem(Path(args.image)), out)
     return 0
 
@@ -140,11 +145,7 @@ def run_augment(args: argparse.Namespace) -> int:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     """``drdm synthesize``: Algorithm 4, moving/fixed pairs with the ground-truth transform."""
-    _check_inverse(args)
-    image = read_image(args.image)
-    labels = read_labels(args.labels, image) if args.labels else None
-    out = check_writable(args.out)
-    model = load_model_for(image, args)
+    image, labels, out, model = _image_command_inputs(args)
     rank, world = torchrun_shard() or (0, 1)
     if world > 1 and args.seed is None:
         raise InputError("under torchrun, give --seed: every process must number the pairs alike")

@@ -38,17 +38,23 @@ def sample_title(stem: str, statistics: dict) -> str:
 SAMPLE_FILES = ("image.nii.gz", "labels.nii.gz", "transform.h5", "ddf.nii.gz", "jacobian.nii.gz", "stats.json", "qa.png")
 
 
+def write_field_files(folder: Path, result: DeformationResult) -> None:
+    """A deformation's field files: ``transform.h5`` (and ``transform_inverse.h5`` when the inverse was added),
+    ``ddf.nii.gz`` and ``jacobian.nii.gz`` (a sample folder's, and a registration pair's ground truth)."""
+    write_transform(result.transform, folder / "transform.h5")
+    if result.inverse_field is not None:
+        write_transform(displacement_transform(result.inverse_field), folder / "transform_inverse.h5")
+    write_image(result.field, folder / "ddf.nii.gz")
+    write_image(result.jacobian, folder / "jacobian.nii.gz")
+
+
 def write_sample(folder: Path, image: sitk.Image, labels: sitk.Image | None, result: DeformationResult,
                  title: str, qa: bool = True) -> None:
     """Write one sample's files into ``folder`` (a staging folder)."""
     write_image(result.image, folder / "image.nii.gz")
     if result.labels is not None:
         write_image(result.labels, folder / "labels.nii.gz")
-    write_transform(result.transform, folder / "transform.h5")
-    if result.inverse_field is not None:
-        write_transform(displacement_transform(result.inverse_field), folder / "transform_inverse.h5")
-    write_image(result.field, folder / "ddf.nii.gz")
-    write_image(result.jacobian, folder / "jacobian.nii.gz")
+    write_field_files(folder, result)
     (folder / "stats.json").write_text(json.dumps(result.statistics, indent=2) + "\n", encoding="utf-8")
     if not qa:
         return

@@ -29,9 +29,9 @@ from ..physical.io import (
     spacing_array_order,
     staged_directory,
     write_image,
-    write_transform,
 )
 from ..physical.qa import save_qa_figure
+from ..physical.sample_folder import write_field_files
 from ..settings import DeformationSettings
 from ..spatial import compose
 
@@ -77,11 +77,7 @@ class SynthesisResult:
             if self.moving_labels is not None:
                 write_image(self.moving_labels, staging / "moving_labels.nii.gz")
                 write_image(self.fixed_labels, staging / "fixed_labels.nii.gz")
-            write_transform(syn.transform, staging / "transform.h5")
-            if syn.inverse_field is not None:
-                write_transform(displacement_transform(syn.inverse_field), staging / "transform_inverse.h5")
-            write_image(syn.field, staging / "ddf.nii.gz")
-            write_image(syn.jacobian, staging / "jacobian.nii.gz")
+            write_field_files(staging, syn)  # the ground truth φ_syn, as a sample folder holds its field
             stats = {"ground_truth": syn.statistics, "augmentation": self.augmentation.statistics,
                      "direction": "transform.h5 maps fixed-grid points to moving-image points: "
                                   "Resample(moving, fixed, transform) reproduces fixed"}
