@@ -37,7 +37,15 @@ from typing import Annotated  # noqa: E402  (after the version check, on purpose
 
 import vtk  # noqa: E402
 from drdm.model_store.choice import AUTO, DOWNLOAD_SUFFIX, slices_choice_applies  # noqa: E402  (torch-free: the auto rule)
-from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS, DeformationSettings  # noqa: E402  (torch-free: the one set of defaults)
+from drdm.settings import (  # noqa: E402  (torch-free: the one set of defaults)
+    DEFAULTS,
+    DEVICES,
+    MAX_INTERACTIVE_COUNT,
+    MODES,
+    SLICE_MODES,
+    SPEEDS,
+    DeformationSettings,
+)
 from DRDMSlicerLib.progress import ProgressClock  # noqa: E402  (pure Python: the one time-left estimate)
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
 from slicer.i18n import tr as _  # noqa: E402
@@ -96,7 +104,7 @@ class DRDMSlicerParameterNode:
     autoLevel: bool = DEFAULTS.level is None  # the model's first level (DeformationSettings.start_level)
     # used when autoLevel is off; a run with autoLevel on shows the level it used here
     level: Annotated[int, WithinRange(0, MAX_LEVEL)] = DEFAULTS.level or 0  # an int on a ctkSliderWidget: new in Slicer 5.10
-    count: Annotated[int, WithinRange(1, 100)] = DEFAULTS.count
+    count: Annotated[int, WithinRange(1, MAX_INTERACTIVE_COUNT)] = DEFAULTS.count
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     randomSeed: bool = True
     mode: Annotated[str, Choice(list(MODES))] = DEFAULTS.mode

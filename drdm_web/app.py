@@ -13,7 +13,7 @@ from drdm.errors import is_out_of_memory, out_of_memory_message
 from drdm.model_store.choice import ModelChoice, is_auto
 from drdm.model_store.download import DownloadCancelled, download_needed, fetch
 from drdm.sampler import GenerationCancelled
-from drdm.settings import DEFAULTS, DEVICES, MODES, SLICE_MODES, SPEEDS, DeformationSettings
+from drdm.settings import DEFAULTS, DEVICES, MAX_INTERACTIVE_COUNT, MODES, SLICE_MODES, SPEEDS, DeformationSettings
 from DRDMSlicerLib.jacobian_colours import DEFAULT_JACOBIAN_THRESHOLD, JACOBIAN_SHOWN_FIRST
 from DRDMSlicerLib.logic import DeformationLogic, DeformationSample
 from DRDMSlicerLib.scene_snapshot import SceneSnapshot
@@ -329,12 +329,7 @@ class DRDMWebApp(TrameApp):
             self.fail("choose a model from the list")
             return
         try:
-            steering = self._steering()
-            settings = DeformationSettings(  # the one settings object of this click (seed None: drawn once)
-                level=int(s.drdm_level), seed=None if s.drdm_random_seed else int(s.drdm_seed), count=int(s.drdm_count),
-                mode=s.drdm_mode, speed=s.drdm_speed, device=s.drdm_device,
-                slices=s.drdm_slices if s.drdm_slices in SLICE_MODES else DEFAULTS.slices,
-                magnitude=steering.pop("magnitude"), margin=steering.pop("margin"))
+            settings, steering = self._settings()
             choice = self.resolve_model(s.drdm_model)
             if download_needed(choice.spec):
                 self._start_download(choice.spec)
@@ -350,6 +345,22 @@ class DRDMWebApp(TrameApp):
         self.job = GenerationJob()
         s.update(dict(drdm_running=True, drdm_progress=0, drdm_status="generating: starting…"))
         self._task = asyncio.get_running_loop().create_task(self._run(request, self.job))
+
+    def _settings(self) -> tuple[DeformationSettings, dict]:
+        """The one settings object of this click, from the panel's state (which a raw WebSocket client can set to
+        anything: every value is parsed here and judged by :class:`DeformationSettings`; a seed left to chance is
+        drawn once, later), and the kept / deformed-only segments for ``DeformationLogic.prepare``."""
+        s = self.state
+        count = int(s.drdm_count)
+        if count > MAX_INTERACTIVE_COUNT:
+            raise ValueError(f"at most {MAX_INTERACTIVE_COUNT} samples at a time, got {count}")
+        steering = self._steering()
+        settings = DeformationSettings(
+            level=int(s.drdm_level), seed=None if s.drdm_random_seed else int(s.drdm_seed), count=count,
+            mode=s.drdm_mode, speed=s.drdm_speed, device=s.drdm_device,
+            slices=s.drdm_slices if s.drdm_slices in SLICE_MODES else DEFAULTS.slices,
+            magnitude=steering.pop("magnitude"), margin=steering.pop("margin"))
+        return settings, steering
 
     def _steering(self) -> dict:
         """The size (empty or 0: the model's own) and the regions from the panel, as ``DeformationLogic.prepare`` takes

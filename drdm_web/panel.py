@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from drdm.settings import MAX_INTERACTIVE_COUNT
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import html
 from trame.widgets import vuetify3 as v
@@ -123,7 +124,7 @@ def _settings(handlers: PageHandlers) -> None:
         v.VCheckbox(id="drdm-random-seed", label="random", v_model=("drdm_random_seed",), density="compact",
                     hide_details=True, classes="ml-2")
     v.VTextField(id="drdm-count", label="Number of samples", v_model_number=("drdm_count",), type="number",
-                 raw_attrs=['min="1"'], **FIELD)
+                 raw_attrs=['min="1"', f'max="{MAX_INTERACTIVE_COUNT}"'], **FIELD)
     with html.Div(classes="d-flex"):
         v.VSelect(id="drdm-mode", label="Mode", v_model=("drdm_mode",), items=("drdm_mode_items",), **FIELD,
                   style="flex: 1 1 0; min-width: 0;")

@@ -9,6 +9,7 @@ Every front end takes its defaults from :data:`DEFAULTS`: the CLI's argparse def
 from __future__ import annotations
 
 import math
+import numbers
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,8 @@ PRECISIONS = ("exact", "tf32")  # float32 arithmetic of the network on a GPU: TF
 INTERPOLATIONS = ("linear", "bspline", "nearest")  # how the deformed image is resampled (SimpleITK interpolators)
 LABEL_METHODS = ("nearest", "onehot")  # how label maps are warped: nearest neighbour, or per-label linear + arg-max
 SEED_RANGE = 2**31  # a drawn seed lies in 0 … SEED_RANGE - 1 (fits every front end's integer field)
+TORCH_SEEDS = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes: every sample's seed must lie in it
+MAX_INTERACTIVE_COUNT = 100  # samples one click may ask for in the Slicer module and the web app (the CLI: no limit)
 GRAPH_MAX_BATCH = 4  # the CUDA-graph recovery step is chosen for 2D sampler batches up to this size (see cuda_graph_by_rule)
 
 
@@ -120,6 +123,12 @@ class DeformationSettings:
                 or int(self.count) < 1:
             raise SettingsError(f"count must be a whole number of samples, at least 1, got {self.count!r}")
         object.__setattr__(self, "count", int(self.count))
+        if self.seed is not None:
+            if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) \
+                    or not TORCH_SEEDS[0] <= int(self.seed) <= TORCH_SEEDS[1] - (self.count - 1):
+                raise SettingsError(f"the seed must be a whole number from {TORCH_SEEDS[0]} to {TORCH_SEEDS[1]} "
+                                    f"(for all {self.count} samples), got {self.seed!r}")
+            object.__setattr__(self, "seed", int(self.seed))  # numpy integers too
         if self.level is not None and int(self.level) < 0:
             raise SettingsError(f"level {self.level} is negative")
         if self.magnitude is not None and not 0 < float(self.magnitude) < math.inf:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .settings import SLICE_MODES
+from .settings import SLICE_MODES, look_up_option
 
 SCALE_SLOPE_CELLS = 1.0  # a per-slice scale may change by 1 over this many coarsest control cells
 # Through-plane node spacing in control cells. In plane, each scale's cell values are interpolated twice (onto the
@@ -70,8 +70,7 @@ def slice_stack(mode: str, slice_count: int | None, spacing_ratio: float) -> Sli
     ``slice_count``: slices of a 2D-on-3D working grid (``None`` for a 2D image or a 3D model: no stack);
     ``spacing_ratio``: slice spacing over working spacing. ``"independent"`` and non-sliced grids give ``None``.
     """
-    if mode not in SLICE_MODES:
-        raise ValueError(f"unknown slices {mode!r}; choose one of {', '.join(SLICE_MODES)}")
+    look_up_option(mode, SLICE_MODES, "slices")
     if mode == "independent" or slice_count is None:
         return None
     return SliceStack.regular(slice_count, spacing_ratio)

@@ -110,3 +110,17 @@ def test_a_seed_left_unset_is_drawn_once_and_recorded():
     assert concrete.seeds() == [concrete.seed, concrete.seed + 1, concrete.seed + 2]
     assert concrete.for_model(Model()) == concrete  # a concrete request stays as it is
     assert DeformationSettings(seed=7, level=12).for_model(Model()).seeds() == [7]
+
+
+def test_a_seed_must_fit_every_sample_s_generator():
+    from drdm.errors import DRDMError
+    from drdm.settings import TORCH_SEEDS, DeformationSettings
+
+    assert DeformationSettings(seed=TORCH_SEEDS[1], count=1).seed == TORCH_SEEDS[1]
+    assert DeformationSettings(seed=-5).seed == -5  # torch takes negative seeds: the command line always did
+    import numpy as np
+
+    assert type(DeformationSettings(seed=np.int64(9)).seed) is int
+    for seed, count in ((TORCH_SEEDS[1], 2), (TORCH_SEEDS[0] - 1, 1), (1.5, 1), (True, 1), ("3", 1)):
+        with pytest.raises(DRDMError, match="the seed must be a whole number"):
+            DeformationSettings(seed=seed, count=count)

@@ -103,3 +103,35 @@ def test_steering_values_a_raw_client_sends_are_checked(monkeypatch, state, mess
         return
     with pytest.raises((TypeError, ValueError), match=message):
         app._steering()
+
+
+GENERATE_STATE = dict(drdm_level=48, drdm_seed=7, drdm_random_seed=False, drdm_count=2, drdm_mode="diffeomorphic",
+                      drdm_speed="fast", drdm_device="cpu", drdm_slices="coherent", drdm_magnitude=None, drdm_keep=[],
+                      drdm_only=[], drdm_margin=10, drdm_segment_items=[])
+
+
+@pytest.mark.parametrize("state, message", [
+    (dict(drdm_count=10**9), "at most 100 samples at a time"),  # would otherwise plan a billion seeds
+    (dict(drdm_count="1e9"), "invalid literal"), (dict(drdm_count=0), "count must be a whole number"),
+    (dict(drdm_seed=2**64), "the seed must be a whole number"), (dict(drdm_seed="x; rm -rf /"), "invalid literal"),
+    (dict(drdm_level=-1), "level -1 is negative"), (dict(drdm_level=None), "int\\(\\) argument"),
+    (dict(drdm_mode="folding"), "^unknown mode 'folding'; choose one of reference, diffeomorphic$"),
+    (dict(drdm_speed=["fast"]), "unknown speed"), (dict(drdm_device="cuda:7"), "unknown device"),
+])
+def test_generation_values_a_raw_client_sends_are_checked(monkeypatch, state, message):
+    """Every value the settings object is built from comes from the browser's state, which a raw WebSocket client
+    sets to anything (``trame.state.update``): each is parsed and judged before a model loads or a job starts, in
+    one line; the count is bounded (MAX_INTERACTIVE_COUNT) so one message cannot plan a billion samples."""
+    app = object.__new__(DRDMWebApp)
+    monkeypatch.setattr(DRDMWebApp, "state", TrameState({**GENERATE_STATE, **state}))
+    with pytest.raises((TypeError, ValueError), match=message) as raised:
+        app._settings()
+    assert "\n" not in str(raised.value)
+
+
+def test_the_panel_s_values_make_one_settings_object(monkeypatch):
+    app = object.__new__(DRDMWebApp)
+    monkeypatch.setattr(DRDMWebApp, "state", TrameState(dict(GENERATE_STATE)))
+    settings, segments = app._settings()
+    assert (settings.level, settings.seed, settings.count, settings.device, settings.margin) == (48, 7, 2, "cpu", 10.0)
+    assert segments == {"keep": [], "only": []}
